@@ -1,0 +1,3 @@
+from csvload.cli import main
+
+main()

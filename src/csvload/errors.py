@@ -1,0 +1,61 @@
+"""Every error csvload raises on purpose, and the exit codes the CLI maps them to.
+
+Each message is one line that names what went wrong (the file and line where there is
+one) and ends with a hint in parentheses where one helps.
+"""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """The process exit codes; documented in the README."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    REJECTED_ROWS = 3
+    WEBHOOK_FAILED = 4
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class CsvloadError(Exception):
+    """Base class: an expected failure with a one-line message for the user."""
+
+    exit_status = ExitStatus.FAILED
+
+
+class InputError(CsvloadError):
+    """The input file cannot be opened, decoded or understood as a product CSV."""
+
+
+class MissingColumnError(InputError):
+    """A required column (sku or name) is absent from the header."""
+
+
+class TooManyRejectsError(CsvloadError):
+    """More rows were rejected than --max-errors allows; nothing was written."""
+
+
+class DatabaseError(CsvloadError):
+    """The database refused or lost the work; the transaction was rolled back."""
+
+
+class NoTableError(DatabaseError):
+    """The products table does not exist yet."""
+
+
+class ServerError(CsvloadError):
+    """The managed local PostgreSQL server cannot be set up or started."""
+
+
+class WebhookError(CsvloadError):
+    """A webhook could not be delivered."""
+
+    exit_status = ExitStatus.WEBHOOK_FAILED
+
+
+class Interrupted(CsvloadError):
+    """The import was stopped by a signal and rolled back."""
+
+    exit_status = ExitStatus.INTERRUPTED
