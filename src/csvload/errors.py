@@ -55,6 +55,12 @@ class WebhookError(CsvloadError):
     exit_status = ExitStatus.WEBHOOK_FAILED
 
 
+class WebhookConfigError(CsvloadError):
+    """A webhook URL or option is unusable; caught while parsing options, before any import."""
+
+    exit_status = ExitStatus.USAGE
+
+
 class Interrupted(CsvloadError):
     """The import was stopped by a signal and rolled back."""
 
