@@ -1,0 +1,750 @@
+"""Benchmark: csvload against a hand-written floor and the old system's batched import.
+
+    .venv/bin/python tests/bench/bench.py
+
+Environment:
+    DATABASE_URL   server to use; the products table in it is dropped and recreated.
+                   Unset: a throwaway local cluster is started in a temp dir and removed.
+    BENCH_RUNS     runs per method, size and phase; medians are reported (default 3).
+    BENCH_LARGE=1  add the 2,000,000-row files (slow: several minutes per method).
+    BENCH_SIZES    comma-separated row counts replacing the default 10000,100000,500000.
+    BENCH_METHODS  comma-separated subset of csvload,floor,seed (default: all there are).
+
+Each run of a method imports a file into a freshly created, empty products table
+("fresh"), then imports the re-import variant of that file into the filled table
+("reimport": same SKUs, about half the names changed). Methods run in a rotating order
+within each run so that drifting noise (page cache, autovacuum, a neighbour's job) is
+shared among them. After every import the table is checked against the expected
+last-occurrence-wins content computed independently in Python; a mismatch aborts.
+
+Time is the wall clock of the whole client process, start to exit. Peak RSS is the
+client process's own ru_maxrss, read with os.wait4 when it exits (the server's memory is
+not included). Results go to tests/bench/results.md and results.json; generated data is
+cached in tests/bench/data/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import pwd
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+DATA = HERE / "data"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+CSVLOAD = ROOT / ".venv" / "bin" / "csvload"
+SEED_STYLE = HERE / "seed_style.py"
+
+SEED = 1
+DUPLICATES = 0.02
+RENAME_FRACTION = 0.5
+DEFAULT_SIZES = (10_000, 100_000, 500_000)
+LARGE_SIZE = 2_000_000
+PHASES = ("fresh", "reimport")
+
+# What `csvload init` creates; used until (and unless) the CLI can create it.
+PRODUCTS_DDL = (
+    """CREATE TABLE IF NOT EXISTS products (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        sku text NOT NULL, name text NOT NULL, description text,
+        active boolean NOT NULL DEFAULT true,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS products_lower_sku_key ON products (lower(sku))",
+    "CREATE INDEX IF NOT EXISTS products_active_idx ON products (active)",
+    "CREATE INDEX IF NOT EXISTS products_created_at_idx ON products (created_at)",
+    "CREATE INDEX IF NOT EXISTS products_active_created_at_idx"
+    " ON products (active, created_at)",
+)
+
+FLOOR_SCRIPT = """\
+BEGIN;
+CREATE TEMP TABLE stage (
+    ord bigint GENERATED ALWAYS AS IDENTITY,
+    sku text, name text, description text
+) ON COMMIT DROP;
+\\copy stage (name, sku, description) FROM '{path}' WITH (FORMAT csv, HEADER true)
+INSERT INTO products (sku, name, description)
+SELECT DISTINCT ON (lower(sku)) sku, name, description
+FROM stage
+ORDER BY lower(sku), ord DESC
+ON CONFLICT (lower(sku)) DO UPDATE
+SET name = excluded.name, description = excluded.description, updated_at = now()
+WHERE (products.name, products.description)
+      IS DISTINCT FROM (excluded.name, excluded.description);
+COMMIT;
+"""
+# BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT.
+FLOOR_STATEMENTS = 5
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on: a method failed or left a wrong table."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Finished:
+    seconds: float
+    rss_kib: int
+    stdout: str
+    stderr: str
+
+
+# GNU time reports ru_maxrss of the command it forks itself. We cannot read it with
+# os.wait4 on our own child: Linux carries the pre-exec hiwater RSS of the forking
+# process into the child's maxrss, so every child would "peak" at least at this
+# process's size (the expected-content dicts make that 100+ MiB).
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+# Without GNU time a small Python wrapper does the same; its own ~10 MiB then sets a
+# lower bound for every reading.
+_WRAPPER = """
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
+def run_measured(argv: Sequence[str], label: str) -> Finished:
+    """Run argv to completion; time it (wall clock) and read its peak RSS."""
+    env = dict(os.environ, PGCLIENTENCODING="UTF8")
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss,
+    ):
+        if GNU_TIME:
+            wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
+        else:
+            wrapped = [sys.executable, "-c", _WRAPPER, rss.name, *argv]
+        started = time.perf_counter()
+        proc = subprocess.run(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+        if proc.returncode != 0:
+            # argv carries the DSN, which may hold a password: name the method only.
+            tail = "\n".join(stderr.strip().splitlines()[-5:])
+            raise BenchError(f"{label} exited with {proc.returncode}:\n{tail}")
+        # GNU time may prefix a "Command exited with non-zero status" line; take the last.
+        rss_kib = int(rss.read().split()[-1])
+    return Finished(seconds, rss_kib, stdout, stderr)
+
+
+def _json_line(stdout: str, label: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError) as e:
+        raise BenchError(f"{label} printed no JSON summary on stdout: {stdout[-300:]!r}") from e
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass
+class Outcome:
+    finished: Finished
+    statements: int | None
+    counts: dict
+
+
+class Floor:
+    name = "floor"
+    description = (
+        "psql, one transaction: \\copy into a TEMP staging table with an ordinal column, "
+        "then one INSERT ... SELECT DISTINCT ON (lower(sku)) ... ON CONFLICT DO UPDATE "
+        "WHERE IS DISTINCT FROM."
+    )
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
+        if "'" in str(path):
+            raise BenchError(f"cannot quote {path} for \\copy")
+        script = self.workdir / "floor.sql"
+        script.write_text(FLOOR_SCRIPT.format(path=path), encoding="utf-8")
+        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)]
+        return Outcome(run_measured(argv, "floor (psql)"), FLOOR_STATEMENTS, {})
+
+
+class SeedStyle:
+    name = "seed"
+    description = (
+        "the old system's batches (tests/bench/seed_style.py): csv.DictReader, 5,000 rows per "
+        "batch, one SELECT per batch, multi-row INSERT/UPDATE ... VALUES of up to 1,000 rows, "
+        "one transaction; every existing SKU is rewritten, changed or not."
+    )
+
+    def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
+        argv = [str(PYTHON), str(SEED_STYLE), str(path), "--dsn", dsn]
+        finished = run_measured(argv, "seed-style")
+        counts = _json_line(finished.stdout, "seed-style")
+        return Outcome(finished, counts.get("statements"), counts)
+
+
+class Csvload:
+    name = "csvload"
+    description = "`csvload import FILE --dsn DSN --json --quiet` as a subprocess."
+
+    def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
+        argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json"]
+        if quiet:
+            argv.append("--quiet")
+        finished = run_measured(argv, "csvload import")
+        counts = _json_line(finished.stdout, "csvload import")
+        if counts.get("status") not in (None, "ok", "success", "succeeded"):
+            raise BenchError(f"csvload import reported status {counts.get('status')!r}")
+        return Outcome(finished, counts.get("statements"), counts)
+
+
+def csvload_available() -> tuple[bool, str]:
+    """Whether the CLI has both `init` and `import`, and if not, why."""
+    if not CSVLOAD.exists():
+        return False, f"{CSVLOAD} does not exist"
+    try:
+        helps = [
+            subprocess.run(
+                [str(CSVLOAD), *cmd, "--help"], capture_output=True, text=True, timeout=60
+            )
+            for cmd in ([], ["init"], ["import"])
+        ]
+    except subprocess.TimeoutExpired:
+        return False, "csvload --help timed out"
+    for result in helps:
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            return False, f"`{' '.join(result.args[1:])}` failed: {last}"
+    options = helps[2].stdout
+    missing = [opt for opt in ("--dsn", "--json", "--quiet") if opt not in options]
+    if missing:
+        return False, f"csvload import has no {', '.join(missing)} yet"
+    return True, "available"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_files(rows: int) -> tuple[Path, Path]:
+    """The (fresh, reimport) pair for `rows`, generated into the cache if missing."""
+    # Imported here so `import bench` works before the package is installed.
+    from csvload.generate import generate_file
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    stem = f"products-{rows}-s{SEED}-d{DUPLICATES}"
+    pair = (DATA / f"{stem}.csv", DATA / f"{stem}-reimport.csv")
+    for path, rename in zip(pair, (0.0, RENAME_FRACTION), strict=True):
+        if not path.exists():
+            started = time.perf_counter()
+            partial = path.with_suffix(".partial")
+            generate_file(
+                partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename
+            )
+            partial.rename(path)
+            log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
+    return pair
+
+
+def _digest(name: str, description: str | None) -> bytes:
+    # NULL and '' must not compare equal: the generator never writes an empty description.
+    text = name + "\x1f" + ("\x00" if description is None else description)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
+def expected_content(path: Path, into: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """lower(sku) -> digest of the last occurrence's (name, description), streaming."""
+    content = {} if into is None else into
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        i_name, i_sku, i_desc = (header.index(c) for c in ("name", "sku", "description"))
+        for record in reader:
+            content[record[i_sku].lower()] = _digest(record[i_name], record[i_desc])
+    return content
+
+
+def _last_values(paths: Sequence[Path], keys: set[str]) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
+    for path in paths:
+        with open(path, encoding="utf-8", newline="") as f:
+            for record in csv.DictReader(f):
+                if record["sku"].lower() in keys:
+                    found[record["sku"].lower()] = (record["name"], record["description"])
+    return found
+
+
+@dataclass
+class Expectation:
+    content: dict[str, bytes]
+    sources: tuple[Path, ...]  # to show expected values when a check fails
+    inserted: int
+    updated: int
+
+
+# --------------------------------------------------------------------------- database
+
+
+def reset_table(conn: psycopg.Connection, dsn: str, use_csvload_init: bool) -> None:
+    conn.execute("DROP TABLE IF EXISTS products CASCADE")
+    if use_csvload_init:
+        run_measured([str(CSVLOAD), "init", "--dsn", dsn], "csvload init")
+    else:
+        for statement in PRODUCTS_DDL:
+            conn.execute(statement)
+    settle(conn)
+
+
+def settle(conn: psycopg.Connection) -> None:
+    """Leave no garbage, stale statistics or dirty buffers for the next run to pay for."""
+    conn.execute("VACUUM ANALYZE")
+    # Without superuser or pg_checkpoint the runs still alternate, only noisier.
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CHECKPOINT")
+
+
+def verify(conn: psycopg.Connection, expected: Expectation, label: str) -> None:
+    """Fail unless products holds exactly one row per key with the expected values."""
+    remaining = dict(expected.content)
+    wrong: dict[str, tuple[str, str | None]] = {}
+    extra: list[str] = []
+    duplicated: list[str] = []
+    seen: set[str] = set()
+    with conn.cursor() as cur:
+        for key, name, description in cur.stream(
+            "SELECT lower(sku), name, description FROM products"
+        ):
+            if key in seen:
+                duplicated.append(key)
+                continue
+            seen.add(key)
+            want = remaining.pop(key, None)
+            if want is None:
+                extra.append(key)
+            elif want != _digest(name, description):
+                wrong[key] = (name, description)
+    if not (remaining or wrong or extra or duplicated):
+        return
+    lines = [
+        f"{label}: products table is wrong: {len(wrong)} rows with other values, "
+        f"{len(remaining)} missing, {len(extra)} unexpected, {len(duplicated)} duplicated"
+    ]
+    sample = dict(list(wrong.items())[:3])
+    want = _last_values(expected.sources, set(sample))
+    for key, got in sample.items():
+        lines.append(f"  {key}: table has {got!r}, file's last occurrence {want.get(key)!r}")
+    lines.extend(f"  missing {key}" for key in list(remaining)[:3])
+    lines.extend(f"  unexpected {key}" for key in extra[:3])
+    lines.extend(f"  duplicated {key}" for key in duplicated[:3])
+    raise BenchError("\n".join(lines))
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields its DSN, removes it after."""
+    tmp = Path(tempfile.mkdtemp(prefix="csvload-bench-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # The server binaries refuse to run as root.
+        user = "postgres"
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            user, entry = "nobody", pwd.getpwnam("nobody")
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
+        as_user = ["runuser", "-u", user, "--"]
+    datadir = tmp / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        subprocess.run(
+            [*as_user, "initdb", "-D", str(datadir), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--locale=C", "--no-sync"],
+            check=True, capture_output=True,
+        )
+        subprocess.run(
+            [*as_user, "pg_ctl", "-D", str(datadir), "-l", str(tmp / "server.log"), "-w",
+             "-o", f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1", "start"],
+            check=True, capture_output=True,
+        )
+    except subprocess.CalledProcessError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchError(f"cannot start a local server: {e.stderr.decode()[-500:]}") from e
+    log(f"started a throwaway PostgreSQL on 127.0.0.1:{port} in {tmp}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, "pg_ctl", "-D", str(datadir), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+@dataclass
+class Measurement:
+    method: str
+    rows: int
+    phase: str
+    run: int
+    seconds: float
+    rss_kib: int
+    statements: int | None
+    counts: dict = field(default_factory=dict)
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    dsn: str
+    runs: int
+    sizes: tuple[int, ...]
+    methods: tuple[str, ...]
+    large: bool
+
+
+def config_from_env(dsn: str) -> Config:
+    large = os.environ.get("BENCH_LARGE", "") not in ("", "0")
+    sizes_text = os.environ.get("BENCH_SIZES", "")
+    sizes = tuple(int(s) for s in sizes_text.split(",") if s) or DEFAULT_SIZES
+    if large and LARGE_SIZE not in sizes:
+        sizes += (LARGE_SIZE,)
+    methods = tuple(
+        m for m in os.environ.get("BENCH_METHODS", "floor,seed,csvload").split(",") if m
+    )
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    if runs < 1:
+        raise BenchError("BENCH_RUNS must be at least 1")
+    return Config(dsn, runs, sizes, methods, large)
+
+
+def _check_counts(m: Measurement, expected: Expectation) -> str | None:
+    """A note when csvload's own counts disagree with what the file implies."""
+    distinct = len(expected.content)
+    want = {
+        "rows_read": m.rows,
+        "inserted": expected.inserted,
+        "updated": expected.updated,
+        "unchanged": distinct - expected.inserted - expected.updated,
+        "duplicates": m.rows - distinct,
+        "rejected": 0,
+    }
+    bad = {k: (m.counts[k], v) for k, v in want.items() if k in m.counts and m.counts[k] != v}
+    if not bad:
+        return None
+    return f"{m.method} {m.rows} {m.phase}: counts (reported, expected) {bad}"
+
+
+def run_bench(cfg: Config, workdir: Path) -> dict:
+    ok, why = csvload_available()
+    wanted = {"floor": Floor(workdir), "seed": SeedStyle(), "csvload": Csvload()}
+    unknown = set(cfg.methods) - set(wanted)
+    if unknown:
+        raise BenchError(f"unknown BENCH_METHODS {sorted(unknown)} (use csvload,floor,seed)")
+    methods = [wanted[m] for m in cfg.methods if m != "csvload" or ok]
+    notes: list[str] = []
+    if "csvload" in cfg.methods and not ok:
+        notes.append(f"csvload skipped: {why}")
+        log(f"csvload skipped: {why}")
+    measurements: list[Measurement] = []
+
+    with psycopg.connect(cfg.dsn, autocommit=True) as conn:
+        machine = machine_info(conn)
+        for rows in cfg.sizes:
+            fresh_file, reimport_file = data_files(rows)
+            fresh = expected_content(fresh_file)
+            after = expected_content(reimport_file, into=dict(fresh))
+            changed = sum(1 for k, v in after.items() if fresh[k] != v)
+            expect = {
+                "fresh": Expectation(fresh, (fresh_file,), len(fresh), 0),
+                "reimport": Expectation(after, (fresh_file, reimport_file), 0, changed),
+            }
+            files = {"fresh": fresh_file, "reimport": reimport_file}
+            for run in range(cfg.runs):
+                # Rotate the order so no method always runs first or last.
+                order = methods[run % len(methods):] + methods[: run % len(methods)]
+                for method in order:
+                    reset_table(conn, cfg.dsn, ok)
+                    for phase in PHASES:
+                        outcome = method.run(files[phase], cfg.dsn)
+                        label = f"{method.name} {rows} {phase} run {run + 1}"
+                        verify(conn, expect[phase], label)
+                        m = Measurement(
+                            method.name, rows, phase, run + 1, outcome.finished.seconds,
+                            outcome.finished.rss_kib, outcome.statements, outcome.counts,
+                        )
+                        measurements.append(m)
+                        note = None
+                        if method.name == "csvload":
+                            note = _check_counts(m, expect[phase])
+                        if note:
+                            notes.append(note)
+                            log(f"WARNING {note}")
+                        log(f"[{label}] {m.seconds:.2f}s, {m.rss_kib / 1024:.0f} MiB")
+                        settle(conn)
+            del fresh, after, expect
+
+        if ok and "csvload" in cfg.methods:
+            measurements += progress_runs(cfg, conn)
+
+    return {"machine": machine, "config": asdict(cfg) | {"dsn": "(not recorded)"},
+            "notes": notes, "measurements": [asdict(m) for m in measurements]}
+
+
+def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
+    """csvload fresh imports with plain progress lines on stderr (not a TTY), alternating
+    with --quiet, on the largest default size."""
+    rows = max((s for s in cfg.sizes if s != LARGE_SIZE), default=LARGE_SIZE)
+    fresh_file, _ = data_files(rows)
+    expected = Expectation(expected_content(fresh_file), (fresh_file,), 0, 0)
+    method = Csvload()
+    out = []
+    for run in range(cfg.runs):
+        for progress in ((False, True) if run % 2 == 0 else (True, False)):
+            reset_table(conn, cfg.dsn, True)
+            outcome = method.run(fresh_file, cfg.dsn, quiet=not progress)
+            label = f"csvload {rows} fresh, progress={progress}, run {run + 1}"
+            verify(conn, expected, label)
+            out.append(Measurement(
+                "csvload", rows, "progress-check", run + 1, outcome.finished.seconds,
+                outcome.finished.rss_kib, outcome.statements, outcome.counts, progress,
+            ))
+            log(f"[{label}] {outcome.finished.seconds:.2f}s, "
+                f"{len(outcome.finished.stderr.splitlines())} stderr lines")
+    return out
+
+
+def machine_info(conn: psycopg.Connection) -> dict:
+    def show(setting: str) -> str:
+        return conn.execute(f"SHOW {setting}").fetchone()[0]
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": show("server_version"),
+        "postgres_settings": {
+            s: show(s)
+            for s in ("shared_buffers", "max_wal_size", "synchronous_commit", "fsync",
+                      "work_mem", "maintenance_work_mem")
+        },
+        "commit": commit,
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summarize(result: dict) -> dict:
+    """Medians per (rows, phase, method) and the median of per-run ratios to the floor."""
+    ms = [m for m in result["measurements"] if m["phase"] in PHASES]
+    floor = {(m["rows"], m["phase"], m["run"]): m["seconds"] for m in ms
+             if m["method"] == "floor"}
+    groups: dict[tuple[int, str, str], list[dict]] = {}
+    for m in ms:
+        groups.setdefault((m["rows"], m["phase"], m["method"]), []).append(m)
+    rows = []
+    for (n, phase, method), group in sorted(groups.items(), key=_order):
+        ratios = [m["seconds"] / floor[(n, phase, m["run"])] for m in group
+                  if (n, phase, m["run"]) in floor]
+        statements = {m["statements"] for m in group}
+        rows.append({
+            "rows": n, "phase": phase, "method": method,
+            "median_s": statistics.median(m["seconds"] for m in group),
+            "runs_s": [round(m["seconds"], 2) for m in group],
+            "ratio_to_floor": statistics.median(ratios) if ratios else None,
+            "peak_rss_mib": max(m["rss_kib"] for m in group) / 1024,
+            "statements": statements.pop() if len(statements) == 1 else sorted(
+                statements, key=lambda s: -1 if s is None else s),
+            "reported_s": _median_or_none(m["counts"].get("seconds") for m in group),
+        })
+    summary = {"table": rows}
+
+    checks = [m for m in result["measurements"] if m["phase"] == "progress-check"]
+    if checks:
+        quiet = statistics.median(m["seconds"] for m in checks if not m["progress"])
+        loud = statistics.median(m["seconds"] for m in checks if m["progress"])
+        summary["progress"] = {"rows": checks[0]["rows"], "quiet_median_s": quiet,
+                               "progress_median_s": loud, "overhead": loud / quiet - 1}
+
+    by = {(r["rows"], r["phase"], r["method"]): r for r in rows}
+    scaling = []
+    for (n, phase, method), r in by.items():
+        base = by.get((500_000, phase, method))
+        if n == LARGE_SIZE and base:
+            scaling.append({"phase": phase, "method": method,
+                            "time_ratio": r["median_s"] / base["median_s"],
+                            "rss_ratio": r["peak_rss_mib"] / base["peak_rss_mib"]})
+    if scaling:
+        summary["scaling_2m_over_500k"] = scaling
+    return summary
+
+
+_METHOD_ORDER = {"floor": 0, "csvload": 1, "seed": 2}
+
+
+def _order(item: tuple[tuple[int, str, str], list]) -> tuple:
+    n, phase, method = item[0]
+    return (PHASES.index(phase), n, _METHOD_ORDER.get(method, 9))
+
+
+def _median_or_none(values: Iterator) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _or_dash(value: object) -> str:
+    return "–" if value is None else str(value)
+
+
+def render_markdown(result: dict, summary: dict) -> str:
+    mach, cfg = result["machine"], result["config"]
+    out = [
+        "# csvload benchmark results",
+        "",
+        f"- Date: {mach['date']}, commit {mach['commit']}",
+        f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM, {mach['os']}",
+        f"- PostgreSQL {mach['postgres']} "
+        + ", ".join(f"{k}={v}" for k, v in mach["postgres_settings"].items()),
+        f"- Python {mach['python']}; {cfg['runs']} runs per cell, methods in rotating order; "
+        "times are medians of the whole client process (start to exit)",
+        f"- Data: `csvload.generate`, seed {SEED}, {DUPLICATES:.0%} duplicate rows; the "
+        f"re-import file has the same SKUs with {RENAME_FRACTION:.0%} of the rows renamed",
+        "",
+    ]
+    titles = {
+        "fresh": "Fresh import into an empty table",
+        "reimport": "Re-import into the filled table (same SKUs, about half the names changed)",
+    }
+    for phase in PHASES:
+        out += [f"## {titles[phase]}", "",
+                "| records | method | time (median) | runs | × floor | peak client RSS "
+                "| statements | self-reported |",
+                "|---:|---|---:|---|---:|---:|---:|---:|"]
+        for r in summary["table"]:
+            if r["phase"] != phase:
+                continue
+            out.append(
+                f"| {r['rows']:,} | {r['method']} | {_fmt(r['median_s'], suffix=' s')} "
+                f"| {', '.join(f'{s:.2f}' for s in r['runs_s'])} "
+                f"| {_fmt(r['ratio_to_floor'], suffix='×')} "
+                f"| {r['peak_rss_mib']:.0f} MiB | {_or_dash(r['statements'])} "
+                f"| {_fmt(r['reported_s'], suffix=' s')} |"
+            )
+        out.append("")
+
+    out += ["## Peak client RSS by size (MiB, max over runs)", ""]
+    sizes = sorted({r["rows"] for r in summary["table"]})
+    methods = sorted({r["method"] for r in summary["table"]}, key=lambda m: _METHOD_ORDER.get(m, 9))
+    out += ["| method | phase | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+            "|---|---|" + "---:|" * len(sizes)]
+    cells = {(r["method"], r["phase"], r["rows"]): r["peak_rss_mib"] for r in summary["table"]}
+    for method in methods:
+        for phase in PHASES:
+            out.append(f"| {method} | {phase} | " + " | ".join(
+                _fmt(cells.get((method, phase, n)), 0) for n in sizes) + " |")
+    out.append("")
+
+    if "progress" in summary:
+        p = summary["progress"]
+        out += ["## Progress reporting overhead (csvload, fresh import)", "",
+                f"{p['rows']:,} rows: `--quiet` {p['quiet_median_s']:.2f} s, plain progress "
+                f"lines on stderr {p['progress_median_s']:.2f} s (medians): "
+                f"{p['overhead']:+.1%}.", ""]
+    if "scaling_2m_over_500k" in summary:
+        out += ["## Scaling, 2,000,000 / 500,000 rows (4.00 is linear)", "",
+                "| method | phase | time ratio | RSS ratio |", "|---|---|---:|---:|"]
+        for s in summary["scaling_2m_over_500k"]:
+            out.append(f"| {s['method']} | {s['phase']} | {s['time_ratio']:.2f} "
+                       f"| {s['rss_ratio']:.2f} |")
+        out.append("")
+
+    out += ["## Methods", "",
+            f"- **floor**: {Floor.description} Statements: {FLOOR_STATEMENTS} "
+            "(BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT).",
+            f"- **seed**: {SeedStyle.description} Statements counted by the script, "
+            "BEGIN and COMMIT included.",
+            f"- **csvload**: {Csvload.description} Statements as csvload reports them.",
+            "- × floor is the median over runs of (method time / floor time in the same run).",
+            "- Every import was checked: one row per lower(sku), carrying the last "
+            "occurrence's name and description.", ""]
+    if result["notes"]:
+        out += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
+    return "\n".join(out)
+
+
+def main() -> int:
+    dsn = os.environ.get("DATABASE_URL", "")
+    started = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as work:
+            if not dsn:
+                dsn = stack.enter_context(local_server())
+            result = run_bench(config_from_env(dsn), Path(work))
+    except BenchError as e:
+        log(f"bench failed: {e}")
+        return 1
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    summary = summarize(result)
+    result["summary"] = summary
+    markdown = render_markdown(result, summary)
+    (HERE / "results.md").write_text(markdown, encoding="utf-8")
+    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(markdown)
+    log(f"total {result['total_seconds']:.0f}s; wrote {HERE / 'results.md'} and results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
