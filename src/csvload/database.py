@@ -1,0 +1,95 @@
+"""Connecting to PostgreSQL, naming the target without secrets, and turning the database
+errors a user can act on into one-line CsvloadErrors."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import conninfo, errors
+
+from csvload.errors import DatabaseError, NoTableError
+
+
+def connect(
+    dsn: str, *, connect_timeout: float = 10, autocommit: bool = False
+) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=max(1, round(connect_timeout)),
+            application_name="csvload",
+            client_encoding="utf8",
+        )
+    except psycopg.Error as e:
+        raise DatabaseError(
+            f"cannot connect to {describe(dsn)}: {_first_line(str(e), dsn)}"
+            " (check the DSN, or that the server is running)"
+        ) from e
+    return conn
+
+
+def describe(dsn: str) -> str:
+    """'dbname on host:port' — never the password."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the database"
+    host = str(params.get("host") or "local socket")
+    port = params.get("port")
+    db = params.get("dbname") or params.get("user") or "default database"
+    return f"{db} on {host}{':' + str(port) if port else ''}"
+
+
+def target(conn: psycopg.Connection) -> dict[str, str]:
+    """The database name and host of a live connection, for summaries and webhooks."""
+    info = conn.info
+    return {"name": info.dbname, "host": info.host or "localhost"}
+
+
+def redact(dsn: str) -> str:
+    """The DSN with any password masked, in whichever form it was given."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    if "password" in params:
+        params["password"] = "***"
+    return conninfo.make_conninfo(**params)
+
+
+def _password(dsn: str) -> str | None:
+    try:
+        return conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        return None
+
+
+def _first_line(message: str, dsn: str | None = None) -> str:
+    line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    password = _password(dsn) if dsn else None
+    if password:
+        line = line.replace(password, "***")
+    return line
+
+
+def translate(e: psycopg.Error, where: str) -> DatabaseError:
+    """A one-line error for a database failure the user can act on."""
+    primary = e.diag.message_primary if e.diag and e.diag.message_primary else str(e)
+    primary = _first_line(primary)
+    if isinstance(e, errors.UndefinedTable):
+        return NoTableError(f"{where}: {primary} (run 'csvload init' first)")
+    if isinstance(e, errors.InsufficientPrivilege):
+        return DatabaseError(f"{where}: permission denied: {primary} (GRANT the user access)")
+    if isinstance(e, errors.DiskFull):
+        return DatabaseError(f"{where}: the database server is out of disk space: {primary}")
+    if isinstance(e, errors.QueryCanceled):
+        return DatabaseError(f"{where}: {primary} (raise --statement-timeout)")
+    if isinstance(e, errors.LockNotAvailable):
+        return DatabaseError(
+            f"{where}: {primary} (another session holds the table; raise --lock-timeout)"
+        )
+    if isinstance(e, (errors.AdminShutdown, errors.CrashShutdown, psycopg.OperationalError)):
+        return DatabaseError(f"{where}: database connection lost: {primary}; nothing was written")
+    return DatabaseError(f"{where}: {primary}")

@@ -1,0 +1,200 @@
+"""The import pipeline: stream the source into a staging table with COPY, then merge it into
+products with set-based SQL, all in one transaction.
+
+Nothing here prints: progress goes to a callback and the outcome is an ImportResult.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from csvload import sql
+from csvload.database import translate
+from csvload.errors import TooManyRejectsError
+from csvload.rejects import RejectsWriter
+from csvload.schema import INDEXES, PRODUCTS
+from csvload.source import Source
+
+# 50k rows (about 6 MB of text) per COPY: large enough that per-statement cost vanishes,
+# small enough to keep the client's memory flat.  See the README's tuning section.
+DEFAULT_BATCH_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_errors: int = 0
+    dry_run: bool = False
+    rejects_path: Path | None = None
+    lock_timeout: float | None = None  # seconds; None waits for as long as it takes
+    statement_timeout: float | None = None
+    work_mem: str = "256MB"  # for the dedupe sort; per import, not per server
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # reading, waiting, merging, committing, done
+    bytes_done: int
+    bytes_total: int | None
+    rows: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class ImportResult:
+    status: str  # succeeded, failed, dry_run
+    file: str
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    statements: int = 0
+    rejects_file: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Statements:
+    """A cursor that counts the statements it sends."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.cur = conn.cursor()
+        self.count = 0
+
+    def execute(self, query, params=None) -> psycopg.Cursor:
+        self.count += 1
+        return self.cur.execute(query, params)
+
+    def copy(self, statement):
+        self.count += 1
+        return self.cur.copy(statement)
+
+
+def import_source(
+    conn: psycopg.Connection,
+    source: Source,
+    options: ImportOptions,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Import an open Source into products, atomically.  Raises CsvloadError on failure;
+    the transaction is then rolled back and the rejects file still written."""
+    started = time.monotonic()
+    report = progress or (lambda p: None)
+    result = ImportResult(status="running", file=source.name, ignored_columns=source.ignored)
+    rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
+    db = _Statements(conn)
+    where = source.name
+    try:
+        with conn.transaction():
+            _configure(db, options)
+            _stage(db, source, options, result, rejects, report)
+            if result.rejected > options.max_errors:
+                raise TooManyRejectsError(_too_many(result, options, rejects))
+            _lock(db, report, result)
+            report(Progress("merging", 0, None, result.rows_read))
+            _merge(db, source, result)
+            if options.dry_run:
+                raise psycopg.Rollback()
+            report(Progress("committing", 0, None, result.rows_read))
+    except psycopg.Error as e:
+        raise translate(e, where) from e
+    finally:
+        if rejects is not None:
+            path = rejects.finish()
+            result.rejects_file = str(path) if path else None
+        result.statements = db.count
+    result.status = "dry_run" if options.dry_run else "succeeded"
+    result.seconds = round(time.monotonic() - started, 3)
+    result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
+    report(Progress("done", 0, None, result.rows_read))
+    return result
+
+
+def _configure(db: _Statements, options: ImportOptions) -> None:
+    db.execute("SELECT set_config('work_mem', %s, true)", (options.work_mem,))
+    if options.lock_timeout is not None:
+        db.execute(
+            "SELECT set_config('lock_timeout', %s, true)",
+            (f"{int(options.lock_timeout * 1000)}ms",),
+        )
+    if options.statement_timeout is not None:
+        db.execute(
+            "SELECT set_config('statement_timeout', %s, true)",
+            (f"{int(options.statement_timeout * 1000)}ms",),
+        )
+
+
+def _stage(db, source: Source, options, result, rejects, report) -> None:
+    ncols = len(source.header)
+    db.execute(sql.create_stage(ncols))
+    copy_statement = sql.copy_stage(ncols, source.delimiter)
+    report(Progress("reading", 0, source.size, 0))
+    for chunk in source.chunks(options.batch_size):
+        result.rows_read += chunk.rows + len(chunk.rejects)
+        if chunk.rejects:
+            result.rejected += len(chunk.rejects)
+            if rejects is not None:
+                rejects.write(chunk.rejects)
+        # Past --max-errors the import will fail: keep reading only to list every reject.
+        if chunk.rows and result.rejected <= options.max_errors:
+            with db.copy(copy_statement) as copy:
+                copy.write(chunk.text.encode("utf-8"))
+        report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
+
+
+def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
+    where = f" (see {rejects.path})" if rejects is not None else ""
+    return (
+        f"{result.rejected} rows rejected, more than --max-errors {options.max_errors};"
+        f" nothing was imported{where}"
+    )
+
+
+def _lock(db: _Statements, report: ProgressCallback, result: ImportResult) -> None:
+    """Serialise imports into products: SHARE ROW EXCLUSIVE conflicts with itself and with
+    writers, but not with plain readers."""
+    try:
+        with db.cur.connection.transaction():
+            db.execute(sql.LOCK_PRODUCTS_NOWAIT)
+            return
+    except psycopg.errors.LockNotAvailable:
+        pass
+    report(Progress("waiting", 0, None, result.rows_read))
+    db.execute(sql.LOCK_PRODUCTS)
+
+
+def _merge(db: _Statements, source: Source, result: ImportResult) -> None:
+    columns = source.columns
+    staged = result.rows_read - result.rejected
+    empty = db.execute(sql.PRODUCTS_EMPTY).fetchone()[0]
+    if empty:
+        # Filling an empty table: build the secondary indexes once over the finished table
+        # instead of maintaining them row by row.  This needs ACCESS EXCLUSIVE, so readers
+        # wait for this import; on an empty table there is nothing for them to read yet.
+        db.execute(sql.LOCK_PRODUCTS_EXCLUSIVE)
+        for index in INDEXES:
+            db.execute(index.drop())
+        result.inserted = db.execute(sql.insert_latest(columns)).rowcount
+        for index in INDEXES:
+            db.execute(index.create(PRODUCTS))
+        distinct = result.inserted
+    else:
+        distinct = db.execute(sql.create_merge(columns)).rowcount
+        result.updated = db.execute(sql.update_changed(columns)).rowcount
+        result.inserted = db.execute(sql.insert_new(columns)).rowcount
+    result.unchanged = distinct - result.inserted - result.updated
+    result.duplicates = staged - distinct

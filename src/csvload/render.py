@@ -1,0 +1,131 @@
+"""How the CLI shows progress and results to a person, on stderr: a rich bar on a
+terminal, a plain line every few seconds elsewhere, nothing with --quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from csvload.loader import ImportResult
+from csvload.loader import Progress as LoadProgress
+
+PLAIN_INTERVAL = 5.0  # seconds between plain progress lines
+
+
+class QuietDisplay:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def __call__(self, p: LoadProgress) -> None:
+        return None
+
+
+class LineDisplay(QuietDisplay):
+    """For logs and pipes: one line every few seconds, and one per phase change."""
+
+    def __init__(self, stream: TextIO, name: str):
+        self.stream = stream
+        self.name = name
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.phase = ""
+
+    def __call__(self, p: LoadProgress) -> None:
+        now = time.monotonic()
+        if p.phase == self.phase and now - self.last < PLAIN_INTERVAL:
+            return
+        if p.phase == "done":
+            return
+        self.phase, self.last = p.phase, now
+        rate = p.rows / max(now - self.started, 1e-9)
+        done = f"{_mb(p.bytes_done)}" + (f" of {_mb(p.bytes_total)}" if p.bytes_total else "")
+        if p.phase == "reading":
+            pct = f" ({100 * p.bytes_done / p.bytes_total:.0f}%)" if p.bytes_total else ""
+            line = f"{self.name}: reading {done}{pct}, {p.rows:,} rows, {rate:,.0f} rows/s"
+        elif p.phase == "waiting":
+            line = f"{self.name}: waiting for another import into products..."
+        else:
+            line = f"{self.name}: {p.phase}, {p.rows:,} rows"
+        print(line, file=self.stream, flush=True)
+
+
+class BarDisplay(QuietDisplay):
+    """A rich progress bar on a terminal, refreshed a few times a second at most."""
+
+    def __init__(self, console: Console, name: str):
+        self.bar = Progress(
+            TextColumn("[bold]{task.fields[phase]:<10}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[rows]:>12,} rows"),
+            TextColumn("{task.fields[rate]:>9,.0f} rows/s"),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+            transient=False,
+        )
+        self.name = name
+        self.started = time.monotonic()
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.name, total=None, phase="starting", rows=0, rate=0.0)
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def __call__(self, p: LoadProgress) -> None:
+        rate = p.rows / max(time.monotonic() - self.started, 1e-9)
+        if p.phase == "reading":
+            self.bar.update(
+                self.task, total=p.bytes_total, completed=p.bytes_done,
+                phase=p.phase, rows=p.rows, rate=rate,
+            )  # fmt: skip
+        else:
+            total = self.bar.tasks[0].total
+            self.bar.update(
+                self.task, completed=total or self.bar.tasks[0].completed,
+                phase=p.phase, rows=p.rows, rate=rate,
+            )  # fmt: skip
+
+
+def display_for(quiet: bool, name: str, stream: TextIO | None = None):
+    stream = stream or sys.stderr
+    if quiet:
+        return QuietDisplay()
+    if stream.isatty():
+        return BarDisplay(Console(file=stream), name)
+    return LineDisplay(stream, name)
+
+
+def summary_line(r: ImportResult) -> str:
+    verb = {"dry_run": "dry run, nothing written", "succeeded": "imported"}.get(r.status, r.status)
+    line = (
+        f"{r.file}: {verb}: {r.rows_read:,} rows read, {r.inserted:,} inserted, "
+        f"{r.updated:,} updated, {r.unchanged:,} unchanged, {r.duplicates:,} duplicates, "
+        f"{r.rejected:,} rejected in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s)"
+    )
+    if r.rejects_file:
+        line += f"; rejects in {r.rejects_file}"
+    return line
+
+
+def _mb(n: int | None) -> str:
+    return f"{(n or 0) / 1e6:,.1f} MB"

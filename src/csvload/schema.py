@@ -1,0 +1,69 @@
+"""The DDL csvload owns: the products table and its indexes.
+
+The index definitions live here once, because the loader drops and rebuilds the secondary
+indexes when it fills an empty table (building an index over sorted rows is much cheaper
+than maintaining it row by row).
+"""
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+PRODUCTS = "products"
+
+PRODUCTS_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sku         text        NOT NULL,
+    name        text        NOT NULL,
+    description text,
+    active      boolean     NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    unique: bool
+    expression: str  # trusted text: written here, never taken from input
+
+    def create(self, table: str) -> sql.Composed:
+        return sql.SQL("CREATE {unique}INDEX IF NOT EXISTS {name} ON {table} ({expr})").format(
+            unique=sql.SQL("UNIQUE " if self.unique else ""),
+            name=sql.Identifier(self.name),
+            table=sql.Identifier(table),
+            expr=sql.SQL(self.expression),
+        )
+
+    def drop(self) -> sql.Composed:
+        return sql.SQL("DROP INDEX IF EXISTS {name}").format(name=sql.Identifier(self.name))
+
+
+# SKUs are case-insensitive: the merge matches on lower(sku), and this index both enforces
+# that and serves the match.  The other three are the indexes of the system csvload replaces.
+SKU_INDEX = Index("products_lower_sku_key", True, "lower(sku)")
+INDEXES = (
+    SKU_INDEX,
+    Index("products_active_idx", False, "active"),
+    Index("products_created_at_idx", False, "created_at"),
+    Index("products_active_created_at_idx", False, "active, created_at"),
+)
+
+
+def create_products(conn: psycopg.Connection) -> None:
+    """Create the products table and its indexes if missing; never touches existing rows."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(PRODUCTS_DDL).format(table=sql.Identifier(PRODUCTS)))
+        for index in INDEXES:
+            cur.execute(index.create(PRODUCTS))
+
+
+def products_exists(conn: psycopg.Connection) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (PRODUCTS,))
+        row = cur.fetchone()
+    return bool(row and row[0])

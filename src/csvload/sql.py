@@ -1,0 +1,124 @@
+"""SQL text for the import pipeline.  Builders only: nothing here executes.
+
+Staging columns are named c1..cN by position, so no header text ever reaches SQL; the
+mapping from product fields to those columns is the only input these builders take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from psycopg import sql
+
+from csvload.schema import PRODUCTS
+
+STAGE = sql.Identifier("csvload_stage")
+MERGE = sql.Identifier("csvload_merge")
+
+
+def stage_column(index: int) -> sql.Identifier:
+    return sql.Identifier(f"c{index + 1}")
+
+
+def create_stage(ncols: int) -> sql.Composed:
+    """A temp table holding the file's rows as text, in file order (ord)."""
+    columns = sql.SQL(", ").join(sql.SQL("{} text").format(stage_column(i)) for i in range(ncols))
+    return sql.SQL(
+        "CREATE TEMP TABLE {stage} ({columns}, ord bigint GENERATED ALWAYS AS IDENTITY)"
+        " ON COMMIT DROP"
+    ).format(stage=STAGE, columns=columns)
+
+
+def copy_stage(ncols: int, delimiter: str) -> sql.Composed:
+    # FORCE_NOT_NULL: an empty field is an empty string, never NULL.
+    columns = sql.SQL(", ").join(stage_column(i) for i in range(ncols))
+    return sql.SQL(
+        "COPY {stage} ({columns}) FROM STDIN"
+        " (FORMAT csv, DELIMITER {delimiter}, FORCE_NOT_NULL ({columns}))"
+    ).format(stage=STAGE, columns=columns, delimiter=sql.Literal(delimiter))
+
+
+def _fields(columns: Mapping[str, int]) -> list[str]:
+    return [f for f in ("sku", "name", "description", "active") if f in columns]
+
+
+def _field_expr(field: str, columns: Mapping[str, int]) -> sql.Composable:
+    column = stage_column(columns[field])
+    # The reader has already normalised active to 't'/'f'.
+    return sql.SQL("{}::boolean").format(column) if field == "active" else column
+
+
+def _latest(columns: Mapping[str, int]) -> sql.Composed:
+    """One row per case-folded SKU: the last occurrence in the file wins.
+
+    Sorting on the "C" collation is byte order, much cheaper than the database's
+    linguistic collation, and equality is all DISTINCT ON needs.
+    """
+    sku = stage_column(columns["sku"])
+    select = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(_field_expr(f, columns), sql.Identifier(f))
+        for f in _fields(columns)
+    )
+    return sql.SQL(
+        'SELECT DISTINCT ON (lower({sku}) COLLATE "C") lower({sku}) AS key, {select}'
+        ' FROM {stage} ORDER BY lower({sku}) COLLATE "C", ord DESC'
+    ).format(sku=sku, select=select, stage=STAGE)
+
+
+def insert_latest(columns: Mapping[str, int]) -> sql.Composed:
+    """Fill an empty products table straight from the deduplicated stage."""
+    fields = _fields(columns)
+    names = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+    return sql.SQL("INSERT INTO {table} ({names}) SELECT {names} FROM ({latest}) latest").format(
+        table=sql.Identifier(PRODUCTS), names=names, latest=_latest(columns)
+    )
+
+
+def create_merge(columns: Mapping[str, int]) -> sql.Composed:
+    """Pair each deduplicated row with the product it matches, and say if it differs."""
+    fields = _fields(columns)
+    mine = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(f)) for f in fields)
+    theirs = sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(f)) for f in fields)
+    return sql.SQL(
+        "CREATE TEMP TABLE {merge} ON COMMIT DROP AS"
+        " SELECT d.*, p.id AS product_id,"
+        " p.id IS NOT NULL AND ROW({mine}) IS NOT DISTINCT FROM ROW({theirs}) AS same"
+        " FROM ({latest}) d LEFT JOIN {table} p ON lower(p.sku) = d.key"
+    ).format(
+        merge=MERGE,
+        mine=mine,
+        theirs=theirs,
+        latest=_latest(columns),
+        table=sql.Identifier(PRODUCTS),
+    )
+
+
+def update_changed(columns: Mapping[str, int]) -> sql.Composed:
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{f} = m.{f}").format(f=sql.Identifier(f)) for f in _fields(columns)
+    )
+    return sql.SQL(
+        "UPDATE {table} p SET {assignments}, updated_at = now()"
+        " FROM {merge} m WHERE p.id = m.product_id AND NOT m.same"
+    ).format(table=sql.Identifier(PRODUCTS), assignments=assignments, merge=MERGE)
+
+
+def insert_new(columns: Mapping[str, int]) -> sql.Composed:
+    names = sql.SQL(", ").join(sql.Identifier(f) for f in _fields(columns))
+    # In key order, so the lower(sku) index fills left to right.
+    return sql.SQL(
+        "INSERT INTO {table} ({names}) SELECT {names} FROM {merge}"
+        " WHERE product_id IS NULL ORDER BY key"
+    ).format(table=sql.Identifier(PRODUCTS), names=names, merge=MERGE)
+
+
+LOCK_PRODUCTS = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+    sql.Identifier(PRODUCTS)
+)
+LOCK_PRODUCTS_NOWAIT = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE NOWAIT").format(
+    sql.Identifier(PRODUCTS)
+)
+LOCK_PRODUCTS_EXCLUSIVE = sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+    sql.Identifier(PRODUCTS)
+)
+PRODUCTS_EMPTY = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(PRODUCTS))
