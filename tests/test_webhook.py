@@ -244,6 +244,13 @@ def test_failed_event_has_one_line_error_without_credentials():
     assert event["inserted"] is None and event["rows_read"] is None
 
 
+def test_failed_event_takes_the_error_from_the_summary_when_not_given():
+    summary = SUMMARY | {"status": "failed", "error": "products.csv line 3: bad\nthing"}
+    event = build_event(FAILED, summary, file=None, database=DATABASE, run_id=None, error=None)
+    assert (event["status"], event["error"]) == ("failed", "products.csv line 3: bad thing")
+    assert completed_event()["error"] is None
+
+
 def test_completed_event_requires_the_counts():
     with pytest.raises(ValueError, match="lacks updated"):
         build_event(
@@ -464,6 +471,13 @@ def test_connection_refused_is_retried_and_fails_cleanly(closed_port_url):
         error="connection refused",
         seconds=result.seconds,
     )
+
+
+def test_unresolvable_host_fails_cleanly():
+    # .invalid is reserved (RFC 2606): it never resolves, and needs no network to fail.
+    [result] = deliver(fast("http://csvload.invalid/hook", attempts=1), completed_event())
+    assert (result.status, result.attempts, result.last_status_code) == ("failed", 1, None)
+    assert result.error.startswith("cannot resolve csvload.invalid (")
 
 
 def test_each_url_gets_its_own_delivery_in_order(receiver, closed_port_url):

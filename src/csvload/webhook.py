@@ -14,6 +14,7 @@ import hmac
 import json
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -117,10 +118,11 @@ def build_event(
 ) -> dict:
     """The JSON-ready event body for one import.
 
-    `summary` is the import's JSON summary. A completed import must carry every count; a
-    failed one may have stopped before counting, so missing counts become null. `file` is
-    `file_info()` of the input, or None for stdin. Only `name` and `host` are taken from
-    `database`, so a connection mapping that also holds a password cannot leak it.
+    `summary` is the import's JSON summary (ImportResult.as_dict()). A completed import
+    must carry every count; a failed one may have stopped before counting, so missing
+    counts become null, and its error defaults to the summary's. `file` is `file_info()` of
+    the input, or None for stdin. Only `name` and `host` are taken from `database`, so a
+    connection mapping that also holds a password cannot leak it.
     """
     if event == COMPLETED:
         missing = [k for k in COUNT_KEYS if k not in summary]
@@ -130,6 +132,8 @@ def build_event(
         file = {"name": summary.get("file"), "size": None, "sha256": None}
     if run_id is None:
         run_id = summary.get("run_id")
+    if error is None and event == FAILED:
+        error = summary.get("error")
     status = summary.get("status")
     if status is None:
         status = "failed" if event == FAILED else event.rpartition(".")[2]
@@ -330,10 +334,10 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> _At
         if isinstance(reason, ssl.SSLCertVerificationError):
             error = f"TLS certificate rejected: {reason.verify_message}"
             return _Attempt(False, False, None, error)
-        return _Attempt(False, True, None, _network_error(reason, timeout))
+        return _Attempt(False, True, None, _network_error(reason, request.host, timeout))
     except (OSError, HTTPException) as e:
         # Raised while reading the response body, after urllib stopped wrapping errors.
-        return _Attempt(False, True, None, _network_error(e, timeout))
+        return _Attempt(False, True, None, _network_error(e, request.host, timeout))
     if 200 <= code < 300:
         return _Attempt(True, False, code, None)
     return _Attempt(False, False, code, f"HTTP {code} (expected 2xx)")
@@ -360,11 +364,13 @@ def _http_failure(e: urllib.error.HTTPError) -> _Attempt:
     return _Attempt(False, retryable, code, detail, retry_after)
 
 
-def _network_error(reason: object, timeout: float) -> str:
+def _network_error(reason: object, host: str, timeout: float) -> str:
     if isinstance(reason, TimeoutError):
         return f"timed out after {timeout:g} s"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve {urlsplit('//' + host).hostname} ({reason.strerror})"
     if isinstance(reason, OSError) and reason.strerror:
         return _one_line(reason.strerror)
     return _one_line(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
