@@ -366,7 +366,7 @@ def _http_failure(e: urllib.error.HTTPError) -> _Attempt:
 
 def _network_error(reason: object, host: str, timeout: float) -> str:
     if isinstance(reason, TimeoutError):
-        return f"timed out after {timeout:g} s"
+        return f"timed out after {round(timeout, 2):g} s"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, socket.gaierror):
