@@ -228,6 +228,26 @@ def test_concurrent_ensure_starts_one_server(make_server: Callable[..., LocalSer
         assert conn.execute("select 1").fetchone() == (1,)
 
 
+@needs_binaries
+def test_a_server_that_cannot_start_names_the_reason(
+    make_server: Callable[..., LocalServer],
+) -> None:
+    server = make_server()
+    server.ensure()
+    server.stop()
+    with (server.data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("shared_buffers = 'lots'\n")
+    with pytest.raises(ServerError) as e:
+        server.ensure()
+    message = str(e.value)
+    assert message.startswith(
+        f'the local server did not start: FATAL:  configuration file "{server.data_dir}/'
+        'postgresql.conf" contains errors'
+    )
+    assert message.endswith(f"(see {server.log_file})")
+    assert "\n" not in message
+
+
 # ---------------------------------------------------------------- binaries
 
 

@@ -54,6 +54,7 @@ _PROBE_TIMEOUT = 15
 _ROOT_RUN_AS = ("postgres", "nobody")
 # A fixed environment: the caller's PG* variables (PGDATA, PGPORT...) must not steer
 # initdb or pg_ctl, and C messages keep the log greppable.
+_LOG_PROBLEM = re.compile(r"(?:FATAL|PANIC|ERROR):\s.*")
 _CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 _SERVER_SETTINGS = """
 # Added by csvload. The server is private to its home folder: no TCP, and a socket
@@ -105,8 +106,12 @@ def find_bindirs() -> list[Path]:
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True,
-                timeout=_PROBE_TIMEOUT, check=True, env=_CHILD_ENV,
+                [pg_config, "--bindir"],
+                capture_output=True,
+                text=True,
+                timeout=_PROBE_TIMEOUT,
+                check=True,
+                env=_CHILD_ENV,
             ).stdout.strip()
             if out:
                 found.append(Path(out))
@@ -247,13 +252,12 @@ class LocalServer:
         initialized = (self.data_dir / "PG_VERSION").is_file()
         user = self._owner_name()
         binaries: Binaries | None = None
-        if pid is not None:
-            exe = _process_exe(pid)
+        exe = _process_exe(pid) if pid is not None else None
+        with contextlib.suppress(ServerError):
             if exe is not None:
                 probed = self._probe(exe.parent, None)
                 binaries = probed if isinstance(probed, Binaries) else None
-        else:
-            with contextlib.suppress(ServerError):
+            elif pid is None:
                 binaries = self._pick_binaries(self._account(), self._data_major())
         return ServerStatus(
             running=running,
@@ -354,6 +358,8 @@ class LocalServer:
         else:
             try:
                 out = self._run([str(bindir / "postgres"), "--version"], account, cwd=Path("/"))
+            except subprocess.TimeoutExpired:
+                result = f"{bindir}/postgres --version hung"
             except PermissionError:
                 # A venv under a 0700 home: root sees it, the server uid cannot reach it.
                 result = f"{bindir} is not reachable by user {account.name}"
@@ -385,7 +391,8 @@ class LocalServer:
     def _check_reachable(self, account: _Account) -> None:
         if not account.switch:
             return
-        groups = {account.gid, *os.getgrouplist(account.name, account.gid)}
+        # Only the primary group counts: the server runs with extra_groups=[].
+        groups = {account.gid}
         for folder in reversed([self.home, *self.home.parents]):
             st = folder.stat()
             if st.st_uid == account.uid:
@@ -433,10 +440,18 @@ class LocalServer:
             shutil.rmtree(staging)
         self._checked(
             [
-                str(binaries.bindir / "initdb"), "-D", str(staging), "-U", SUPERUSER,
-                "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-instructions",
+                str(binaries.bindir / "initdb"),
+                "-D",
+                str(staging),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-instructions",
             ],
-            account, "initdb",
+            account,
+            "initdb",
         )
         with (staging / "postgresql.conf").open("a") as conf:
             conf.write(_SERVER_SETTINGS)
@@ -445,10 +460,16 @@ class LocalServer:
         # statement a non-zero exit instead of a line on stderr.
         self._checked(
             [
-                str(binaries.bindir / "postgres"), "--single", "-D", str(staging),
-                "-c", "exit_on_error=on", "postgres",
+                str(binaries.bindir / "postgres"),
+                "--single",
+                "-D",
+                str(staging),
+                "-c",
+                "exit_on_error=on",
+                "postgres",
             ],
-            account, "creating the csvload database",
+            account,
+            "creating the csvload database",
             stdin=f"CREATE DATABASE {DATABASE};\n",
         )
         staging.rename(self.data_dir)
@@ -461,9 +482,20 @@ class LocalServer:
         binaries = self._pick_binaries(account, self._data_major())
         options = f"-p {PORT} -k {shlex.quote(str(self.socket_dir))}"
         argv = [
-            str(binaries.bindir / "pg_ctl"), "start", "-D", str(self.data_dir),
-            "-l", str(self.log_file), "-w", "-t", str(_START_TIMEOUT), "-s", "-o", options,
+            str(binaries.bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(_START_TIMEOUT),
+            "-s",
+            "-o",
+            options,
         ]
+        log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         # pg_ctl's daemonised postmaster must not inherit a pipe we read to EOF, so
         # pg_ctl's own output goes to a temporary file.
         with tempfile.TemporaryFile("w+") as err:
@@ -471,13 +503,13 @@ class LocalServer:
                 done = self._run(argv, account, cwd=self.server_dir, stderr=err)
             except OSError as e:
                 raise ServerError(f"cannot run {argv[0]}: {e.strerror}") from e
+            except subprocess.TimeoutExpired as e:
+                raise ServerError(f"pg_ctl start hung (see {self.log_file})") from e
             err.seek(0)
             message = err.read()
         if done.returncode != 0 or not self._accepting():
-            raise ServerError(
-                f"the local server did not start: {self._last_log_line() or message.strip()} "
-                f"(see {self.log_file})"
-            )
+            reason = self._log_problem(log_start) or _last_line(message)
+            raise ServerError(f"the local server did not start: {reason} (see {self.log_file})")
 
     def _clear_stale(self) -> None:
         """Make way after a crash: drop lock files whose postmaster is gone.
@@ -548,17 +580,30 @@ class LocalServer:
             os.close(fd)
 
     def _run(
-        self, argv: list[str], account: _Account, *, cwd: Path,
-        stdin: str | None = None, stderr: object = subprocess.PIPE,
+        self,
+        argv: list[str],
+        account: _Account,
+        *,
+        cwd: Path,
+        stdin: str | None = None,
+        stderr: object = subprocess.PIPE,
     ) -> subprocess.CompletedProcess[str]:
         as_user: dict[str, object] = {}
         if account.switch:
             # extra_groups=[] drops root's supplementary groups along with its uid.
             as_user = {"user": account.uid, "group": account.gid, "extra_groups": []}
         return subprocess.run(
-            argv, input=stdin, stdout=subprocess.PIPE, stderr=stderr, text=True,
-            cwd=cwd, env=_CHILD_ENV, timeout=_START_TIMEOUT * 2, check=False,
-            stdin=None if stdin is not None else subprocess.DEVNULL, **as_user,
+            argv,
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=cwd,
+            env=_CHILD_ENV,
+            timeout=_START_TIMEOUT * 2,
+            check=False,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            **as_user,
         )
 
     def _checked(
@@ -569,19 +614,25 @@ class LocalServer:
         except (OSError, subprocess.SubprocessError) as e:
             raise ServerError(f"{what} failed: {e}") from e
         if done.returncode != 0:
-            lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
-            detail = lines[-1].strip() if lines else f"exit status {done.returncode}"
+            detail = _last_line(done.stderr or done.stdout or f"exit status {done.returncode}")
             raise ServerError(f"{what} failed: {detail}")
 
-    def _last_log_line(self) -> str:
+    def _log_problem(self, since: int) -> str:
+        """The last FATAL/ERROR line the server logged after byte ``since``."""
         try:
             with self.log_file.open("rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                f.seek(max(since, f.seek(0, os.SEEK_END) - 65536))
                 lines = f.read().decode(errors="replace").splitlines()
         except FileNotFoundError:
             return ""
-        wanted = [ln for ln in lines if "FATAL" in ln or "ERROR" in ln] or lines
-        return wanted[-1].strip() if wanted else ""
+        # The log's own prefix (time and pid) is noise in a one-line message.
+        found = [m.group(0) for m in map(_LOG_PROBLEM.search, lines) if m]
+        return found[-1] if found else ""
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "pg_ctl gave no reason"
 
 
 def _self_account() -> _Account:
