@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from dotenv import dotenv_values
 
 from csvload import __version__, schema
 from csvload.database import connect, describe
+from csvload.dbcommands import db
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
 from csvload.rejects import default_path
@@ -200,7 +202,7 @@ def import_(
     )
     result = ImportResult(status="failed", file=source_options.path)
     try:
-        with Source(source_options, stdin=click.get_binary_stream("stdin")) as source:
+        with Source(source_options, stdin=sys.stdin.buffer) as source:
             if source.ignored and not quiet:
                 click.echo(
                     f"Warning: {source.name}: ignoring unknown columns: "
@@ -222,13 +224,42 @@ def import_(
     sys.exit(ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK)
 
 
-def _register_optional():
-    """Commands whose modules may be absent while they are being built."""
-    try:
-        from csvload.dbcommands import db
-    except ImportError:
+@main.command()
+@click.argument("rows", type=click.IntRange(min=0))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Where to write (default: stdout).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--duplicates",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Fraction of rows repeating an earlier SKU.",
+)
+@click.option(
+    "--rename",
+    "rename_fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Fraction of names changed: a re-import variant of the same SKUs.",
+)
+def generate(rows, output, seed, duplicates, rename_fraction):
+    """Write a realistic product CSV of ROWS rows (name,sku,description)."""
+    from csvload.generate import generate as write_rows
+
+    options = {"seed": seed, "duplicates": duplicates, "rename_fraction": rename_fraction}
+    if output == "-":
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        write_rows(out, rows, **options)
+        out.detach()
         return
-    main.add_command(db)
+    with open(output, "w", encoding="utf-8", newline="") as out:
+        write_rows(out, rows, **options)
 
 
-_register_optional()
+main.add_command(db)

@@ -1,0 +1,117 @@
+"""The PostgreSQL the tests run against, and per-test isolation.
+
+Order: $CSVLOAD_TEST_DSN or $DATABASE_URL; else testcontainers when a Docker engine answers
+within about 2 s; else a throwaway cluster started through csvload's own managed-server
+code (as an unprivileged uid when the tests run as root).  Each test gets its own schema,
+selected through the DSN's search_path, so tests never see each other's products table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from csvload import schema
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "corpus"
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        probe = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=2,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def server_dsn():
+    dsn = os.environ.get("CSVLOAD_TEST_DSN") or os.environ.get("DATABASE_URL")
+    if dsn:
+        yield dsn
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    from csvload.embedded import LocalServer
+
+    # A short path under /tmp: the unix socket path must stay under ~100 bytes, and the
+    # server's unprivileged uid must be able to traverse it (pytest's tmp is 0700 root).
+    home = Path(tempfile.mkdtemp(prefix="csvload-test-", dir="/tmp"))
+    home.chmod(0o755)
+    server = LocalServer(home)
+    try:
+        yield server.ensure()
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def with_search_path(dsn: str, schema_name: str) -> str:
+    return conninfo.make_conninfo(dsn, options=f"-c search_path={schema_name}")
+
+
+@pytest.fixture
+def dsn(server_dsn):
+    """A DSN whose search_path is a fresh, empty schema of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield with_search_path(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def conn(dsn):
+    with psycopg.connect(dsn) as c:
+        yield c
+
+
+@pytest.fixture
+def products(dsn):
+    """An initialised, empty products table; yields the DSN."""
+    with psycopg.connect(dsn) as c:
+        schema.create_products(c)
+    return dsn
+
+
+def fetch_products(dsn: str) -> list[tuple]:
+    """(sku, name, description, active) for every product, by lower(sku)."""
+    with psycopg.connect(dsn) as c:
+        return c.execute(
+            'SELECT sku, name, description, active FROM products ORDER BY lower(sku) COLLATE "C"'
+        ).fetchall()
+
+
+def table_checksum(dsn: str) -> str:
+    """A digest of every column of every row: 'unchanged' means this is equal."""
+    with psycopg.connect(dsn) as c:
+        return c.execute(
+            "SELECT coalesce(md5(string_agg(p::text, E'\\n' ORDER BY id)), 'empty') FROM products p"
+        ).fetchone()[0]
+
+
+def csvload_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "csvload", *args]

@@ -1,0 +1,235 @@
+"""The core loader: init, fresh import, re-import, upsert semantics, the ledger, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from conftest import fetch_products, table_checksum
+
+from csvload import schema
+from csvload.cli import main
+from csvload.errors import MissingColumnError
+from csvload.loader import ImportOptions, import_source
+from csvload.source import Source, SourceOptions
+
+LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
+
+
+def write(tmp_path, text: str, name: str = "p.csv", encoding: str = "utf-8") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def run(dsn: str, *args: str):
+    result = CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
+    return result
+
+
+def load(dsn: str, path: str, **options):
+    """Import through the library and return the result."""
+    with Source(SourceOptions(path)) as source, psycopg.connect(dsn) as conn:
+        return import_source(conn, source, ImportOptions(**options))
+
+
+def assert_balanced(summary: dict) -> None:
+    assert summary["rows_read"] == sum(summary[k] for k in LEDGER)
+
+
+# -- init ---------------------------------------------------------------------------------
+
+
+def test_init_creates_table_and_indexes_idempotently(dsn):
+    assert run(dsn, "init").exit_code == 0
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO products (sku, name) VALUES ('A-1', 'kept')")
+        conn.commit()
+    assert run(dsn, "init").exit_code == 0
+    with psycopg.connect(dsn) as conn:
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'products'"
+                " AND schemaname = current_schema()"
+            )
+        }
+        rows = conn.execute("SELECT sku, name, active FROM products").fetchall()
+    assert {i.name for i in schema.INDEXES} <= indexes
+    assert rows == [("A-1", "kept", True)]
+
+
+def test_sku_index_is_case_insensitive_unique(products):
+    with psycopg.connect(products) as conn:
+        conn.execute("INSERT INTO products (sku, name) VALUES ('Ab-1', 'x')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO products (sku, name) VALUES ('aB-1', 'y')")
+
+
+# -- import -------------------------------------------------------------------------------
+
+
+def test_fresh_import_then_reimport_is_all_unchanged(products, tmp_path):
+    path = write(tmp_path, "name,sku,description\nOak table,T-1,Solid oak\nPine chair,C-2,Pine\n")
+    first = run(products, "import", path, "--json", "--quiet")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["status"] == "succeeded"
+    assert (summary["inserted"], summary["rows_read"]) == (2, 2)
+    assert_balanced(summary)
+    before = table_checksum(products)
+
+    second = json.loads(run(products, "import", path, "--json", "--quiet").stdout)
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 0, 2)
+    assert_balanced(second)
+    assert table_checksum(products) == before  # untouched: not even updated_at moved
+
+
+def test_json_summary_has_exactly_the_documented_keys(products, tmp_path):
+    path = write(tmp_path, "sku,name\nA,a\n")
+    result = run(products, "import", path, "--json", "--quiet")
+    summary = json.loads(result.stdout)
+    for key in ("status", "file", "rows_read", *LEDGER, "seconds", "rows_per_second", "statements"):
+        assert key in summary
+    assert summary["file"] == path
+    assert result.stderr == ""  # --quiet: nothing for a person
+
+
+def test_case_insensitive_upsert_updates_and_keeps_unchanged_rows(products, tmp_path):
+    load(products, write(tmp_path, "sku,name\nAB-1,old\nCD-2,same\n"))
+    with psycopg.connect(products) as conn:
+        stamps = dict(conn.execute("SELECT sku, updated_at FROM products").fetchall())
+    result = load(products, write(tmp_path, "SKU,Name\nab-1,new\nCD-2,same\nEF-3,added\n", "b.csv"))
+    assert (result.inserted, result.updated, result.unchanged) == (1, 1, 1)
+    rows = fetch_products(products)
+    assert rows == [
+        ("ab-1", "new", None, True),
+        ("CD-2", "same", None, True),
+        ("EF-3", "added", None, True),
+    ]
+    with psycopg.connect(products) as conn:
+        after = dict(conn.execute("SELECT lower(sku), updated_at FROM products").fetchall())
+    assert after["cd-2"] == stamps["CD-2"]  # unchanged row keeps updated_at
+    assert after["ab-1"] > stamps["AB-1"]
+
+
+@pytest.mark.parametrize("prefill", [False, True], ids=["empty-table", "filled-table"])
+def test_last_occurrence_wins_within_a_file(products, tmp_path, prefill):
+    if prefill:
+        load(products, write(tmp_path, "sku,name\nzz,other\ndup,older\n", "pre.csv"))
+    path = write(
+        tmp_path, "sku,name,description\ndup,first,1\nDUP,second,2\nx,only,x\nDuP,third,3\n"
+    )
+    result = load(products, path)
+    assert result.duplicates == 2
+    assert ("DuP", "third", "3", True) in fetch_products(products)
+    assert_balanced(result.as_dict())
+    assert result.inserted + result.updated + result.unchanged == 2
+
+
+def test_header_is_matched_case_insensitively_in_any_order(products, tmp_path):
+    path = write(tmp_path, "Colour,DESCRIPTION,Name,SKU\nred,d1,n1,s1\n")
+    result = run(products, "import", path)
+    assert result.exit_code == 0
+    assert "ignoring unknown columns: Colour" in result.stderr
+    assert result.stderr.count("Warning") == 1
+    assert fetch_products(products) == [("s1", "n1", "d1", True)]
+
+
+@pytest.mark.parametrize(
+    "header,missing", [("name,description", "sku"), ("sku,description", "name")]
+)
+def test_missing_required_column_fails_before_writing(products, tmp_path, header, missing):
+    load(products, write(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
+    before = table_checksum(products)
+    path = write(tmp_path, f"{header}\na,b\n")
+    result = run(products, "import", path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {path} line 1: no {missing} column in the header")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert table_checksum(products) == before
+    with pytest.raises(MissingColumnError):
+        Source(SourceOptions(path)).__enter__()
+
+
+def test_values_are_stored_byte_exact(products, tmp_path):
+    text = (
+        "\ufeffsku,name,description\n"
+        'q-1,"Comma, inside","He said ""hi"""\n'
+        'n-2,"Two\nlines","crlf\r\ninside"\n'
+        "u-3,Ünïcödé 東京,emoji 🚀\n"
+        "e-4,empty description,\n"
+        'e-5,"",""\n'
+    )
+    result = load(products, write(tmp_path, text))
+    assert result.inserted == 5
+    assert fetch_products(products) == [
+        ("e-4", "empty description", "", True),
+        ("e-5", "", "", True),
+        ("n-2", "Two\nlines", "crlf\r\ninside", True),
+        ("q-1", "Comma, inside", 'He said "hi"', True),
+        ("u-3", "Ünïcödé 東京", "emoji 🚀", True),
+    ]
+
+
+def test_active_column_is_optional_and_kept_when_absent(products, tmp_path):
+    load(products, write(tmp_path, "sku,name,active\na,x,no\nb,y,TRUE\n", "a.csv"))
+    assert [r[3] for r in fetch_products(products)] == [False, True]
+    # A file without 'active' leaves it alone on existing rows.
+    result = load(products, write(tmp_path, "sku,name\na,x2\nc,z\n", "b.csv"))
+    assert (result.updated, result.inserted) == (1, 1)
+    assert fetch_products(products) == [
+        ("a", "x2", None, False),
+        ("b", "y", None, True),
+        ("c", "z", None, True),
+    ]
+
+
+def test_absent_description_keeps_existing_description(products, tmp_path):
+    load(products, write(tmp_path, "sku,name,description\na,x,kept\n", "a.csv"))
+    load(products, write(tmp_path, "sku,name\na,renamed\n", "b.csv"))
+    assert fetch_products(products) == [("a", "renamed", "kept", True)]
+
+
+def test_import_without_table_says_to_run_init(dsn, tmp_path):
+    result = run(dsn, "import", write(tmp_path, "sku,name\na,b\n"))
+    assert result.exit_code == 1
+    assert "run 'csvload init' first" in result.stderr
+
+
+def test_generated_style_file_ledger_and_one_row_per_sku(products, tmp_path):
+    lines = ["name,sku,description"]
+    for i in range(3000):
+        lines.append(f"Name {i},SKU-{i % 2500},desc {i}")
+        if i % 7 == 0:
+            lines.append(f"Again {i},sku-{i % 2500},changed {i}")
+    result = load(products, write(tmp_path, "\n".join(lines) + "\n"), batch_size=500)
+    assert_balanced(result.as_dict())
+    with psycopg.connect(products) as conn:
+        count, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT lower(sku)) FROM products"
+        ).fetchone()
+    assert count == distinct == 2500 == result.inserted
+    assert result.statements > 3000 // 500  # one COPY per chunk...
+    assert result.statements < 40  # ...and no statement per row
+
+
+def test_dry_run_counts_but_changes_nothing(products, tmp_path):
+    load(products, write(tmp_path, "sku,name\na,x\n", "a.csv"))
+    before = table_checksum(products)
+    result = run(products, "import", write(tmp_path, "sku,name\na,y\nb,z\n"), "--dry-run", "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["updated"], summary["inserted"]) == ("dry_run", 1, 1)
+    assert table_checksum(products) == before
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "csvload", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "import" in out.stdout
