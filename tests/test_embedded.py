@@ -377,6 +377,20 @@ def test_as_root_the_server_runs_as_an_existing_unprivileged_user(
     # Folders csvload created are enterable whatever the umask was.
     for folder in (scratch / "created", scratch / "created/by", server.home):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    # Trust auth is safe only because other uids cannot reach the socket.
+    others = [n for n in ("nobody", "daemon") if _user_exists(n) and n != expected.pw_name]
+    if not others or not Path("/usr/bin/python3").exists():
+        return
+    other = pwd.getpwnam(others[0])
+    probe = subprocess.run(
+        ["/usr/bin/python3", "-c", "import socket, sys; "
+         "socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
+         str(server.socket_dir / f".s.PGSQL.{PORT}")],
+        user=other.pw_uid, group=other.pw_gid, extra_groups=[], cwd="/",
+        capture_output=True, text=True,
+    )
+    assert probe.returncode == 1
+    assert "PermissionError" in probe.stderr
 
 
 @needs_root
