@@ -427,6 +427,27 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
         server.stop()
     assert live_postmasters(server.data_dir) == []
 
+    # A home the user cannot write is a one-line error, not a traceback.
+    os.chown(home / "server.lock", 0, 0)
+    for target, message in [
+        (home, f"cannot open {home}/server.lock: Permission denied (set CSVLOAD_HOME to a "
+               "folder you own)"),
+        (Path("/root/csvload"), "cannot create /root/csvload: Permission denied (set "
+                                "CSVLOAD_HOME to a folder you can write)"),
+    ]:
+        error = (
+            "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
+            "from csvload.errors import ServerError\n"
+            "try: LocalServer(Path(sys.argv[1])).ensure()\n"
+            "except ServerError as e: print(e)\n"
+        )
+        out = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", python, "-c",
+             error, str(target)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert (out.returncode, out.stdout, out.stderr) == (0, message + "\n", "")
+
 
 # ---------------------------------------------------------------- CLI
 

@@ -233,7 +233,7 @@ class LocalServer:
             except PermissionError as e:
                 raise ServerError(
                     f"cannot stop the local server (pid {pid}) owned by another user "
-                    f"(run as {self._owner_name()} or root)"
+                    f"(run as {_user_name(self.server_dir.stat().st_uid)} or root)"
                 ) from e
             deadline = time.monotonic() + _STOP_TIMEOUT
             while self._pid_file.exists() and _pid_state(pid) == "postgres":
@@ -377,16 +377,22 @@ class LocalServer:
     # ------------------------------------------------------------- init and start
 
     def _make_home(self) -> None:
-        if os.geteuid() != 0:
-            self.home.mkdir(parents=True, exist_ok=True)
-            return
-        # Folders csvload creates itself get 0755 whatever the umask, so the server uid
-        # can walk through them; folders that already exist are left as they are.
-        missing = [p for p in (self.home, *self.home.parents) if not p.exists()]
-        for folder in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                folder.mkdir(mode=0o755)
-                folder.chmod(0o755)
+        try:
+            if os.geteuid() != 0:
+                self.home.mkdir(parents=True, exist_ok=True)
+                return
+            # Folders csvload creates itself get 0755 whatever the umask, so the server
+            # uid can walk through them; folders that already exist are left as they are.
+            missing = [p for p in (self.home, *self.home.parents) if not p.exists()]
+            for folder in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir(mode=0o755)
+                    folder.chmod(0o755)
+        except OSError as e:
+            raise ServerError(
+                f"cannot create {self.home}: {e.strerror} (set CSVLOAD_HOME to a folder you "
+                "can write)"
+            ) from e
 
     def _check_reachable(self, account: _Account) -> None:
         if not account.switch:
@@ -561,7 +567,13 @@ class LocalServer:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise ServerError(
+                f"cannot open {self._lock_file}: {e.strerror} (set CSVLOAD_HOME to a folder "
+                "you own)"
+            ) from e
         try:
             deadline = time.monotonic() + _LOCK_TIMEOUT
             while True:
