@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from dotenv import dotenv_values
 
-from csvload import __version__, schema
-from csvload.database import connect, describe
+from csvload import __version__, schema, webhook
+from csvload.database import connect, describe, target
 from csvload.dbcommands import db
-from csvload.errors import CsvloadError, ExitStatus
+from csvload.errors import CsvloadError, ExitStatus, Interrupted
 from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
 from csvload.rejects import default_path
 from csvload.render import display_for, summary_line
@@ -122,6 +126,16 @@ def init(dsn, connect_timeout):
     click.echo(f"csvload: products is ready in {describe(resolved)}", err=True)
 
 
+class WebhookUrl(click.ParamType):
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        try:
+            return webhook.check_url(value)
+        except CsvloadError as e:
+            self.fail(str(e), param, ctx)
+
+
 @main.command("import")
 @click.argument("path")
 @dsn_option
@@ -172,6 +186,35 @@ def init(dsn, connect_timeout):
     default=None,
     help="Seconds any one statement may run (default: no limit).",
 )
+@click.option(
+    "--webhook",
+    "webhooks",
+    type=WebhookUrl(),
+    multiple=True,
+    envvar="CSVLOAD_WEBHOOK_URL",
+    help="POST a completion event here. Repeatable.",
+)
+@click.option(
+    "--webhook-secret",
+    envvar="CSVLOAD_WEBHOOK_SECRET",
+    metavar="SECRET",
+    help="Sign webhook events with HMAC-SHA256 (prefer $CSVLOAD_WEBHOOK_SECRET).",
+)
+@click.option(
+    "--webhook-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10,
+    show_default=True,
+    help="Seconds per delivery attempt.",
+)
+@click.option(
+    "--webhook-retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Retries after the first attempt.",
+)
+@click.option("--webhook-on-dry-run", is_flag=True, help="Send the event for a dry run too.")
 def import_(
     path,
     dsn,
@@ -187,41 +230,153 @@ def import_(
     connect_timeout,
     lock_timeout,
     statement_timeout,
+    webhooks,
+    webhook_secret,
+    webhook_timeout,
+    webhook_retries,
+    webhook_on_dry_run,
 ):
     """Import a product CSV (PATH, or - for stdin) into products."""
     if delimiter != "auto" and len(delimiter.encode()) != 1:
         raise click.BadParameter("must be one character, or 'auto'", param_hint="--delimiter")
-    source_options = SourceOptions(path, encoding, delimiter, tuple(mapping))
-    options = ImportOptions(
-        batch_size=batch_size,
-        max_errors=max_errors,
-        dry_run=dry_run,
-        rejects_path=Path(rejects_path) if rejects_path else default_path(path, Path.cwd()),
-        lock_timeout=lock_timeout,
-        statement_timeout=statement_timeout,
+    job = ImportJob(
+        source=SourceOptions(path, encoding, delimiter, tuple(mapping)),
+        options=ImportOptions(
+            batch_size=batch_size,
+            max_errors=max_errors,
+            dry_run=dry_run,
+            rejects_path=Path(rejects_path) if rejects_path else default_path(path, Path.cwd()),
+            lock_timeout=lock_timeout,
+            statement_timeout=statement_timeout,
+        ),
+        webhooks=webhook.WebhookOptions(
+            urls=tuple(webhooks) if (webhook_on_dry_run or not dry_run) else (),
+            secret=webhook_secret,
+            timeout=webhook_timeout,
+            attempts=webhook_retries + 1,
+        ),
+        dsn=dsn,
+        connect_timeout=connect_timeout,
+        as_json=as_json,
+        quiet=quiet,
     )
-    result = ImportResult(status="failed", file=source_options.path)
-    try:
-        with Source(source_options, stdin=sys.stdin.buffer) as source:
-            if source.ignored and not quiet:
-                click.echo(
-                    f"Warning: {source.name}: ignoring unknown columns: "
-                    f"{', '.join(source.ignored)}",
-                    err=True,
-                )
-            resolved = resolve_dsn(dsn)
-            with (
-                connect(resolved, connect_timeout=connect_timeout) as conn,
-                display_for(quiet, source.name) as display,
-            ):
-                result = import_source(conn, source, options, display)
-    except CsvloadError as e:
-        fail(e, as_json, result)
-    if as_json:
-        click.echo(json.dumps(result.as_dict()))
-    if not quiet:
+    sys.exit(run_import(job))
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """Everything the import command was asked to do."""
+
+    source: SourceOptions
+    options: ImportOptions
+    webhooks: webhook.WebhookOptions
+    dsn: str | None
+    connect_timeout: float
+    as_json: bool
+    quiet: bool
+
+
+def run_import(job: ImportJob) -> ExitStatus:
+    """Run one import, deliver its webhooks, render its outcome; return the exit status."""
+    result = ImportResult(status="failed", file=job.source.path)
+    database = {"name": None, "host": None}
+    error: CsvloadError | None = None
+    with _signals_interrupt():
+        try:
+            with Source(job.source, stdin=sys.stdin.buffer) as source:
+                if source.ignored and not job.quiet:
+                    click.echo(
+                        f"Warning: {source.name}: ignoring unknown columns: "
+                        f"{', '.join(source.ignored)}",
+                        err=True,
+                    )
+                resolved = resolve_dsn(job.dsn)
+                with (
+                    connect(resolved, connect_timeout=job.connect_timeout) as conn,
+                    display_for(job.quiet, source.name) as display,
+                ):
+                    database = target(conn)
+                    import_source(conn, source, job.options, display, result)
+        except CsvloadError as e:
+            error = e
+        except _Signalled as e:
+            error = Interrupted(f"{job.source.path}: {e.name}: rolled back, nothing was written")
+            error.exit_status = e.status
+    deliveries = _deliver(job, result, database, error)
+    if error is not None:
+        result.status, result.error = "failed", str(error)
+    if job.as_json:
+        summary = result.as_dict()
+        if job.webhooks.urls:
+            summary["webhooks"] = [d.as_dict() for d in deliveries]
+        click.echo(json.dumps(summary))
+    if error is not None:
+        click.echo(f"Error: {error}", err=True)
+        return error.exit_status
+    if not job.quiet:
         click.echo(summary_line(result), err=True)
-    sys.exit(ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK)
+    failed = [d for d in deliveries if not d.ok]
+    for d in failed:
+        click.echo(
+            f"Error: webhook {d.url} failed after {d.attempts} attempt(s): {d.error}; "
+            "the import itself was committed",
+            err=True,
+        )
+    if failed:
+        return ExitStatus.WEBHOOK_FAILED
+    return ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK
+
+
+def _deliver(job: ImportJob, result: ImportResult, database: dict, error) -> list:
+    """One event per URL, after the transaction has ended; it never changes the import."""
+    if not job.webhooks.urls:
+        return []
+    path = job.source.path
+    file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
+    summary = result.as_dict()
+    if error is not None:
+        summary["status"] = "failed"
+        event = webhook.build_event(
+            webhook.FAILED, summary, file=file, database=database, run_id=None, error=str(error)
+        )
+    else:
+        event = webhook.build_event(
+            webhook.COMPLETED, summary, file=file, database=database, run_id=None, error=None
+        )
+    return webhook.deliver(job.webhooks, event)
+
+
+class _Signalled(BaseException):
+    """SIGINT or SIGTERM arrived; unwinds the import so its transaction rolls back."""
+
+    def __init__(self, name: str, status: ExitStatus):
+        super().__init__(name)
+        self.name, self.status = name, status
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """Turn the first SIGINT/SIGTERM into _Signalled and ignore any later ones, so a second
+    Ctrl-C during the rollback cannot leave a traceback."""
+    names = {
+        signal.SIGINT: ("interrupted", ExitStatus.INTERRUPTED),
+        signal.SIGTERM: ("terminated", ExitStatus.TERMINATED),
+    }
+
+    def handler(signum, frame):
+        for sig in names:
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Signalled(*names[signum])
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in names}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @main.command()
@@ -263,3 +418,29 @@ def generate(rows, output, seed, duplicates, rename_fraction):
 
 
 main.add_command(db)
+
+
+@main.group("webhook")
+def webhook_group():
+    """Check webhook receivers."""
+
+
+@webhook_group.command("test")
+@click.argument("url", type=WebhookUrl())
+@click.option(
+    "--secret",
+    envvar="CSVLOAD_WEBHOOK_SECRET",
+    metavar="SECRET",
+    help="Sign the event (default: $CSVLOAD_WEBHOOK_SECRET).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def webhook_test(url, secret, timeout, as_json):
+    """POST a sample event to URL and show the status code and latency."""
+    delivery, ms = webhook.send_test(url, secret, timeout)
+    if as_json:
+        click.echo(json.dumps(delivery.as_dict() | {"latency_ms": round(ms, 1)}))
+    outcome = f"HTTP {delivery.last_status_code}" if delivery.ok else delivery.error
+    signed = "signed" if secret else "unsigned"
+    click.echo(f"{delivery.url}: {delivery.status} ({outcome}) in {ms:.0f} ms, {signed}", err=True)
+    sys.exit(ExitStatus.OK if delivery.ok else ExitStatus.WEBHOOK_FAILED)

@@ -89,12 +89,18 @@ def import_source(
     source: Source,
     options: ImportOptions,
     progress: ProgressCallback | None = None,
+    result: ImportResult | None = None,
 ) -> ImportResult:
     """Import an open Source into products, atomically.  Raises CsvloadError on failure;
-    the transaction is then rolled back and the rejects file still written."""
+    the transaction is then rolled back and the rejects file still written.
+
+    Pass `result` to keep the counts reached so far when the import fails.
+    """
     started = time.monotonic()
     report = progress or (lambda p: None)
-    result = ImportResult(status="running", file=source.name, ignored_columns=source.ignored)
+    if result is None:
+        result = ImportResult(status="running", file=source.name)
+    result.status, result.file, result.ignored_columns = "running", source.name, source.ignored
     rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
     db = _Statements(conn)
     where = source.name
@@ -117,8 +123,8 @@ def import_source(
             path = rejects.finish()
             result.rejects_file = str(path) if path else None
         result.statements = db.count
+        result.seconds = round(time.monotonic() - started, 3)
     result.status = "dry_run" if options.dry_run else "succeeded"
-    result.seconds = round(time.monotonic() - started, 3)
     result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
     report(Progress("done", 0, None, result.rows_read))
     return result
