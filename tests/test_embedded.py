@@ -137,8 +137,10 @@ def test_default_home_without_any_hint_is_an_error() -> None:
 def test_ensure_initialises_starts_and_connects(make_server: Callable[..., LocalServer]) -> None:
     server = make_server()
     url = server.ensure()
-    assert url == server.url() == (
-        f"postgresql:///csvload?host={server.socket_dir}&port={PORT}&user=postgres"
+    assert (
+        url
+        == server.url()
+        == (f"postgresql:///csvload?host={server.socket_dir}&port={PORT}&user=postgres")
     )
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -214,7 +216,9 @@ def test_concurrent_ensure_starts_one_server(make_server: Callable[..., LocalSer
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(server.home)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]
@@ -326,9 +330,7 @@ def test_data_folder_needs_binaries_of_its_major(
     assert str(e.value).startswith(
         f"{server.data_dir} needs PostgreSQL {first_major} server binaries and none are usable"
     )
-    assert str(e.value).endswith(
-        f": set DATABASE_URL, or install PostgreSQL {first_major}"
-    )
+    assert str(e.value).endswith(f": set DATABASE_URL, or install PostgreSQL {first_major}")
 
 
 # ---------------------------------------------------------------- folders and users
@@ -383,11 +385,18 @@ def test_as_root_the_server_runs_as_an_existing_unprivileged_user(
         return
     other = pwd.getpwnam(others[0])
     probe = subprocess.run(
-        ["/usr/bin/python3", "-c", "import socket, sys; "
-         "socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
-         str(server.socket_dir / f".s.PGSQL.{PORT}")],
-        user=other.pw_uid, group=other.pw_gid, extra_groups=[], cwd="/",
-        capture_output=True, text=True,
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
+            str(server.socket_dir / f".s.PGSQL.{PORT}"),
+        ],
+        user=other.pw_uid,
+        group=other.pw_gid,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
     )
     assert probe.returncode == 1
     assert "PermissionError" in probe.stderr
@@ -411,9 +420,21 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
     server = LocalServer(home)
     try:
         out = subprocess.run(
-            ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", python, "-c",
-             script, str(home)],
-            capture_output=True, text=True, timeout=120,
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                "env",
+                f"PYTHONPATH={src}",
+                python,
+                "-c",
+                script,
+                str(home),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert out.returncode == 0, out.stderr
         pid = int(out.stdout)
@@ -430,10 +451,16 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
     # A home the user cannot write is a one-line error, not a traceback.
     os.chown(home / "server.lock", 0, 0)
     for target, message in [
-        (home, f"cannot open {home}/server.lock: Permission denied (set CSVLOAD_HOME to a "
-               "folder you own)"),
-        (Path("/root/csvload"), "cannot create /root/csvload: Permission denied (set "
-                                "CSVLOAD_HOME to a folder you can write)"),
+        (
+            home,
+            f"cannot open {home}/server.lock: Permission denied (set CSVLOAD_HOME to a "
+            "folder you own)",
+        ),
+        (
+            Path("/root/csvload"),
+            "cannot create /root/csvload: Permission denied (set "
+            "CSVLOAD_HOME to a folder you can write)",
+        ),
     ]:
         error = (
             "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
@@ -442,9 +469,21 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
             "except ServerError as e: print(e)\n"
         )
         out = subprocess.run(
-            ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", python, "-c",
-             error, str(target)],
-            capture_output=True, text=True, timeout=60,
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                "env",
+                f"PYTHONPATH={src}",
+                python,
+                "-c",
+                error,
+                str(target),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert (out.returncode, out.stdout, out.stderr) == (0, message + "\n", "")
 

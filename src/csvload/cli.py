@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import sys
@@ -110,6 +111,11 @@ def fail(error: CsvloadError, as_json: bool = False, result: ImportResult | None
 @click.version_option(__version__, prog_name="csvload")
 def main():
     """Stream big product CSV files into PostgreSQL."""
+    # psycopg logs a warning when the rollback after an interrupted COPY cannot be sent;
+    # the server aborts the transaction anyway, and csvload reports the outcome itself.
+    psycopg_log = logging.getLogger("psycopg")
+    psycopg_log.addHandler(logging.NullHandler())
+    psycopg_log.propagate = False
 
 
 @main.command()

@@ -55,8 +55,9 @@ def stop() -> None:
         was_running = _server().stop()
     except CsvloadError as e:
         raise _click_error(e) from e
-    click.echo("local PostgreSQL stopped" if was_running else "local PostgreSQL was not running",
-               err=True)
+    click.echo(
+        "local PostgreSQL stopped" if was_running else "local PostgreSQL was not running", err=True
+    )
 
 
 @db.command()

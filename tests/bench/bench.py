@@ -221,9 +221,9 @@ class Csvload:
         if quiet:
             argv.append("--quiet")
         finished = run_measured(argv, "csvload import")
+        # A failed import exits non-zero (run_measured raises); the table check and the
+        # count check below judge the rest.
         counts = _json_line(finished.stdout, "csvload import")
-        if counts.get("status") not in (None, "ok", "success", "succeeded"):
-            raise BenchError(f"csvload import reported status {counts.get('status')!r}")
         return Outcome(finished, counts.get("statements"), counts)
 
 
