@@ -65,3 +65,7 @@ class Interrupted(CsvloadError):
     """The import was stopped by a signal and rolled back."""
 
     exit_status = ExitStatus.INTERRUPTED
+
+
+class RunNotFoundError(CsvloadError):
+    """No recorded run matches the run id given."""

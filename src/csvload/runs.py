@@ -1,0 +1,529 @@
+"""Run history: one row per import in csvload_runs, written as the import goes, so any
+shell, dashboard or cron job can see what happened and what is happening now.
+
+The row is written from a connection of its own in autocommit mode.  The import's
+transaction therefore stays atomic (a failed import leaves its row 'failed' while products
+is unchanged), and progress is visible to other sessions at once instead of at commit.
+
+Liveness.  A process that dies (kill -9, power loss) cannot mark its row; readers work it
+out from two signals:
+  * the recorder holds a session-level advisory lock keyed by the run for the run's life.
+    The server drops it the moment the recorder's connection ends, which is immediate on
+    kill -9 (the kernel closes the socket);
+  * a heartbeat, refreshed every second by a daemon thread, also while the merge runs one
+    long statement and the progress callback is silent.  It covers what the lock cannot: a
+    client machine that lost power leaves its TCP connection (and the lock) open on the
+    server until keepalives give up, which can take hours.
+A 'running' row whose lock is not held, or whose heartbeat is older than STALE_AFTER, is
+shown as 'interrupted'; the next recorder to start writes that down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from csvload import __version__
+from csvload.database import connect, translate
+from csvload.errors import RunNotFoundError
+from csvload.loader import ImportResult, Progress
+
+RUNS = "csvload_runs"
+STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted")
+HEARTBEAT_INTERVAL = 1.0  # seconds; also the progress throttle
+# 30 heartbeats missed in a row: far beyond any scheduling hiccup, short enough that a dead
+# run stops looking alive within half a minute even when its lock lingers.
+STALE_AFTER = 30.0
+# Keys of the options dict that are dropped whatever the caller passes.
+SECRET_WORDS = ("secret", "password", "passwd", "dsn", "token")
+LEDGER = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
+
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    run_id       uuid        PRIMARY KEY,
+    file         text        NOT NULL,
+    size         bigint,
+    sha256       text,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    status       text        NOT NULL DEFAULT 'running'
+                 CHECK (status IN ('running', 'succeeded', 'failed', 'dry_run', 'interrupted')),
+    phase        text        NOT NULL DEFAULT 'starting',
+    bytes_done   bigint      NOT NULL DEFAULT 0,
+    bytes_total  bigint,
+    rows_done    bigint      NOT NULL DEFAULT 0,
+    rows_read    bigint,
+    inserted     bigint,
+    updated      bigint,
+    unchanged    bigint,
+    duplicates   bigint,
+    rejected     bigint,
+    statements   integer,
+    error        text,
+    host         text,
+    pid          integer,
+    version      text,
+    options      jsonb       NOT NULL DEFAULT '{{}}',
+    lock_key     bigint      NOT NULL
+)
+"""
+RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
+# Serialises the DDL above: the first 64 bits of sha256("csvload_runs ddl").
+_DDL_LOCK = int.from_bytes(hashlib.sha256(b"csvload_runs ddl").digest()[:8], "big", signed=True)
+
+# The advisory locks held right now in this database, as the bigint keys they were taken
+# with: pg_locks splits a bigint key into classid (high half) and objid (low half).
+_HELD = """
+SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+# The stored row plus the status a reader should believe.
+_SELECT = """
+SELECT r.*, clock_timestamp() AS now,
+       CASE WHEN r.status = 'running'
+             AND (r.lock_key NOT IN (SELECT key FROM held)
+                  OR r.heartbeat_at < clock_timestamp() - make_interval(secs => {stale}))
+            THEN 'interrupted' ELSE r.status END AS shown_status
+FROM {table} r
+"""
+
+
+def create_runs_table(conn: psycopg.Connection) -> None:
+    """Create csvload_runs if missing (idempotent; safe when two imports start at once)."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            # CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin: both can
+            # pass the check and one then fails on pg_type's unique index.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            cur.execute(sql.SQL(RUNS_DDL).format(table=sql.Identifier(RUNS)))
+            cur.execute(
+                sql.SQL(RUNS_INDEX).format(
+                    index=sql.Identifier(f"{RUNS}_started_at_idx"), table=sql.Identifier(RUNS)
+                )
+            )
+    except psycopg.Error as e:
+        raise translate(e, RUNS) from e
+
+
+def runs_table_exists(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (RUNS,)).fetchone()
+    return bool(row and row[0])
+
+
+def scrub(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as JSON-ready values, minus any key that smells of a secret."""
+    clean: dict[str, Any] = {}
+    for key, value in options.items():
+        if any(word in str(key).lower() for word in SECRET_WORDS):
+            continue
+        if isinstance(value, Mapping):
+            value = scrub(value)
+        clean[str(key)] = value
+    return json.loads(json.dumps(clean, default=str))
+
+
+def options_record(*parts: Any) -> dict[str, Any]:
+    """Merge option dataclasses (SourceOptions, ImportOptions) and dicts into one dict for
+    RunRecorder.start; later parts win on a clash."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(asdict(part) if is_dataclass(part) else dict(part))
+    return scrub(merged)
+
+
+def lock_key(run_id: str) -> int:
+    """The advisory lock key of a run: the first 64 bits of its uuid, signed."""
+    return int.from_bytes(uuid.UUID(run_id).bytes[:8], "big", signed=True)
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            # 1 MiB reads: hashlib releases the GIL on buffers this size, so the hash runs
+            # on the other core alongside the import.
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+class RunRecorder:
+    """Writes one run's row.  Start it with RunRecorder.start(); end it with finish() or
+    fail(), which also close its connection.
+
+    After start() a database problem never interrupts the import: the recorder stops
+    writing and keeps the reason in .warning for the caller to show.
+    """
+
+    def __init__(self, conn: psycopg.Connection, run_id: str, path: str | None):
+        self.run_id = run_id
+        self.warning: str | None = None
+        self._conn = conn
+        self._lock = threading.Lock()  # one statement at a time on the shared connection
+        self._latest: Progress | None = None
+        self._bytes = (0, None)  # (done, total) of the last 'reading' report
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._beat = threading.Thread(target=self._heartbeat, name="csvload-heartbeat", daemon=True)
+        self._hasher: threading.Thread | None = None
+        if path is not None:
+            self._hasher = threading.Thread(
+                target=self._hash, args=(path,), name="csvload-sha256", daemon=True
+            )
+
+    @classmethod
+    def start(
+        cls,
+        dsn: str,
+        *,
+        file: str,
+        path: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        connect_timeout: float = 10,
+    ) -> RunRecorder:
+        """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
+        `path`, when the input is a regular file, is stat'ed for its size and hashed in a
+        background thread (sha256 stays NULL for stdin).  Raises CsvloadError when the row
+        cannot be written: the caller should not import unrecorded."""
+        run_id = str(uuid.uuid4())
+        size = None
+        if path is not None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                path = None  # the import itself will report the missing file
+            else:
+                if os.path.isfile(path):
+                    size = st.st_size
+                else:
+                    path = None  # a FIFO or device: reading it here would steal its bytes
+        conn = connect(dsn, connect_timeout=connect_timeout, autocommit=True)
+        try:
+            if not runs_table_exists(conn):
+                create_runs_table(conn)
+            reap_interrupted(conn)
+            key = lock_key(run_id)
+            # Locked before the row exists, so no reader ever sees the row without the lock.
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
+                    " version, options, lock_key)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
+                ).format(sql.Identifier(RUNS)),
+                (
+                    run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
+                    psycopg.types.json.Jsonb(scrub(options or {})), key,
+                ),
+            )  # fmt: skip
+        except psycopg.Error as e:
+            conn.close()
+            raise translate(e, RUNS) from e
+        except BaseException:
+            conn.close()
+            raise
+        recorder = cls(conn, run_id, path)
+        recorder._beat.start()
+        if recorder._hasher is not None:
+            recorder._hasher.start()
+        return recorder
+
+    # -- while the import runs ---------------------------------------------------------
+
+    def progress(self, p: Progress) -> None:
+        """A loader progress callback.  Stores the report; the heartbeat thread writes the
+        latest one each second, or at once when the phase changes."""
+        if p.phase == "reading":
+            self._bytes = (p.bytes_done, p.bytes_total)
+        previous = self._latest
+        self._latest = p
+        if previous is None or previous.phase != p.phase:
+            self._wake.set()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(HEARTBEAT_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        p = self._latest
+        done, total = self._bytes
+        if p is None:
+            statement, params = "UPDATE {} SET heartbeat_at = now() WHERE run_id = %s", ()
+        else:
+            statement = (
+                "UPDATE {} SET heartbeat_at = now(), phase = %s, bytes_done = %s,"
+                " bytes_total = coalesce(%s, bytes_total), rows_done = %s WHERE run_id = %s"
+            )
+            params = (p.phase, done, total, p.rows)
+        self._execute(sql.SQL(statement).format(sql.Identifier(RUNS)), (*params, self.run_id))
+
+    def _hash(self, path: str) -> None:
+        digest = _sha256(path)
+        if digest is not None:
+            self._execute(
+                sql.SQL("UPDATE {} SET sha256 = %s WHERE run_id = %s").format(sql.Identifier(RUNS)),
+                (digest, self.run_id),
+            )
+
+    def _execute(self, query, params) -> None:
+        with self._lock:
+            if self._closed or self.warning is not None:
+                return
+            try:
+                self._conn.execute(query, params)
+            except psycopg.Error as e:
+                # Losing the history must not cost the import: note it and stop writing.
+                self.warning = f"run {self.run_id} is no longer recorded: {translate(e, RUNS)}"
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, result: ImportResult) -> None:
+        """Record a completed import (status succeeded or dry_run) and its ledger."""
+        self._end(result.status, result, None)
+
+    def fail(
+        self, message: str, result: ImportResult | None = None, interrupted: bool = False
+    ) -> None:
+        """Record a failed (or, with interrupted, a stopped) import and its error."""
+        self._end("interrupted" if interrupted else "failed", result, message)
+
+    def _end(self, status: str, result: ImportResult | None, error: str | None) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._beat.join()
+        if self._hasher is not None:
+            # Only waits when hashing is slower than the whole import, which takes a file
+            # far larger than the page cache and a very fast database.
+            self._hasher.join()
+        self._write_progress()
+        values: dict[str, Any] = {"status": status, "error": error}
+        if status in ("succeeded", "dry_run"):
+            values["phase"] = "done"
+        # A failure's result may be the caller's placeholder: its zeros would hide the
+        # rows_done the progress reports already recorded.
+        if result is not None and (error is None or result.rows_read):
+            values.update({k: getattr(result, k) for k in LEDGER})
+            values["statements"] = result.statements
+            values["rows_done"] = result.rows_read
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values
+        )
+        self._execute(
+            sql.SQL(
+                "UPDATE {table} SET {assignments}, finished_at = now(), heartbeat_at = now()"
+                " WHERE run_id = %s"
+            ).format(table=sql.Identifier(RUNS), assignments=assignments),
+            (*values.values(), self.run_id),
+        )
+        self.close()
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the connection, which releases the run's lock."""
+        self._stop.set()
+        self._wake.set()
+        if self._beat.is_alive() and threading.current_thread() is not self._beat:
+            self._beat.join()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def reap_interrupted(conn: psycopg.Connection) -> int:
+    """Write 'interrupted' into the rows of runs whose process is gone; return how many.
+    Readers already show them so; this makes the table itself say it."""
+    query = sql.SQL(
+        "WITH held AS ({held}) UPDATE {table} r SET status = 'interrupted',"
+        " finished_at = r.heartbeat_at,"
+        " error = coalesce(r.error, 'the import process stopped without finishing')"
+        " FROM ({select}) s WHERE s.run_id = r.run_id AND s.shown_status = 'interrupted'"
+        " AND r.status = 'running'"
+    ).format(held=sql.SQL(_HELD), table=sql.Identifier(RUNS), select=_select_sql())
+    try:
+        return conn.execute(query).rowcount
+    except psycopg.Error as e:
+        raise translate(e, RUNS) from e
+
+
+def _select_sql() -> sql.Composed:
+    return sql.SQL(_SELECT).format(table=sql.Identifier(RUNS), stale=sql.Literal(STALE_AFTER))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunInfo:
+    """A run as a reader should see it, with derived rate and ETA."""
+
+    run_id: str
+    file: str
+    status: str  # as shown: a dead 'running' run is 'interrupted'
+    phase: str
+    started_at: datetime
+    finished_at: datetime | None
+    heartbeat_at: datetime
+    size: int | None
+    sha256: str | None
+    bytes_done: int
+    bytes_total: int | None
+    rows_done: int
+    rows_read: int | None
+    inserted: int | None
+    updated: int | None
+    unchanged: int | None
+    duplicates: int | None
+    rejected: int | None
+    statements: int | None
+    error: str | None
+    host: str | None
+    pid: int | None
+    version: str | None
+    options: dict = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    heartbeat_age_seconds: float = 0.0
+    rows_per_second: float = 0.0
+    bytes_per_second: float = 0.0
+    percent: float | None = None  # of the bytes, while reading
+    eta_seconds: float | None = None  # of the reading phase; the merge is not predicted
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("started_at", "finished_at", "heartbeat_at"):
+            if d[key] is not None:
+                d[key] = d[key].isoformat()
+        return d
+
+
+_COPIED = (
+    "size", "sha256", "bytes_done", "bytes_total", "rows_done", "rows_read", "inserted",
+    "updated", "unchanged", "duplicates", "rejected", "statements", "error", "host", "pid",
+    "version", "options",
+)  # fmt: skip
+
+
+def _info(row: dict) -> RunInfo:
+    now = row["now"]
+    end = row["finished_at"] or (now if row["shown_status"] == "running" else row["heartbeat_at"])
+    elapsed = max((end - row["started_at"]).total_seconds(), 0.0)
+    rows = row["rows_read"] if row["rows_read"] is not None else row["rows_done"]
+    info = RunInfo(
+        run_id=str(row["run_id"]),
+        file=row["file"],
+        status=row["shown_status"],
+        phase=row["phase"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        heartbeat_at=row["heartbeat_at"],
+        **{k: row[k] for k in _COPIED},
+        elapsed_seconds=round(elapsed, 3),
+        heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
+    )
+    if elapsed > 0:
+        info.rows_per_second = round(rows / elapsed, 1)
+        info.bytes_per_second = round(row["bytes_done"] / elapsed, 1)
+    total = row["bytes_total"]
+    if total:
+        info.percent = round(100.0 * min(row["bytes_done"], total) / total, 1)
+        reading = info.status == "running" and info.phase in ("starting", "reading")
+        if reading and info.bytes_per_second > 0:
+            remaining = max(total - row["bytes_done"], 0)
+            info.eta_seconds = round(remaining / info.bytes_per_second, 1)
+    if info.error is None and info.status == "interrupted":
+        info.error = "the import process stopped without finishing"
+    return info
+
+
+def _query(conn: psycopg.Connection, tail: sql.Composable, params: tuple = ()) -> list[RunInfo]:
+    if not runs_table_exists(conn):
+        return []
+    query = sql.SQL("WITH held AS ({held}) SELECT * FROM ({select}) s {tail}").format(
+        held=sql.SQL(_HELD), select=_select_sql(), tail=tail
+    )
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, params).fetchall()
+    except psycopg.Error as e:
+        raise translate(e, RUNS) from e
+    return [_info(r) for r in rows]
+
+
+def list_runs(conn: psycopg.Connection, limit: int = 20) -> list[RunInfo]:
+    """The most recent runs, newest first."""
+    return _query(conn, sql.SQL("ORDER BY started_at DESC LIMIT %s"), (limit,))
+
+
+def latest_run(conn: psycopg.Connection, run_id: str | None = None) -> RunInfo | None:
+    """The run named by run_id (a full id or a unique prefix of one), else the newest run
+    still running, else the newest run; None when nothing was ever recorded."""
+    if run_id is None:
+        found = _query(
+            conn,
+            sql.SQL("ORDER BY (shown_status = 'running') DESC, started_at DESC LIMIT 1"),
+        )
+        return found[0] if found else None
+    prefix = run_id.strip().lower()
+    if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+        raise RunNotFoundError(f"{run_id!r} is not a run id (see 'csvload runs')")
+    found = _query(
+        conn,
+        sql.SQL("WHERE run_id::text LIKE %s ORDER BY started_at DESC LIMIT 2"),
+        (prefix + "%",),
+    )
+    if not found:
+        raise RunNotFoundError(f"no run {run_id} (see 'csvload runs')")
+    if len(found) > 1 and found[0].run_id != prefix:
+        raise RunNotFoundError(f"run id {run_id} is ambiguous (give more characters)")
+    return found[0]
+
+
+def last_successful(conn: psycopg.Connection) -> RunInfo | None:
+    found = _query(
+        conn, sql.SQL("WHERE shown_status = 'succeeded' ORDER BY finished_at DESC LIMIT 1")
+    )
+    return found[0] if found else None
+
+
+__all__ = [
+    "RUNS",
+    "STALE_AFTER",
+    "RunInfo",
+    "RunRecorder",
+    "create_runs_table",
+    "last_successful",
+    "latest_run",
+    "list_runs",
+    "options_record",
+    "reap_interrupted",
+    "runs_table_exists",
+    "scrub",
+]
