@@ -68,7 +68,7 @@ class ImportResult:
         return asdict(self)
 
 
-class _Statements:
+class Statements:
     """A cursor that counts the statements it sends."""
 
     def __init__(self, conn: psycopg.Connection):
@@ -102,12 +102,12 @@ def import_source(
         result = ImportResult(status="running", file=source.name)
     result.status, result.file, result.ignored_columns = "running", source.name, source.ignored
     rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
-    db = _Statements(conn)
+    db = Statements(conn)
     where = source.name
     try:
         with conn.transaction():
             _configure(db, options)
-            _stage(db, source, options, result, rejects, report)
+            stage(db, source, options, result, rejects, report)
             if result.rejected > options.max_errors:
                 raise TooManyRejectsError(_too_many(result, options, rejects))
             _lock(db, report, result)
@@ -130,7 +130,7 @@ def import_source(
     return result
 
 
-def _configure(db: _Statements, options: ImportOptions) -> None:
+def _configure(db: Statements, options: ImportOptions) -> None:
     db.execute("SELECT set_config('work_mem', %s, true)", (options.work_mem,))
     if options.lock_timeout is not None:
         db.execute(
@@ -144,7 +144,9 @@ def _configure(db: _Statements, options: ImportOptions) -> None:
         )
 
 
-def _stage(db, source: Source, options, result, rejects, report) -> None:
+def stage(db, source: Source, options, result, rejects, report) -> None:
+    """COPY the source's good records into the temp table sql.STAGE, chunk by chunk,
+    counting rows_read and rejected into result.  Shared with verify."""
     ncols = len(source.header)
     db.execute(sql.create_stage(ncols))
     copy_statement = sql.copy_stage(ncols, source.delimiter)
@@ -170,7 +172,7 @@ def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
     )
 
 
-def _lock(db: _Statements, report: ProgressCallback, result: ImportResult) -> None:
+def _lock(db: Statements, report: ProgressCallback, result: ImportResult) -> None:
     """Serialise imports into products: SHARE ROW EXCLUSIVE conflicts with itself and with
     writers, but not with plain readers."""
     try:
@@ -183,7 +185,7 @@ def _lock(db: _Statements, report: ProgressCallback, result: ImportResult) -> No
     db.execute(sql.LOCK_PRODUCTS)
 
 
-def _merge(db: _Statements, source: Source, result: ImportResult) -> None:
+def _merge(db: Statements, source: Source, result: ImportResult) -> None:
     columns = source.columns
     staged = result.rows_read - result.rejected
     empty = db.execute(sql.PRODUCTS_EMPTY).fetchone()[0]
