@@ -7,8 +7,11 @@ replaced rather than followed.  It is created only when there is something to wr
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +20,9 @@ from csvload.errors import CsvloadError
 from csvload.source import Reject
 
 HEADER = ("line", "reason", "record")
+
+# Undecodable input bytes, as the source's decoder escaped them (U+DC00 + byte).
+_ESCAPED = re.compile("([\udc00-\udcff]+)")
 
 
 def default_path(input_path: str, cwd: Path) -> Path:
@@ -29,21 +35,40 @@ def default_path(input_path: str, cwd: Path) -> Path:
 class RejectsWriter:
     def __init__(self, path: Path, encoding: str):
         self.path = path
-        # Write in the input's encoding with surrogateescape, so undecodable input bytes
-        # come back out exactly as they were read.
-        self._encoding = "utf-8" if encoding == "utf-8-sig" else encoding
+        # Written in the input's encoding, undecodable input bytes restored as they were,
+        # so a record can be fixed and fed back with the same --encoding.  The incremental
+        # encoder writes a UTF-16 BOM once, at the start.
+        self._encoder = codecs.getincrementalencoder(
+            "utf-8" if encoding == "utf-8-sig" else encoding
+        )()
         self._file = None
         self._tmp: str | None = None
-        self._writer = None
+        self._rows = io.StringIO()
+        # "\r\n" as the terminator makes the writer quote a field holding a lone CR too
+        # (with "\n" it would not, and a CR-only record would break the file's rows).
+        self._writer = csv.writer(self._rows, lineterminator="\r\n")
         self.count = 0
 
     def write(self, rejects: Iterable[Reject]) -> None:
         for reject in rejects:
-            if self._writer is None:
+            if self._file is None:
                 self._open()
-            assert self._writer is not None
             self._writer.writerow((reject.line, reject.reason, reject.raw))
             self.count += 1
+        self._flush()
+
+    def _flush(self) -> None:
+        text = self._rows.getvalue()
+        if not text:
+            return
+        self._rows.seek(0)
+        self._rows.truncate()
+        assert self._file is not None
+        for i, part in enumerate(_ESCAPED.split(text)):
+            if i % 2:
+                self._file.write(bytes(ord(c) - 0xDC00 for c in part))
+            elif part:
+                self._file.write(self._encoder.encode(part))
 
     def _open(self) -> None:
         directory = self.path.parent if str(self.path.parent) else Path(".")
@@ -57,10 +82,7 @@ class RejectsWriter:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(fd, 0o666 & ~umask)
-        self._file = open(  # noqa: SIM115 - closed in finish()/discard()
-            fd, "w", encoding=self._encoding, errors="surrogateescape", newline=""
-        )
-        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._file = open(fd, "wb")  # noqa: SIM115 - closed in finish()/discard()
         self._writer.writerow(HEADER)
 
     def finish(self) -> Path | None:

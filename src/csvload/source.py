@@ -16,6 +16,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -37,10 +38,27 @@ BOOLEANS = {
     "false": "f", "f": "f", "0": "f", "no": "f",
 }  # fmt: skip
 
-# Lone surrogates are what the surrogateescape handler makes of undecodable bytes.
+# Undecodable bytes become lone surrogates U+DC00+byte (ERRORS below), so a record holding
+# them is found by one regex search and written back to the rejects file byte-exact.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+ERRORS = "csvload-bytes"
+
+
+def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Like surrogateescape, but for every byte: UTF-16 can fail on bytes below 0x80 (an odd
+    trailing byte, a lone surrogate), where surrogateescape itself raises."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    bad = error.object[error.start : error.end]
+    return "".join(chr(0xDC00 + b) for b in bad), error.end
+
+
+codecs.register_error(ERRORS, _escape_bytes)
 _SNIFF_DELIMITERS = ",;\t|"
 _READ_BUFFER = 1 << 20
+# What reading a damaged input raises: gzip.BadGzipFile is an OSError, a truncated gzip
+# stream an EOFError, corrupt deflate data a zlib.error.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,9 @@ class SourceOptions:
 class Reject:
     line: int  # 1-based physical line where the record starts
     reason: str
-    raw: str  # the record exactly as read (undecodable bytes kept as surrogate escapes)
+    # The record exactly as read, inner line breaks included, without its final line
+    # terminator; undecodable bytes are kept as U+DC00+byte (see ERRORS).
+    raw: str
 
 
 @dataclass
@@ -161,9 +181,12 @@ class Source:
         delimiter = self.options.delimiter
         if delimiter == "auto":
             delimiter = self._sniff(binary)
-        self._text = io.TextIOWrapper(
-            binary, encoding=self.encoding, errors="surrogateescape", newline=""
-        )
+        elif delimiter in ('"', "\r", "\n") or len(delimiter) != 1:
+            raise InputError(
+                f"{self.name}: --delimiter {delimiter!r} cannot be used (give one character "
+                "other than a quote or a line break)"
+            )
+        self._text = io.TextIOWrapper(binary, encoding=self.encoding, errors=ERRORS, newline="")
         self._close.append(self._text)
         self.delimiter = delimiter
         self._reader = csv.reader(
@@ -183,7 +206,11 @@ class Source:
             raise InputError(f"{path}: cannot open: {e.strerror}") from e
 
     def _sniff(self, binary) -> str:
-        sample = binary.peek(65536)[:65536].decode(self.encoding, errors="replace")
+        try:
+            head = binary.peek(65536)[:65536]
+        except _READ_ERRORS as e:
+            raise self._read_error(e, 1) from e
+        sample = head.decode(self.encoding, errors="replace")
         sample = sample.lstrip("\ufeff")
         lines = sample.splitlines()[:20]
         if len(lines) > 1 and not sample.endswith(("\n", "\r")):
@@ -204,17 +231,33 @@ class Source:
         buf, flag = self._buf, self._flag
         single_byte, encoding = self._single_byte, self.encoding
         assert self._text is not None
-        for line in self._text:
-            if "\x00" in line:
-                flag[0] = "NUL byte in record"
-            elif not line.isascii():
-                if _SURROGATE.search(line):
-                    flag[0] = f"bytes that are not valid {self.options.encoding}"
-                elif single_byte and _looks_like_utf8(line, encoding):
-                    flag[0] = "mojibake"
-            buf.append(line)
-            yield line
+        # A corrupt or truncated gzip stream fails inside the read; the try costs nothing
+        # per line.
+        try:
+            for line in self._text:
+                # Undecodable bytes first: a UTF-16 file read as UTF-8 is full of NULs too,
+                # and "check --encoding" is the useful answer there.
+                if not line.isascii():
+                    if _SURROGATE.search(line):
+                        flag[0] = f"bytes that are not valid {self.options.encoding}"
+                    elif "\x00" in line:
+                        flag[0] = "NUL byte in record"
+                    elif single_byte and _looks_like_utf8(line, encoding):
+                        flag[0] = "mojibake"
+                elif "\x00" in line:
+                    flag[0] = "NUL byte in record"
+                buf.append(line)
+                yield line
+        except _READ_ERRORS as e:
+            raise self._read_error(e, self._line_end + len(buf) + 1) from e
         self._eof = True
+
+    def _read_error(self, error: Exception, line: int) -> InputError:
+        detail = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        return InputError(
+            f"{self.name} line {line}: cannot read the input: {detail} "
+            "(is the file truncated or not really gzip?)"
+        )
 
     def _next_record(self) -> tuple[int, list[str]] | None:
         """The next non-blank record and the line it starts on, or None at the end."""
@@ -228,9 +271,11 @@ class Source:
             except StopIteration:
                 return None
             except csv.Error as e:
+                # With strict=False the only error left is a field past the hard limit,
+                # after which the csv module cannot find the next record.
                 raise InputError(
-                    f"{self.name} line {start}: {e} (an unclosed quote swallows the rest of "
-                    "the file)"
+                    f"{self.name} line {start}: a field is longer than {_CSV_HARD_LIMIT} "
+                    "characters, the file cannot be read past it (look for an unclosed quote)"
                 ) from e
             self._line_end = self._reader.line_num
             if row:
@@ -243,6 +288,10 @@ class Source:
         start, header = first
         if self._flag[0]:
             raise InputError(f"{self.name} line {start}: header has {self._flag_reason()}")
+        if self._eof:
+            raise InputError(
+                f"{self.name} line {start}: the header opens a quote that is never closed"
+            )
         self.header = header
         self.columns = map_header(header, self.options.mapping, f"{self.name} line {start}")
         mapped = {i for i in self.columns.values()}
@@ -268,6 +317,9 @@ class Source:
         reader = self._reader
         assert reader is not None and self._counter is not None
         buf, flag = self._buf, self._flag
+        # PostgreSQL ends COPY at a line that is just \. ; only with "." as the delimiter can
+        # such a line parse as a valid record, so only then is raw forwarding unsafe.
+        forward_raw = delimiter != "."
         lines: list[str] = []
         rejects: list[Reject] = []
         records = 0
@@ -280,14 +332,15 @@ class Source:
             reason = None
             if flag[0]:
                 reason = self._flag_reason()
+            elif self._eof:
+                # The csv module reads past the last line only while inside a quoted field.
+                reason = "a quoted field is never closed before the end of the file"
             elif len(row) != ncols:
                 reason = f"{len(row)} fields, header has {ncols}"
                 if len(row) == 1 and ncols > 1:
                     reason += " (check --delimiter)"
             elif not row[sku].strip():
                 reason = "empty sku"
-            elif self._eof and _unterminated(buf):
-                reason = "unterminated quoted field at end of file"
             elif (len(buf) > 1 or len(buf[0]) > FIELD_LIMIT) and max(map(len, row)) > FIELD_LIMIT:
                 reason = f"a field is longer than {FIELD_LIMIT} characters"
             elif active is not None:
@@ -300,13 +353,13 @@ class Source:
                 else:
                     row[active] = value
                     lines.append(_quote_row(row, delimiter))
-            elif len(buf) == 1 and ('"' not in buf[0] or '"' not in "".join(row)):
+            elif forward_raw and len(buf) == 1 and ('"' not in buf[0] or '"' not in "".join(row)):
                 # Forward the raw line: PostgreSQL parses it exactly as Python did.
                 lines.append(buf[0].rstrip("\r\n"))
             else:
                 lines.append(_quote_row(row, delimiter))
             if reason is not None:
-                rejects.append(Reject(start, reason, "".join(buf)))
+                rejects.append(Reject(start, reason, _strip_terminator("".join(buf))))
             if records >= batch_size:
                 yield self._chunk(lines, rejects)
                 lines, rejects, records = [], [], 0
@@ -352,9 +405,10 @@ def _quote_row(row: list[str], delimiter: str) -> str:
     return delimiter.join(['"' + f.replace('"', '""') + '"' for f in row])
 
 
-def _unterminated(buf: list[str]) -> bool:
-    """At end of file, an odd number of quotes means a quoted field never closed."""
-    return sum(line.count('"') for line in buf) % 2 == 1
+def _strip_terminator(raw: str) -> str:
+    if raw.endswith("\r\n"):
+        return raw[:-2]
+    return raw[:-1] if raw.endswith(("\n", "\r")) else raw
 
 
 def _looks_like_utf8(line: str, encoding: str) -> bool:
