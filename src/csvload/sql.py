@@ -122,3 +122,40 @@ LOCK_PRODUCTS_EXCLUSIVE = sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").form
     sql.Identifier(PRODUCTS)
 )
 PRODUCTS_EMPTY = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(PRODUCTS))
+
+
+def latest(columns: Mapping[str, int]) -> sql.Composed:
+    """The deduplicated stage, exactly as the import merges it: one row per key
+    (lower(sku)), the last occurrence in the file winning."""
+    return _latest(columns)
+
+
+def verify_counts(columns: Mapping[str, int]) -> sql.Composed:
+    """Compare the deduplicated stage with products in one pass over the stage.
+
+    Returns one row: skus, missing, different, then up to %(examples)s examples of each
+    (missing: the file's SKU; different: the file's SKU and the fields that differ).  The
+    fields compared are those the file has, sku excepted: a SKU matches whatever its case.
+    """
+    compared = [f for f in _fields(columns) if f != "sku"]
+    differs = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN d.{f} IS DISTINCT FROM p.{f} THEN {name} END").format(
+            f=sql.Identifier(f), name=sql.Literal(f)
+        )
+        for f in compared
+    )
+    # MATERIALIZED: the four readers below share one dedupe sort and one join.
+    return sql.SQL(
+        "WITH checked AS MATERIALIZED ("
+        " SELECT d.key, d.sku, p.id IS NULL AS missing,"
+        " CASE WHEN p.id IS NULL THEN '{{}}'::text[]"
+        " ELSE array_remove(ARRAY[{differs}]::text[], NULL) END AS differs"
+        " FROM ({latest}) d LEFT JOIN {table} p ON lower(p.sku) = d.key)"
+        " SELECT (SELECT count(*) FROM checked),"
+        " (SELECT count(*) FROM checked WHERE missing),"
+        " (SELECT count(*) FROM checked WHERE differs <> '{{}}'),"
+        " ARRAY(SELECT sku FROM checked WHERE missing"
+        '  ORDER BY key COLLATE "C" LIMIT %(examples)s),'
+        " ARRAY(SELECT json_build_array(sku, differs) FROM checked WHERE differs <> '{{}}'"
+        '  ORDER BY key COLLATE "C" LIMIT %(examples)s)'
+    ).format(differs=differs, latest=_latest(columns), table=sql.Identifier(PRODUCTS))

@@ -1,0 +1,284 @@
+"""`csvload status`, `runs`, `stats` and `verify`: reading the run history and the table.
+
+cli.py registers these at its end, after the helpers imported below exist; import this
+module only through csvload.cli.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from csvload.cli import EncodingParam, MapParam, dsn_option, fail, resolve_dsn
+from csvload.database import connect, describe
+from csvload.errors import CsvloadError, ExitStatus
+from csvload.loader import DEFAULT_BATCH_SIZE
+from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
+from csvload.source import Source, SourceOptions
+
+_DONE_OK = ("running", "succeeded", "dry_run")
+
+
+def _timeout_option(f):
+    return click.option(
+        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
+    )(f)
+
+
+def _connect(dsn: str | None, connect_timeout: float):
+    return connect(resolve_dsn(dsn), connect_timeout=connect_timeout, autocommit=True)
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@dsn_option
+@click.option("--watch", is_flag=True, help="Refresh until the run ends (Ctrl-C stops).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON on stdout (one line per refresh)."
+)
+@_timeout_option
+def status(run_id, dsn, watch, as_json, connect_timeout):
+    """Show the current import, else the latest one (or RUN_ID, or a prefix of it):
+    phase, bytes and rows, rate and ETA.
+
+    Exits 0 when the run is running or ended well, 1 when it failed or was interrupted.
+    """
+    try:
+        with _connect(dsn, connect_timeout) as conn:
+            info = latest_run(conn, run_id)
+            if info is None:
+                fail(CsvloadError(f"no import recorded in {describe(conn.info.dsn)} yet"))
+            if watch:
+                info = _watch(conn, info, as_json)
+    except CsvloadError as e:
+        fail(e)
+    if not watch:
+        if as_json:
+            click.echo(json.dumps(info.as_dict()))
+        else:
+            click.echo("\n".join(describe_run(info)), err=True)
+    sys.exit(ExitStatus.OK if info.status in _DONE_OK else ExitStatus.FAILED)
+
+
+def _watch(conn, info: RunInfo, as_json: bool) -> RunInfo:
+    """Re-read the run every heartbeat until it ends.  Ctrl-C exits 0 without a word."""
+    stream = sys.stderr
+    try:
+        if not as_json and stream.isatty():
+            return _watch_live(conn, info, stream)
+        last = None
+        while True:
+            key = (info.status, info.phase, info.rows_done, info.bytes_done)
+            if key != last:
+                last = key
+                if as_json:
+                    click.echo(json.dumps(info.as_dict()))
+                else:
+                    click.echo(one_line(info), err=True)
+            if info.status != "running":
+                return info
+            time.sleep(HEARTBEAT_INTERVAL)
+            info = latest_run(conn, info.run_id)
+    except KeyboardInterrupt:
+        sys.exit(ExitStatus.OK)
+
+
+def _watch_live(conn, info: RunInfo, stream) -> RunInfo:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text("\n".join(describe_run(info))), console=Console(file=stream)) as live:
+        while info.status == "running":
+            time.sleep(HEARTBEAT_INTERVAL)
+            info = latest_run(conn, info.run_id)
+            live.update(Text("\n".join(describe_run(info))))
+    return info
+
+
+def describe_run(r: RunInfo) -> list[str]:
+    """The run for a person, a few lines."""
+    lines = [f"run {r.run_id}  {r.file}  {r.status.upper()}"]
+    progress = f"{_mb(r.bytes_done)}" + (f" of {_mb(r.bytes_total)}" if r.bytes_total else "")
+    if r.percent is not None:
+        progress += f" ({r.percent:.0f}%)"
+    lines.append(f"  phase     {r.phase}, {progress}")
+    rows = r.rows_read if r.rows_read is not None else r.rows_done
+    lines.append(f"  rows      {rows:,} ({r.rows_per_second:,.0f} rows/s)")
+    if r.status == "running":
+        eta = f"{r.eta_seconds:,.0f} s to read the rest" if r.eta_seconds is not None else "-"
+        lines.append(f"  eta       {eta}")
+    if r.inserted is not None:
+        lines.append(
+            f"  ledger    {r.inserted:,} inserted, {r.updated:,} updated, "
+            f"{r.unchanged:,} unchanged, {r.duplicates:,} duplicates, {r.rejected:,} rejected"
+        )
+    lines.append(
+        f"  started   {_when(r.started_at)}, {r.elapsed_seconds:,.1f} s"
+        f"{' so far' if r.status == 'running' else ''}, on {r.host} pid {r.pid}"
+    )
+    if r.status == "running" and r.heartbeat_age_seconds > 3 * HEARTBEAT_INTERVAL:
+        lines.append(f"  heartbeat {r.heartbeat_age_seconds:.0f} s ago")
+    if r.error:
+        lines.append(f"  error     {r.error}")
+    return lines
+
+
+def one_line(r: RunInfo) -> str:
+    rows = r.rows_read if r.rows_read is not None else r.rows_done
+    pct = f" ({r.percent:.0f}%)" if r.percent is not None and r.status == "running" else ""
+    eta = f", ETA {r.eta_seconds:,.0f} s" if r.eta_seconds is not None else ""
+    return (
+        f"{r.run_id[:8]} {r.file}: {r.status}, {r.phase}{pct}, {rows:,} rows, "
+        f"{r.rows_per_second:,.0f} rows/s{eta}"
+    )
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@click.command()
+@dsn_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
+@_timeout_option
+def runs(dsn, limit, as_json, connect_timeout):
+    """The import history, newest first: one row per run on stdout."""
+    try:
+        with _connect(dsn, connect_timeout) as conn:
+            found = list_runs(conn, limit)
+    except CsvloadError as e:
+        fail(e)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in found]))
+        return
+    if not found:
+        click.echo("csvload: no import recorded yet", err=True)
+        return
+    click.echo(
+        f"{'RUN ID':<36}  {'STARTED':<19}  {'STATUS':<11}  {'ROWS':>11}  SECONDS  FILE", err=True
+    )
+    for r in found:
+        rows = r.rows_read if r.rows_read is not None else r.rows_done
+        click.echo(
+            f"{r.run_id}  {_when(r.started_at)}  {r.status:<11}  {rows:>11,}  "
+            f"{r.elapsed_seconds:>7,.1f}  {r.file}"
+        )
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+@click.command()
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@_timeout_option
+def stats(dsn, as_json, connect_timeout):
+    """Products and active counts, table and index sizes, index usage, the last import."""
+    from csvload.stats import collect
+
+    try:
+        with _connect(dsn, connect_timeout) as conn:
+            s = collect(conn)
+    except CsvloadError as e:
+        fail(e)
+    if as_json:
+        click.echo(json.dumps(s.as_dict()))
+        return
+    out = [
+        f"products        {s.products:,}",
+        f"active          {s.active:,}",
+        f"total size      {_mb(s.total_bytes)}",
+        f"table size      {_mb(s.table_bytes)}",
+        f"indexes size    {_mb(s.indexes_bytes)}",
+    ]
+    last = s.last_import
+    out.append(
+        f"last import     {_when(last.finished_at)} {last.file} ({last.run_id})"
+        if last and last.finished_at
+        else "last import     none recorded"
+    )
+    for i in s.indexes:
+        out.append(
+            f"index           {i.name}  {_mb(i.bytes)}  {i.scans:,} scans  "
+            f"{i.tuples_read:,} read  {i.tuples_fetched:,} fetched"
+        )
+    click.echo("\n".join(out))
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("path")
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON result on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
+@click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True)
+@click.option(
+    "--delimiter", default=",", show_default=True, help="Field delimiter, or 'auto' to sniff it."
+)
+@click.option(
+    "--map",
+    "mapping",
+    type=MapParam(),
+    multiple=True,
+    help="Map a header to a field: 'Product Name=name'. Repeatable.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
+)
+@_timeout_option
+def verify(path, dsn, as_json, quiet, encoding, delimiter, mapping, batch_size, connect_timeout):
+    """Check that products holds every SKU of PATH (or - for stdin) with the values of its
+    last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
+    from csvload.render import display_for
+    from csvload.verify import verify_source
+
+    if delimiter != "auto" and len(delimiter.encode()) != 1:
+        raise click.BadParameter("must be one character, or 'auto'", param_hint="--delimiter")
+    try:
+        source_options = SourceOptions(path, encoding, delimiter, tuple(mapping))
+        with (
+            Source(source_options, stdin=sys.stdin.buffer) as source,
+            _connect(dsn, connect_timeout) as conn,
+            display_for(quiet, source.name) as display,
+        ):
+            result = verify_source(conn, source, batch_size, display)
+    except CsvloadError as e:
+        fail(e)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    if not quiet:
+        click.echo(verify_line(result), err=True)
+    sys.exit(ExitStatus.OK if result.ok else ExitStatus.FAILED)
+
+
+def verify_line(r) -> str:
+    line = (
+        f"{r.file}: {r.skus:,} SKUs checked ({', '.join(r.compared)}): "
+        f"{r.matching:,} match, {r.missing:,} missing, {r.different:,} different"
+    )
+    if r.rejected:
+        line += f"; {r.rejected:,} rejected rows not checked"
+    if r.missing_examples:
+        line += "; missing: " + ", ".join(r.missing_examples)
+    if r.different_examples:
+        line += "; different: " + ", ".join(
+            f"{d.sku} ({', '.join(d.fields)})" for d in r.different_examples
+        )
+    return line
+
+
+def _mb(n: int | None) -> str:
+    return f"{(n or 0) / 1e6:,.1f} MB"
+
+
+def _when(t) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t is not None else "-"

@@ -1,0 +1,82 @@
+"""What is in products: row counts, sizes on disk, how the indexes are used, and the last
+successful import.  Read only."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from csvload.database import translate
+from csvload.errors import NoTableError
+from csvload.runs import RunInfo, last_successful
+from csvload.schema import PRODUCTS
+
+
+@dataclass
+class IndexStats:
+    name: str
+    bytes: int
+    scans: int  # idx_scan: index scans started on it
+    tuples_read: int  # idx_tup_read: index entries returned by those scans
+    tuples_fetched: int  # idx_tup_fetch: live rows fetched through it by simple scans
+
+
+@dataclass
+class Stats:
+    products: int
+    active: int
+    total_bytes: int  # pg_total_relation_size: heap, TOAST and indexes
+    table_bytes: int  # heap and TOAST, without indexes
+    indexes_bytes: int  # pg_indexes_size
+    indexes: list[IndexStats] = field(default_factory=list)
+    last_import: RunInfo | None = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["last_import"] = self.last_import.as_dict() if self.last_import else None
+        return d
+
+
+_SIZES = """
+SELECT pg_total_relation_size(t.oid), pg_table_size(t.oid), pg_indexes_size(t.oid)
+FROM (SELECT to_regclass(%s) AS oid) t
+"""
+
+# The statistics views count scans since the last stats reset; they are per server and
+# may lag a moment behind (PostgreSQL 15 flushes them at transaction end at the latest).
+_INDEXES = """
+SELECT s.indexrelname, pg_relation_size(s.indexrelid), s.idx_scan, s.idx_tup_read,
+       s.idx_tup_fetch
+FROM pg_stat_user_indexes s
+WHERE s.relid = to_regclass(%s)
+ORDER BY s.indexrelname
+"""
+
+
+def collect(conn: psycopg.Connection) -> Stats:
+    """Statistics for products.  Raises NoTableError before 'csvload init'."""
+    try:
+        row = conn.execute("SELECT to_regclass(%s)", (PRODUCTS,)).fetchone()
+        if row is None or row[0] is None:
+            raise NoTableError(f"{PRODUCTS}: the table does not exist (run 'csvload init' first)")
+        counts = conn.execute(
+            sql.SQL("SELECT count(*), count(*) FILTER (WHERE active) FROM {}").format(
+                sql.Identifier(PRODUCTS)
+            )
+        ).fetchone()
+        sizes = conn.execute(_SIZES, (PRODUCTS,)).fetchone()
+        indexes = [IndexStats(*r) for r in conn.execute(_INDEXES, (PRODUCTS,)).fetchall()]
+    except psycopg.Error as e:
+        raise translate(e, PRODUCTS) from e
+    assert counts is not None and sizes is not None
+    return Stats(
+        products=counts[0],
+        active=counts[1],
+        total_bytes=sizes[0],
+        table_bytes=sizes[1],
+        indexes_bytes=sizes[2],
+        indexes=indexes,
+        last_import=last_successful(conn),
+    )
