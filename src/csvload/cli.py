@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
-from csvload import __version__, schema, webhook
+from csvload import __version__, runs, schema, webhook
 from csvload.database import connect, describe, target
 from csvload.dbcommands import db
 from csvload.errors import CsvloadError, ExitStatus, Interrupted
@@ -127,6 +127,7 @@ def init(dsn, connect_timeout):
         resolved = resolve_dsn(dsn)
         with connect(resolved, connect_timeout=connect_timeout) as conn:
             schema.create_products(conn)
+            runs.create_runs_table(conn)
     except CsvloadError as e:
         fail(e)
     click.echo(f"csvload: products is ready in {describe(resolved)}", err=True)
@@ -281,12 +282,26 @@ class ImportJob:
     as_json: bool
     quiet: bool
 
+    def record(self) -> dict:
+        """The options worth keeping in the run history: never the DSN or a secret."""
+        return {
+            "encoding": self.source.encoding,
+            "delimiter": self.source.delimiter,
+            "map": [list(m) for m in self.source.mapping],
+            "batch_size": self.options.batch_size,
+            "max_errors": self.options.max_errors,
+            "dry_run": self.options.dry_run,
+            "webhooks": len(self.webhooks.urls),
+        }
+
 
 def run_import(job: ImportJob) -> ExitStatus:
-    """Run one import, deliver its webhooks, render its outcome; return the exit status."""
+    """Run one import, record it, deliver its webhooks, render its outcome; return the
+    exit status."""
     result = ImportResult(status="failed", file=job.source.path)
     database = {"name": None, "host": None}
     error: CsvloadError | None = None
+    recorder: runs.RunRecorder | None = None
     with _signals_interrupt():
         try:
             with Source(job.source, stdin=sys.stdin.buffer) as source:
@@ -297,17 +312,33 @@ def run_import(job: ImportJob) -> ExitStatus:
                         err=True,
                     )
                 resolved = resolve_dsn(job.dsn)
+                recorder = runs.RunRecorder.start(
+                    resolved,
+                    file=source.name,
+                    path=None if job.source.path == "-" else job.source.path,
+                    options=job.record(),
+                    connect_timeout=job.connect_timeout,
+                )
+                result.run_id = recorder.run_id
                 with (
                     connect(resolved, connect_timeout=job.connect_timeout) as conn,
                     display_for(job.quiet, source.name) as display,
                 ):
                     database = target(conn)
-                    import_source(conn, source, job.options, display, result)
+
+                    def progress(p, display=display, recorder=recorder):
+                        display(p)
+                        recorder.progress(p)
+
+                    import_source(conn, source, job.options, progress, result)
         except CsvloadError as e:
             error = e
         except _Signalled as e:
             error = Interrupted(f"{job.source.path}: {e.name}: rolled back, nothing was written")
             error.exit_status = e.status
+        finally:
+            if recorder is not None:
+                _end_run(recorder, result, error)
     deliveries = _deliver(job, result, database, error)
     if error is not None:
         result.status, result.error = "failed", str(error)
@@ -316,6 +347,8 @@ def run_import(job: ImportJob) -> ExitStatus:
         if job.webhooks.urls:
             summary["webhooks"] = [d.as_dict() for d in deliveries]
         click.echo(json.dumps(summary))
+    if recorder is not None and recorder.warning and not job.quiet:
+        click.echo(f"Warning: run history: {recorder.warning}", err=True)
     if error is not None:
         click.echo(f"Error: {error}", err=True)
         return error.exit_status
@@ -331,6 +364,13 @@ def run_import(job: ImportJob) -> ExitStatus:
     if failed:
         return ExitStatus.WEBHOOK_FAILED
     return ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK
+
+
+def _end_run(recorder, result: ImportResult, error: CsvloadError | None) -> None:
+    if error is None:
+        recorder.finish(result)
+    else:
+        recorder.fail(str(error), result, interrupted=isinstance(error, Interrupted))
 
 
 def _deliver(job: ImportJob, result: ImportResult, database: dict, error) -> list:
@@ -450,3 +490,11 @@ def webhook_test(url, secret, timeout, as_json):
     signed = "signed" if secret else "unsigned"
     click.echo(f"{delivery.url}: {delivery.status} ({outcome}) in {ms:.0f} ms, {signed}", err=True)
     sys.exit(ExitStatus.OK if delivery.ok else ExitStatus.WEBHOOK_FAILED)
+
+
+# Registered last: these modules import the option helpers defined above.
+from csvload.runcommands import runs as runs_command  # noqa: E402
+from csvload.runcommands import stats, status, verify  # noqa: E402
+
+for _command in (status, runs_command, stats, verify):
+    main.add_command(_command)

@@ -68,6 +68,7 @@ class ImportResult:
     rejects_file: str | None = None
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    run_id: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -124,6 +124,8 @@ def summary_line(r: ImportResult) -> str:
     )
     if r.rejects_file:
         line += f"; rejects in {r.rejects_file}"
+    if r.run_id:
+        line += f"; run {r.run_id}"
     return line
 
 

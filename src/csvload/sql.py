@@ -160,4 +160,5 @@ def verify_counts(columns: Mapping[str, int]) -> sql.Composed:
         '  ORDER BY key COLLATE "C" LIMIT %(examples)s)'
     ).format(differs=differs, latest=_latest(columns), table=sql.Identifier(PRODUCTS))
 
+
 ANALYZE_STAGE = sql.SQL("ANALYZE {}").format(STAGE)
