@@ -603,3 +603,17 @@ def test_permission_denied(products, tmp_path):
     assert os.waitstatus_to_exitcode(status) == 1, stderr
     assert stderr == f"Error: {path}: permission denied\n"
     assert table_checksum(products) == before
+
+
+def test_utf16_without_bom_names_the_byte_order_options(products, tmp_path):
+    before = prefill(products)
+    path = put(tmp_path, "sku,name\na,b\n".encode("utf-16-le"))
+    result = cli(products, "import", path, "--encoding", "utf-16")
+    assert result.exit_code == 1
+    assert error_line(result) == (
+        f"Error: {path} line 1: UTF-16 stream does not start with BOM (name the byte order: "
+        "--encoding utf-16-le or utf-16-be)"
+    )
+    assert table_checksum(products) == before
+    assert cli(products, "import", path, "--encoding", "utf-16-le").exit_code == 0
+    assert ("a", "b", None, True) in fetch_products(products)

@@ -250,6 +250,13 @@ class Source:
                 yield line
         except _READ_ERRORS as e:
             raise self._read_error(e, self._line_end + len(buf) + 1) from e
+        except UnicodeError as e:
+            # Undecodable bytes never get here (ERRORS escapes them); what does is the
+            # UTF-16/32 decoder refusing a stream that does not start with a BOM.
+            raise InputError(
+                f"{self.name} line {self._line_end + len(buf) + 1}: {e} (name the byte order: "
+                f"--encoding {self.encoding}-le or {self.encoding}-be)"
+            ) from e
         self._eof = True
 
     def _read_error(self, error: Exception, line: int) -> InputError:
