@@ -244,8 +244,13 @@ def import_(
     webhook_on_dry_run,
 ):
     """Import a product CSV (PATH, or - for stdin) into products."""
-    if delimiter != "auto" and len(delimiter.encode()) != 1:
-        raise click.BadParameter("must be one character, or 'auto'", param_hint="--delimiter")
+    if delimiter != "auto" and (len(delimiter.encode()) != 1 or delimiter in '"\r\n'):
+        raise click.BadParameter(
+            "must be one character other than a quote or a line break, or 'auto'",
+            param_hint="--delimiter",
+        )
+    if rejects_path and path != "-" and os.path.realpath(rejects_path) == os.path.realpath(path):
+        raise click.BadParameter("must not be the input file", param_hint="--rejects")
     job = ImportJob(
         source=SourceOptions(path, encoding, delimiter, tuple(mapping)),
         options=ImportOptions(
