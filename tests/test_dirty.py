@@ -430,12 +430,22 @@ def test_delimiter_auto_that_cannot_decide_is_a_clear_error(products, tmp_path):
 @pytest.mark.parametrize("delimiter", ['"', "\n"], ids=["quote", "newline"])
 def test_unusable_delimiter_is_refused(products, tmp_path, delimiter):
     path = put(tmp_path, b"sku,name\na,b\n")
+    before = table_checksum(products)
     result = cli(products, "import", path, "--delimiter", delimiter)
-    assert result.exit_code == 1
-    assert error_line(result) == (
-        f"Error: {path}: --delimiter {delimiter!r} cannot be used (give one character other"
-        " than a quote or a line break)"
-    )
+    assert result.exit_code == 2  # a usage error, caught while parsing options
+    assert "Invalid value for '--delimiter': must be one character other than a quote or a" \
+        " line break, or 'auto'" in result.stderr
+    assert table_checksum(products) == before
+
+
+def test_rejects_path_naming_the_input_is_refused(products, tmp_path):
+    path = put(tmp_path, b"sku,name
+a,b
+")
+    result = cli(products, "import", path, "--rejects", path)
+    assert result.exit_code == 2
+    assert "Invalid value for '--rejects': must not be the input file" in result.stderr
+    assert Path(path).read_bytes() == b"sku,name\na,b\n"
 
 
 def test_dot_delimiter_with_a_copy_end_marker_lookalike(products, tmp_path):
