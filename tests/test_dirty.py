@@ -433,18 +433,18 @@ def test_unusable_delimiter_is_refused(products, tmp_path, delimiter):
     before = table_checksum(products)
     result = cli(products, "import", path, "--delimiter", delimiter)
     assert result.exit_code == 2  # a usage error, caught while parsing options
-    assert "Invalid value for '--delimiter': must be one character other than a quote or a" \
+    assert (
+        "Invalid value for --delimiter: must be one character other than a quote or a"
         " line break, or 'auto'" in result.stderr
+    )
     assert table_checksum(products) == before
 
 
 def test_rejects_path_naming_the_input_is_refused(products, tmp_path):
-    path = put(tmp_path, b"sku,name
-a,b
-")
+    path = put(tmp_path, b"sku,name\na,b\n")
     result = cli(products, "import", path, "--rejects", path)
     assert result.exit_code == 2
-    assert "Invalid value for '--rejects': must not be the input file" in result.stderr
+    assert "Invalid value for --rejects: must not be the input file" in result.stderr
     assert Path(path).read_bytes() == b"sku,name\na,b\n"
 
 
