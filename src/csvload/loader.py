@@ -138,6 +138,10 @@ def import_source(
 
 def _configure(db: Statements, options: ImportOptions) -> None:
     db.execute("SELECT set_config('work_mem', %s, true)", (options.work_mem,))
+    if db.cur.connection.info.server_version >= 140000:
+        # If csvload dies (kill -9) mid-merge, the server otherwise finishes the statement
+        # before noticing, holding the products lock; this makes it notice within a second.
+        db.execute("SELECT set_config('client_connection_check_interval', '1s', true)")
     if options.lock_timeout is not None:
         db.execute(
             "SELECT set_config('lock_timeout', %s, true)",
