@@ -434,7 +434,7 @@ def test_unusable_delimiter_is_refused(products, tmp_path, delimiter):
     result = cli(products, "import", path, "--delimiter", delimiter)
     assert result.exit_code == 2  # a usage error, caught while parsing options
     assert (
-        "Invalid value for --delimiter: must be one character other than a quote or a"
+        "Invalid value for '--delimiter': must be one character other than a quote or a"
         " line break, or 'auto'" in result.stderr
     )
     assert table_checksum(products) == before

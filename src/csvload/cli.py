@@ -97,6 +97,37 @@ def dsn_option(f):
     )(f)
 
 
+def _check_delimiter(ctx, param, value: str) -> str:
+    if value != "auto" and (len(value.encode()) != 1 or value in '"\r\n'):
+        raise click.BadParameter(
+            "must be one character other than a quote or a line break, or 'auto'"
+        )
+    return value
+
+
+def input_options(f):
+    """The options that say how to read a CSV: shared by import and verify."""
+    for option in (
+        click.option(
+            "--map",
+            "mapping",
+            type=MapParam(),
+            multiple=True,
+            help="Map a header to a field: 'Product Name=name'. Repeatable.",
+        ),
+        click.option(
+            "--delimiter",
+            default=",",
+            show_default=True,
+            callback=_check_delimiter,
+            help="Field delimiter, or 'auto' to sniff it.",
+        ),
+        click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True),
+    ):
+        f = option(f)
+    return f
+
+
 def fail(error: CsvloadError, as_json: bool = False, result: ImportResult | None = None):
     """Print the one-line error (and the JSON summary when asked) and exit."""
     if as_json and result is not None:
@@ -169,17 +200,7 @@ class WebhookUrl(click.ParamType):
     help="Where to write rejected rows. Default: <input>.rejects.csv.",
 )
 @click.option("--dry-run", is_flag=True, help="Run everything, then roll back.")
-@click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True)
-@click.option(
-    "--delimiter", default=",", show_default=True, help="Field delimiter, or 'auto' to sniff it."
-)
-@click.option(
-    "--map",
-    "mapping",
-    type=MapParam(),
-    multiple=True,
-    help="Map a header to a field: 'Product Name=name'. Repeatable.",
-)
+@input_options
 @click.option("--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True)
 @click.option(
     "--lock-timeout",
@@ -244,11 +265,6 @@ def import_(
     webhook_on_dry_run,
 ):
     """Import a product CSV (PATH, or - for stdin) into products."""
-    if delimiter != "auto" and (len(delimiter.encode()) != 1 or delimiter in '"\r\n'):
-        raise click.BadParameter(
-            "must be one character other than a quote or a line break, or 'auto'",
-            param_hint="--delimiter",
-        )
     if rejects_path and path != "-" and os.path.realpath(rejects_path) == os.path.realpath(path):
         raise click.BadParameter("must not be the input file", param_hint="--rejects")
     job = ImportJob(

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from csvload.cli import EncodingParam, MapParam, dsn_option, fail, resolve_dsn
+from csvload.cli import dsn_option, fail, input_options, resolve_dsn
 from csvload.database import connect, describe
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.loader import DEFAULT_BATCH_SIZE
@@ -220,17 +220,7 @@ def stats(dsn, as_json, connect_timeout):
 @dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON result on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
-@click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True)
-@click.option(
-    "--delimiter", default=",", show_default=True, help="Field delimiter, or 'auto' to sniff it."
-)
-@click.option(
-    "--map",
-    "mapping",
-    type=MapParam(),
-    multiple=True,
-    help="Map a header to a field: 'Product Name=name'. Repeatable.",
-)
+@input_options
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
 )
