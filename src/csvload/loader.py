@@ -142,13 +142,18 @@ def _configure(db: Statements, options: ImportOptions) -> None:
     if options.lock_timeout is not None:
         db.execute(
             "SELECT set_config('lock_timeout', %s, true)",
-            (f"{int(options.lock_timeout * 1000)}ms",),
+            (_milliseconds(options.lock_timeout),),
         )
     if options.statement_timeout is not None:
         db.execute(
             "SELECT set_config('statement_timeout', %s, true)",
-            (f"{int(options.statement_timeout * 1000)}ms",),
+            (_milliseconds(options.statement_timeout),),
         )
+
+
+def _milliseconds(seconds: float) -> str:
+    # PostgreSQL reads 0 as "no limit"; a user who asks for 0 s means "do not wait".
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 def stage(db, source: Source, options, result, rejects, report) -> None:
