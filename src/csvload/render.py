@@ -51,6 +51,8 @@ class LineDisplay(QuietDisplay):
         if p.phase == "done":
             return
         self.phase, self.last = p.phase, now
+        if p.phase == "reading" and p.rows == 0:
+            return  # "0 rows, 0%" says nothing; the first real line comes a few seconds in
         rate = p.rows / max(now - self.started, 1e-9)
         done = f"{_mb(p.bytes_done)}" + (f" of {_mb(p.bytes_total)}" if p.bytes_total else "")
         if p.phase == "reading":
