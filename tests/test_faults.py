@@ -152,9 +152,9 @@ KILL_POINTS = {
     ("empty", "indexes"): (active("CREATE INDEX"), False),
     ("empty", "commit"): (seen_commit("CREATE INDEX"), True),
     ("filled", "copy"): (active("COPY"), False),
-    ("filled", "merge"): (active('CREATE TEMP TABLE "csvload_merge"'), False),
-    ("filled", "update"): (active("UPDATE"), False),
-    ("filled", "commit"): (seen_commit("INSERT INTO"), True),
+    ("filled", "analyze"): (active("ANALYZE"), False),
+    ("filled", "merge"): (active("WITH pairs"), False),
+    ("filled", "commit"): (seen_commit("WITH pairs"), True),
 }
 
 
@@ -203,10 +203,10 @@ def test_kill_9_leaves_exactly_before_or_after(
     [
         (signal.SIGINT, 130, "interrupted", "COPY"),
         (signal.SIGTERM, 143, "terminated", "COPY"),
-        (signal.SIGINT, 130, "interrupted", "UPDATE"),
-        (signal.SIGTERM, 143, "terminated", 'CREATE TEMP TABLE "csvload_merge"'),
+        (signal.SIGINT, 130, "interrupted", "ANALYZE"),
+        (signal.SIGTERM, 143, "terminated", "WITH pairs"),
     ],
-    ids=["sigint-copy", "sigterm-copy", "sigint-merge", "sigterm-merge"],
+    ids=["sigint-copy", "sigterm-copy", "sigint-analyze", "sigterm-merge"],
 )
 def test_signal_rolls_back_with_one_line(
     products, server_dsn, files, references, sig, status, word, phase
@@ -258,9 +258,7 @@ def own_server():
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.mark.parametrize(
-    "phase", ["COPY", 'CREATE TEMP TABLE "csvload_merge"'], ids=["copy", "merge"]
-)
+@pytest.mark.parametrize("phase", ["COPY", "WITH pairs"], ids=["copy", "merge"])
 def test_server_stopping_mid_import_fails_in_one_line(own_server, files, phase):
     server, dsn = own_server
     with psycopg.connect(dsn) as c:

@@ -222,8 +222,6 @@ def _merge(db: Statements, source: Source, result: ImportResult) -> None:
         # rows) lets it hash-join the stage with products instead of probing the index
         # once per row.  Filling an empty table joins nothing, so it skips this.
         db.execute(sql.ANALYZE_STAGE)
-        distinct = db.execute(sql.create_merge(columns)).rowcount
-        result.updated = db.execute(sql.update_changed(columns)).rowcount
-        result.inserted = db.execute(sql.insert_new(columns)).rowcount
+        distinct, result.updated, result.inserted = db.execute(sql.merge(columns)).fetchone()
     result.unchanged = distinct - result.inserted - result.updated
     result.duplicates = staged - distinct
