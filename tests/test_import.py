@@ -236,3 +236,40 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "csvload", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "import" in out.stdout
+
+
+def constraints(dsn: str) -> set[tuple[str, str]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT conname, contype::text FROM pg_constraint WHERE conrelid = 'products'::regclass"
+        ).fetchall()
+    return set(rows)
+
+
+def test_filling_an_empty_table_rebuilds_every_index_and_the_primary_key(products, tmp_path):
+    before = constraints(products)
+    assert ("products_pkey", "p") in before
+    load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
+    assert constraints(products) == before
+    with psycopg.connect(products) as conn:
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'products'"
+                " AND schemaname = current_schema()"
+            )
+        }
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO products (id, sku, name) OVERRIDING SYSTEM VALUE"
+                " SELECT id, 'other', 'x' FROM products LIMIT 1"
+            )
+    assert indexes == {"products_pkey", *(i.name for i in schema.INDEXES)}
+
+
+def test_a_referenced_primary_key_is_left_in_place(products, tmp_path):
+    with psycopg.connect(products) as conn:
+        conn.execute("CREATE TABLE orders (product_id bigint REFERENCES products (id))")
+    result = load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
+    assert result.inserted == 2
+    assert ("products_pkey", "p") in constraints(products)

@@ -54,6 +54,27 @@ INDEXES = (
 )
 
 
+# The name of products' primary key constraint, unless a foreign key elsewhere refers to
+# products (that would stop the key from being dropped and rebuilt).
+DROPPABLE_PRIMARY_KEY = sql.SQL(
+    "SELECT c.conname FROM pg_constraint c WHERE c.conrelid = {table}::regclass"
+    " AND c.contype = 'p' AND NOT EXISTS"
+    " (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid AND f.contype = 'f')"
+).format(table=sql.Literal(PRODUCTS))
+
+
+def drop_constraint(name: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+        sql.Identifier(PRODUCTS), sql.Identifier(name)
+    )
+
+
+def add_primary_key(name: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (id)").format(
+        sql.Identifier(PRODUCTS), sql.Identifier(name)
+    )
+
+
 def create_products(conn: psycopg.Connection) -> None:
     """Create the products table and its indexes if missing; never touches existing rows."""
     with conn.cursor() as cur:
