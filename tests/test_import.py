@@ -35,6 +35,15 @@ def load(dsn: str, path: str, **options):
         return import_source(conn, source, ImportOptions(**options))
 
 
+def index_names(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'products'"
+            " AND schemaname = current_schema()"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def assert_balanced(summary: dict) -> None:
     assert summary["rows_read"] == sum(summary[k] for k in LEDGER)
 
@@ -49,15 +58,8 @@ def test_init_creates_table_and_indexes_idempotently(dsn):
         conn.commit()
     assert run(dsn, "init").exit_code == 0
     with psycopg.connect(dsn) as conn:
-        indexes = {
-            r[0]
-            for r in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'products'"
-                " AND schemaname = current_schema()"
-            )
-        }
         rows = conn.execute("SELECT sku, name, active FROM products").fetchall()
-    assert {i.name for i in schema.INDEXES} <= indexes
+    assert {i.name for i in schema.INDEXES} <= index_names(dsn)
     assert rows == [("A-1", "kept", True)]
 
 
@@ -252,19 +254,12 @@ def test_filling_an_empty_table_rebuilds_every_index_and_the_primary_key(product
     load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
     assert constraints(products) == before
     with psycopg.connect(products) as conn:
-        indexes = {
-            r[0]
-            for r in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'products'"
-                " AND schemaname = current_schema()"
-            )
-        }
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(
                 "INSERT INTO products (id, sku, name) OVERRIDING SYSTEM VALUE"
                 " SELECT id, 'other', 'x' FROM products LIMIT 1"
             )
-    assert indexes == {"products_pkey", *(i.name for i in schema.INDEXES)}
+    assert index_names(products) == {"products_pkey", *(i.name for i in schema.INDEXES)}
 
 
 def test_a_referenced_primary_key_is_left_in_place(products, tmp_path):
