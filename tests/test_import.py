@@ -253,12 +253,11 @@ def test_filling_an_empty_table_rebuilds_every_index_and_the_primary_key(product
     assert ("products_pkey", "p") in before
     load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
     assert constraints(products) == before
-    with psycopg.connect(products) as conn:
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute(
-                "INSERT INTO products (id, sku, name) OVERRIDING SYSTEM VALUE"
-                " SELECT id, 'other', 'x' FROM products LIMIT 1"
-            )
+    with psycopg.connect(products) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(
+            "INSERT INTO products (id, sku, name) OVERRIDING SYSTEM VALUE"
+            " SELECT id, 'other', 'x' FROM products LIMIT 1"
+        )
     assert index_names(products) == {"products_pkey", *(i.name for i in schema.INDEXES)}
 
 
