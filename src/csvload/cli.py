@@ -128,12 +128,14 @@ def input_options(f):
     return f
 
 
-def fail(error: CsvloadError, as_json: bool = False, result: ImportResult | None = None):
-    """Print the one-line error (and the JSON summary when asked) and exit."""
-    if as_json and result is not None:
-        result.status = "failed"
-        result.error = str(error)
-        click.echo(json.dumps(result.as_dict()))
+def connect_timeout_option(f):
+    return click.option(
+        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
+    )(f)
+
+
+def fail(error: CsvloadError):
+    """Print the one-line error and exit with its status."""
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_status)
 
@@ -151,7 +153,7 @@ def main():
 
 @main.command()
 @dsn_option
-@click.option("--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True)
+@connect_timeout_option
 def init(dsn, connect_timeout):
     """Create the products table and its indexes (idempotent)."""
     try:
@@ -201,7 +203,7 @@ class WebhookUrl(click.ParamType):
 )
 @click.option("--dry-run", is_flag=True, help="Run everything, then roll back.")
 @input_options
-@click.option("--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True)
+@connect_timeout_option
 @click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0),
@@ -360,9 +362,9 @@ def run_import(job: ImportJob) -> ExitStatus:
         finally:
             if recorder is not None:
                 _end_run(recorder, result, error)
-    deliveries = _deliver(job, result, database, error)
     if error is not None:
         result.status, result.error = "failed", str(error)
+    deliveries = _deliver(job, result, database)
     if job.as_json:
         summary = result.as_dict()
         if job.webhooks.urls:
@@ -394,22 +396,20 @@ def _end_run(recorder, result: ImportResult, error: CsvloadError | None) -> None
         recorder.fail(str(error), result, interrupted=isinstance(error, Interrupted))
 
 
-def _deliver(job: ImportJob, result: ImportResult, database: dict, error) -> list:
+def _deliver(job: ImportJob, result: ImportResult, database: dict) -> list:
     """One event per URL, after the transaction has ended; it never changes the import."""
     if not job.webhooks.urls:
         return []
     path = job.source.path
     file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
-    summary = result.as_dict()
-    if error is not None:
-        summary["status"] = "failed"
-        event = webhook.build_event(
-            webhook.FAILED, summary, file=file, database=database, run_id=None, error=str(error)
-        )
-    else:
-        event = webhook.build_event(
-            webhook.COMPLETED, summary, file=file, database=database, run_id=None, error=None
-        )
+    event = webhook.build_event(
+        webhook.FAILED if result.status == "failed" else webhook.COMPLETED,
+        result.as_dict(),
+        file=file,
+        database=database,
+        run_id=result.run_id,
+        error=result.error,
+    )
     return webhook.deliver(job.webhooks, event)
 
 
@@ -424,15 +424,19 @@ class _Signalled(BaseException):
 @contextlib.contextmanager
 def _signals_interrupt():
     """Turn the first SIGINT/SIGTERM into _Signalled and ignore any later ones, so a second
-    Ctrl-C during the rollback cannot leave a traceback."""
+    Ctrl-C during the rollback cannot leave a traceback.  Once a signal has arrived, the
+    handlers stay ignoring until the process exits: a second Ctrl-C while the error line is
+    printed must not kill it with a different status."""
     names = {
         signal.SIGINT: ("interrupted", ExitStatus.INTERRUPTED),
         signal.SIGTERM: ("terminated", ExitStatus.TERMINATED),
     }
+    received = []
 
     def handler(signum, frame):
         for sig in names:
             signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
         raise _Signalled(*names[signum])
 
     if threading.current_thread() is not threading.main_thread():
@@ -442,8 +446,9 @@ def _signals_interrupt():
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        if not received:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 @main.command()
