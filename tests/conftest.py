@@ -113,5 +113,14 @@ def table_checksum(dsn: str) -> str:
         ).fetchone()[0]
 
 
+def content_checksum(dsn: str) -> str:
+    """A digest of what an import decides (not ids or timestamps), by lower(sku)."""
+    with psycopg.connect(dsn) as c:
+        return c.execute(
+            "SELECT coalesce(md5(string_agg(concat_ws('|', sku, name, description, active),"
+            " E'\\n' ORDER BY lower(sku) COLLATE \"C\")), 'empty') FROM products"
+        ).fetchone()[0]
+
+
 def csvload_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "csvload", *args]

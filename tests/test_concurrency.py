@@ -11,7 +11,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import csvload_cmd, with_search_path
+from conftest import content_checksum, csvload_cmd, with_search_path
 
 from csvload import schema
 from csvload.generate import generate_file
@@ -19,14 +19,6 @@ from csvload.generate import generate_file
 ROWS = 100_000
 ROUNDS = 5
 WAIT = 120.0
-
-
-def content_checksum(dsn: str) -> str:
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            "SELECT coalesce(md5(string_agg(concat_ws('|', lower(sku), name, description,"
-            " active), E'\\n' ORDER BY lower(sku) COLLATE \"C\")), 'empty') FROM products"
-        ).fetchone()[0]
 
 
 def import_cmd(dsn: str, path, *extra: str) -> list[str]:

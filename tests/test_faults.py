@@ -19,22 +19,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import csvload_cmd, table_checksum, with_search_path
+from conftest import content_checksum, csvload_cmd, table_checksum, with_search_path
 
 from csvload import schema
 from csvload.generate import generate_file
 
 ROWS = 200_000
 WAIT = 90.0  # seconds; generous for a loaded 2-core machine, never reached when healthy
-
-
-def content_checksum(dsn: str) -> str:
-    """A digest of what an import decides (not ids or timestamps), by lower(sku)."""
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            "SELECT coalesce(md5(string_agg(concat_ws('|', sku, name, description, active),"
-            " E'\\n' ORDER BY lower(sku) COLLATE \"C\")), 'empty') FROM products"
-        ).fetchone()[0]
 
 
 def start_import(dsn: str, path: Path, *extra: str, **kw) -> subprocess.Popen:

@@ -115,9 +115,7 @@ class Receiver:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.receiver = self
         # A short poll interval keeps shutdown() (and so each test's teardown) quick.
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.05,), daemon=True
-        )
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property
@@ -143,8 +141,7 @@ class Receiver:
 @pytest.fixture
 def receiver(monkeypatch):
     # urllib honours proxy variables; a developer's proxy must not intercept 127.0.0.1.
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY"):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     r = Receiver()
     yield r
@@ -186,9 +183,22 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
     body = req.json()
     assert body == event
     assert set(body) == {
-        "event", "id", "created_at", "run_id", "status", "file", "rows_read", "inserted",
-        "updated", "unchanged", "duplicates", "rejected", "seconds", "database",
-        "rejects_file", "error",
+        "event",
+        "id",
+        "created_at",
+        "run_id",
+        "status",
+        "file",
+        "rows_read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "duplicates",
+        "rejected",
+        "seconds",
+        "database",
+        "rejects_file",
+        "error",
     }
     assert body["event"] == "import.completed"
     assert body["id"].startswith("evt_") and len(body["id"]) == 36
@@ -200,8 +210,9 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
         "size": 19,
         "sha256": hashlib.sha256(b"sku,name\nA1,Widget\n").hexdigest(),
     }
-    assert [body[k] for k in ("rows_read", "inserted", "updated", "unchanged", "duplicates",
-                              "rejected")] == [1000, 600, 250, 100, 30, 20]
+    assert [
+        body[k] for k in ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
+    ] == [1000, 600, 250, 100, 30, 20]
     assert body["seconds"] == 1.234
     assert body["database"] == {"name": "shop", "host": "db.internal"}
     assert body["rejects_file"] == "products.rejects.csv"

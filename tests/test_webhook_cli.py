@@ -14,6 +14,13 @@ from csvload.webhook import verify_signature
 SECRET = "s3cret-for-tests"
 
 
+def signed_by(secret: str, request) -> bool:
+    headers = request.headers
+    return verify_signature(
+        secret, headers["x-csvload-timestamp"], request.body, headers["x-csvload-signature"]
+    )
+
+
 def import_with_hook(dsn, path, url, *extra, env=None):
     args = ["import", str(path), "--dsn", dsn, "--json", "--quiet", "--webhook", url, *extra]
     return CliRunner(env=env).invoke(main, args, catch_exceptions=False)
@@ -27,12 +34,7 @@ def test_one_verified_event_whose_counts_equal_the_summary(products, tmp_path, r
     summary = json.loads(result.stdout)
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
-    assert verify_signature(
-        SECRET,
-        request.headers["x-csvload-timestamp"],
-        request.body,
-        request.headers["x-csvload-signature"],
-    )
+    assert signed_by(SECRET, request)
     event = request.json()
     assert event["event"] == "import.completed"
     for key in ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected"):
@@ -92,9 +94,4 @@ def test_webhook_test_command(receiver):  # noqa: F811
     assert json.loads(result.stdout)["last_status_code"] == 200
     assert "delivered" in result.stderr and "ms" in result.stderr
     request = receiver.requests[0]
-    assert verify_signature(
-        SECRET,
-        request.headers["x-csvload-timestamp"],
-        request.body,
-        request.headers["x-csvload-signature"],
-    )
+    assert signed_by(SECRET, request)

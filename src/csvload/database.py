@@ -3,8 +3,6 @@ errors a user can act on into one-line CsvloadErrors."""
 
 from __future__ import annotations
 
-import re
-
 import psycopg
 from psycopg import conninfo, errors
 
@@ -46,17 +44,6 @@ def target(conn: psycopg.Connection) -> dict[str, str]:
     """The database name and host of a live connection, for summaries and webhooks."""
     info = conn.info
     return {"name": info.dbname, "host": info.host or "localhost"}
-
-
-def redact(dsn: str) -> str:
-    """The DSN with any password masked, in whichever form it was given."""
-    try:
-        params = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
-    if "password" in params:
-        params["password"] = "***"
-    return conninfo.make_conninfo(**params)
 
 
 def _password(dsn: str) -> str | None:

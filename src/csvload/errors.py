@@ -49,12 +49,6 @@ class ServerError(CsvloadError):
     """The managed local PostgreSQL server cannot be set up or started."""
 
 
-class WebhookError(CsvloadError):
-    """A webhook could not be delivered."""
-
-    exit_status = ExitStatus.WEBHOOK_FAILED
-
-
 class WebhookConfigError(CsvloadError):
     """A webhook URL or option is unusable; caught while parsing options, before any import."""
 

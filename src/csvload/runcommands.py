@@ -12,7 +12,7 @@ import time
 
 import click
 
-from csvload.cli import dsn_option, fail, input_options, resolve_dsn
+from csvload.cli import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.database import connect, describe
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.loader import DEFAULT_BATCH_SIZE
@@ -20,12 +20,6 @@ from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.source import Source, SourceOptions
 
 _DONE_OK = ("running", "succeeded", "dry_run")
-
-
-def _timeout_option(f):
-    return click.option(
-        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
-    )(f)
 
 
 def _connect(dsn: str | None, connect_timeout: float):
@@ -42,7 +36,7 @@ def _connect(dsn: str | None, connect_timeout: float):
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON on stdout (one line per refresh)."
 )
-@_timeout_option
+@connect_timeout_option
 def status(run_id, dsn, watch, as_json, connect_timeout):
     """Show the current import, else the latest one (or RUN_ID, or a prefix of it):
     phase, bytes and rows, rate and ETA.
@@ -147,7 +141,7 @@ def one_line(r: RunInfo) -> str:
 @dsn_option
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
-@_timeout_option
+@connect_timeout_option
 def runs(dsn, limit, as_json, connect_timeout):
     """The import history, newest first: one row per run on stdout."""
     try:
@@ -178,7 +172,7 @@ def runs(dsn, limit, as_json, connect_timeout):
 @click.command()
 @dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-@_timeout_option
+@connect_timeout_option
 def stats(dsn, as_json, connect_timeout):
     """Products and active counts, table and index sizes, index usage, the last import."""
     from csvload.stats import collect
@@ -224,7 +218,7 @@ def stats(dsn, as_json, connect_timeout):
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
 )
-@_timeout_option
+@connect_timeout_option
 def verify(path, dsn, as_json, quiet, encoding, delimiter, mapping, batch_size, connect_timeout):
     """Check that products holds every SKU of PATH (or - for stdin) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""

@@ -81,10 +81,3 @@ def create_products(conn: psycopg.Connection) -> None:
         cur.execute(sql.SQL(PRODUCTS_DDL).format(table=sql.Identifier(PRODUCTS)))
         for index in INDEXES:
             cur.execute(index.create(PRODUCTS))
-
-
-def products_exists(conn: psycopg.Connection) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (PRODUCTS,))
-        row = cur.fetchone()
-    return bool(row and row[0])

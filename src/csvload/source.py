@@ -267,9 +267,7 @@ class Source:
                 return
             base = self._base + len(self._block)
             text = "".join(lines)
-            dirty = "\x00" in text or (
-                not text.isascii() and (single_byte or not _encodable(text))
-            )
+            dirty = "\x00" in text or (not text.isascii() and (single_byte or not _encodable(text)))
             first_needed = self._line_end + 1  # where the record being parsed starts
             self._kept = [b for b in self._kept if b[0] + len(b[1]) >= first_needed]
             self._kept.append((base, lines, dirty))

@@ -71,8 +71,7 @@ PRODUCTS_DDL = (
     "CREATE UNIQUE INDEX IF NOT EXISTS products_lower_sku_key ON products (lower(sku))",
     "CREATE INDEX IF NOT EXISTS products_active_idx ON products (active)",
     "CREATE INDEX IF NOT EXISTS products_created_at_idx ON products (created_at)",
-    "CREATE INDEX IF NOT EXISTS products_active_created_at_idx"
-    " ON products (active, created_at)",
+    "CREATE INDEX IF NOT EXISTS products_active_created_at_idx ON products (active, created_at)",
 )
 
 FLOOR_SCRIPT = """\
@@ -266,9 +265,7 @@ def data_files(rows: int) -> tuple[Path, Path]:
         if not path.exists():
             started = time.perf_counter()
             partial = path.with_suffix(".partial")
-            generate_file(
-                partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename
-            )
+            generate_file(partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename)
             partial.rename(path)
             log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
     return pair
@@ -387,14 +384,38 @@ def local_server() -> Iterator[str]:
         port = s.getsockname()[1]
     try:
         subprocess.run(
-            [*as_user, "initdb", "-D", str(datadir), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--locale=C", "--no-sync"],
-            check=True, capture_output=True,
+            [
+                *as_user,
+                "initdb",
+                "-D",
+                str(datadir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
-            [*as_user, "pg_ctl", "-D", str(datadir), "-l", str(tmp / "server.log"), "-w",
-             "-o", f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1", "start"],
-            check=True, capture_output=True,
+            [
+                *as_user,
+                "pg_ctl",
+                "-D",
+                str(datadir),
+                "-l",
+                str(tmp / "server.log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
     except subprocess.CalledProcessError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -494,7 +515,7 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
             files = {"fresh": fresh_file, "reimport": reimport_file}
             for run in range(cfg.runs):
                 # Rotate the order so no method always runs first or last.
-                order = methods[run % len(methods):] + methods[: run % len(methods)]
+                order = methods[run % len(methods) :] + methods[: run % len(methods)]
                 for method in order:
                     reset_table(conn, cfg.dsn, ok)
                     for phase in PHASES:
@@ -502,8 +523,14 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
                         label = f"{method.name} {rows} {phase} run {run + 1}"
                         verify(conn, expect[phase], label)
                         m = Measurement(
-                            method.name, rows, phase, run + 1, outcome.finished.seconds,
-                            outcome.finished.rss_kib, outcome.statements, outcome.counts,
+                            method.name,
+                            rows,
+                            phase,
+                            run + 1,
+                            outcome.finished.seconds,
+                            outcome.finished.rss_kib,
+                            outcome.statements,
+                            outcome.counts,
                         )
                         measurements.append(m)
                         note = None
@@ -519,8 +546,12 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
         if ok and "csvload" in cfg.methods:
             measurements += progress_runs(cfg, conn)
 
-    return {"machine": machine, "config": asdict(cfg) | {"dsn": "(not recorded)"},
-            "notes": notes, "measurements": [asdict(m) for m in measurements]}
+    return {
+        "machine": machine,
+        "config": asdict(cfg) | {"dsn": "(not recorded)"},
+        "notes": notes,
+        "measurements": [asdict(m) for m in measurements],
+    }
 
 
 def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
@@ -532,17 +563,28 @@ def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
     method = Csvload()
     out = []
     for run in range(cfg.runs):
-        for progress in ((False, True) if run % 2 == 0 else (True, False)):
+        for progress in (False, True) if run % 2 == 0 else (True, False):
             reset_table(conn, cfg.dsn, True)
             outcome = method.run(fresh_file, cfg.dsn, quiet=not progress)
             label = f"csvload {rows} fresh, progress={progress}, run {run + 1}"
             verify(conn, expected, label)
-            out.append(Measurement(
-                "csvload", rows, "progress-check", run + 1, outcome.finished.seconds,
-                outcome.finished.rss_kib, outcome.statements, outcome.counts, progress,
-            ))
-            log(f"[{label}] {outcome.finished.seconds:.2f}s, "
-                f"{len(outcome.finished.stderr.splitlines())} stderr lines")
+            out.append(
+                Measurement(
+                    "csvload",
+                    rows,
+                    "progress-check",
+                    run + 1,
+                    outcome.finished.seconds,
+                    outcome.finished.rss_kib,
+                    outcome.statements,
+                    outcome.counts,
+                    progress,
+                )
+            )
+            log(
+                f"[{label}] {outcome.finished.seconds:.2f}s, "
+                f"{len(outcome.finished.stderr.splitlines())} stderr lines"
+            )
     return out
 
 
@@ -572,8 +614,14 @@ def machine_info(conn: psycopg.Connection) -> dict:
         "postgres": show("server_version"),
         "postgres_settings": {
             s: show(s)
-            for s in ("shared_buffers", "max_wal_size", "synchronous_commit", "fsync",
-                      "work_mem", "maintenance_work_mem")
+            for s in (
+                "shared_buffers",
+                "max_wal_size",
+                "synchronous_commit",
+                "fsync",
+                "work_mem",
+                "maintenance_work_mem",
+            )
         },
         "commit": commit,
     }
@@ -585,26 +633,33 @@ def machine_info(conn: psycopg.Connection) -> dict:
 def summarize(result: dict) -> dict:
     """Medians per (rows, phase, method) and the median of per-run ratios to the floor."""
     ms = [m for m in result["measurements"] if m["phase"] in PHASES]
-    floor = {(m["rows"], m["phase"], m["run"]): m["seconds"] for m in ms
-             if m["method"] == "floor"}
+    floor = {(m["rows"], m["phase"], m["run"]): m["seconds"] for m in ms if m["method"] == "floor"}
     groups: dict[tuple[int, str, str], list[dict]] = {}
     for m in ms:
         groups.setdefault((m["rows"], m["phase"], m["method"]), []).append(m)
     rows = []
     for (n, phase, method), group in sorted(groups.items(), key=_order):
-        ratios = [m["seconds"] / floor[(n, phase, m["run"])] for m in group
-                  if (n, phase, m["run"]) in floor]
+        ratios = [
+            m["seconds"] / floor[(n, phase, m["run"])]
+            for m in group
+            if (n, phase, m["run"]) in floor
+        ]
         statements = {m["statements"] for m in group}
-        rows.append({
-            "rows": n, "phase": phase, "method": method,
-            "median_s": statistics.median(m["seconds"] for m in group),
-            "runs_s": [round(m["seconds"], 2) for m in group],
-            "ratio_to_floor": statistics.median(ratios) if ratios else None,
-            "peak_rss_mib": max(m["rss_kib"] for m in group) / 1024,
-            "statements": statements.pop() if len(statements) == 1 else sorted(
-                statements, key=lambda s: -1 if s is None else s),
-            "reported_s": _median_or_none(m["counts"].get("seconds") for m in group),
-        })
+        rows.append(
+            {
+                "rows": n,
+                "phase": phase,
+                "method": method,
+                "median_s": statistics.median(m["seconds"] for m in group),
+                "runs_s": [round(m["seconds"], 2) for m in group],
+                "ratio_to_floor": statistics.median(ratios) if ratios else None,
+                "peak_rss_mib": max(m["rss_kib"] for m in group) / 1024,
+                "statements": statements.pop()
+                if len(statements) == 1
+                else sorted(statements, key=lambda s: -1 if s is None else s),
+                "reported_s": _median_or_none(m["counts"].get("seconds") for m in group),
+            }
+        )
     summary = {"table": rows}
 
     checks = [m for m in result["measurements"] if m["phase"] == "progress-check"]
@@ -624,9 +679,14 @@ def summarize(result: dict) -> dict:
     for (n, phase, method), r in by.items():
         base = by.get((500_000, phase, method))
         if n == LARGE_SIZE and base:
-            scaling.append({"phase": phase, "method": method,
-                            "time_ratio": r["median_s"] / base["median_s"],
-                            "rss_ratio": r["peak_rss_mib"] / base["peak_rss_mib"]})
+            scaling.append(
+                {
+                    "phase": phase,
+                    "method": method,
+                    "time_ratio": r["median_s"] / base["median_s"],
+                    "rss_ratio": r["peak_rss_mib"] / base["peak_rss_mib"],
+                }
+            )
     if scaling:
         summary["scaling_2m_over_500k"] = scaling
     return summary
@@ -673,10 +733,13 @@ def render_markdown(result: dict, summary: dict) -> str:
         "reimport": "Re-import into the filled table (same SKUs, about half the names changed)",
     }
     for phase in PHASES:
-        out += [f"## {titles[phase]}", "",
-                "| records | method | time (median) | runs | × floor | peak client RSS "
-                "| statements | self-reported |",
-                "|---:|---|---:|---|---:|---:|---:|---:|"]
+        out += [
+            f"## {titles[phase]}",
+            "",
+            "| records | method | time (median) | runs | × floor | peak client RSS "
+            "| statements | self-reported |",
+            "|---:|---|---:|---|---:|---:|---:|---:|",
+        ]
         for r in summary["table"]:
             if r["phase"] != phase:
                 continue
@@ -692,41 +755,59 @@ def render_markdown(result: dict, summary: dict) -> str:
     out += ["## Peak client RSS by size (MiB, max over runs)", ""]
     sizes = sorted({r["rows"] for r in summary["table"]})
     methods = sorted({r["method"] for r in summary["table"]}, key=lambda m: _METHOD_ORDER.get(m, 9))
-    out += ["| method | phase | " + " | ".join(f"{n:,}" for n in sizes) + " |",
-            "|---|---|" + "---:|" * len(sizes)]
+    out += [
+        "| method | phase | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+        "|---|---|" + "---:|" * len(sizes),
+    ]
     cells = {(r["method"], r["phase"], r["rows"]): r["peak_rss_mib"] for r in summary["table"]}
     for method in methods:
         for phase in PHASES:
-            out.append(f"| {method} | {phase} | " + " | ".join(
-                _fmt(cells.get((method, phase, n)), 0) for n in sizes) + " |")
+            out.append(
+                f"| {method} | {phase} | "
+                + " | ".join(_fmt(cells.get((method, phase, n)), 0) for n in sizes)
+                + " |"
+            )
     out.append("")
 
     if "progress" in summary:
         p = summary["progress"]
-        out += ["## Progress reporting overhead (csvload, fresh import)", "",
-                f"{p['rows']:,} rows, `--quiet`: {', '.join(map(str, p['quiet_runs_s']))} s; "
-                f"plain progress lines on stderr: {', '.join(map(str, p['progress_runs_s']))} s. "
-                f"Median of the per-run ratios: {p['overhead']:+.1%}"
-                " (compare with the spread between runs before reading much into it).", ""]
+        out += [
+            "## Progress reporting overhead (csvload, fresh import)",
+            "",
+            f"{p['rows']:,} rows, `--quiet`: {', '.join(map(str, p['quiet_runs_s']))} s; "
+            f"plain progress lines on stderr: {', '.join(map(str, p['progress_runs_s']))} s. "
+            f"Median of the per-run ratios: {p['overhead']:+.1%}"
+            " (compare with the spread between runs before reading much into it).",
+            "",
+        ]
     if "scaling_2m_over_500k" in summary:
-        out += ["## Scaling, 2,000,000 / 500,000 rows (4.00 is linear)", "",
-                "| method | phase | time ratio | RSS ratio |", "|---|---|---:|---:|"]
+        out += [
+            "## Scaling, 2,000,000 / 500,000 rows (4.00 is linear)",
+            "",
+            "| method | phase | time ratio | RSS ratio |",
+            "|---|---|---:|---:|",
+        ]
         for s in summary["scaling_2m_over_500k"]:
-            out.append(f"| {s['method']} | {s['phase']} | {s['time_ratio']:.2f} "
-                       f"| {s['rss_ratio']:.2f} |")
+            out.append(
+                f"| {s['method']} | {s['phase']} | {s['time_ratio']:.2f} | {s['rss_ratio']:.2f} |"
+            )
         out.append("")
 
-    out += ["## Methods", "",
-            f"- **floor**: {Floor.description} Statements: {FLOOR_STATEMENTS} "
-            "(BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT).",
-            f"- **seed**: {SeedStyle.description} Statements counted by the script, "
-            "BEGIN and COMMIT included.",
-            f"- **csvload**: {Csvload.description} Statements as csvload reports them.",
-            "- × floor is the median over runs of (method time / floor time in the same run).",
-            "- time includes process start-up (about 0.2 s for the Python clients, which "
-            "dominates at 10k rows); self-reported is the time the client measured itself.",
-            "- Every import was checked: one row per lower(sku), carrying the last "
-            "occurrence's name and description.", ""]
+    out += [
+        "## Methods",
+        "",
+        f"- **floor**: {Floor.description} Statements: {FLOOR_STATEMENTS} "
+        "(BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT).",
+        f"- **seed**: {SeedStyle.description} Statements counted by the script, "
+        "BEGIN and COMMIT included.",
+        f"- **csvload**: {Csvload.description} Statements as csvload reports them.",
+        "- × floor is the median over runs of (method time / floor time in the same run).",
+        "- time includes process start-up (about 0.2 s for the Python clients, which "
+        "dominates at 10k rows); self-reported is the time the client measured itself.",
+        "- Every import was checked: one row per lower(sku), carrying the last "
+        "occurrence's name and description.",
+        "",
+    ]
     if result["notes"]:
         out += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     return "\n".join(out)

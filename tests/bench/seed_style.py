@@ -33,9 +33,7 @@ def _values(rows: int) -> sql.Composed:
 
 
 def _insert(rows: int) -> sql.Composed:
-    return sql.SQL("INSERT INTO products (sku, name, description) VALUES {}").format(
-        _values(rows)
-    )
+    return sql.SQL("INSERT INTO products (sku, name, description) VALUES {}").format(_values(rows))
 
 
 def _update(rows: int) -> sql.Composed:
