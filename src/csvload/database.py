@@ -77,6 +77,14 @@ def translate(e: psycopg.Error, where: str) -> DatabaseError:
         return DatabaseError(
             f"{where}: {primary} (another session holds the table; raise --lock-timeout)"
         )
-    if isinstance(e, (errors.AdminShutdown, errors.CrashShutdown, psycopg.OperationalError)):
+    # The connection itself is gone: libpq lost the socket (no SQLSTATE), a connection
+    # exception (class 08), or the server shutting down.  Other OperationalErrors (an
+    # object in the wrong state, out of memory) are the server's word on this statement.
+    lost = e.sqlstate is None or e.sqlstate.startswith("08")
+    if (
+        lost
+        and isinstance(e, psycopg.OperationalError)
+        or isinstance(e, (errors.AdminShutdown, errors.CrashShutdown))
+    ):
         return DatabaseError(f"{where}: database connection lost: {primary}; nothing was written")
     return DatabaseError(f"{where}: {primary}")
