@@ -230,6 +230,15 @@ def _merge(db: Statements, source: Source, result: ImportResult) -> None:
         # rows) lets it hash-join the stage with products instead of probing the index
         # once per row.  Filling an empty table joins nothing, so it skips this.
         db.execute(sql.ANALYZE_STAGE)
-        distinct, result.updated, result.inserted = db.execute(sql.merge(columns)).fetchone()
+        # MERGE (PostgreSQL 15+) pairs each key with its product in one join; counting it
+        # needs the transaction's table statistics, so without them the WITH form runs.
+        counted, inserted, updated = db.execute(sql.PRODUCTS_WRITTEN).fetchone()
+        if counted and db.cur.connection.info.server_version >= 150000:
+            db.execute(sql.CREATE_SEEN)
+            db.execute(sql.merge_into(columns))
+            distinct, now_inserted, now_updated = db.execute(sql.MERGE_COUNTS).fetchone()
+            result.inserted, result.updated = now_inserted - inserted, now_updated - updated
+        else:
+            distinct, result.updated, result.inserted = db.execute(sql.merge(columns)).fetchone()
     result.unchanged = distinct - result.inserted - result.updated
     result.duplicates = staged - distinct

@@ -73,9 +73,24 @@ def insert_latest(columns: Mapping[str, int]) -> sql.Composed:
     )
 
 
+def _merge_lists(columns: Mapping[str, int], source: str) -> dict[str, sql.Composable]:
+    """The field lists both merge statements use: names; mine and theirs (the product's
+    fields and the file's, p.f and d.f); assignments (f = <source>.f)."""
+    fields = [sql.Identifier(f) for f in _fields(columns)]
+    return {
+        "names": sql.SQL(", ").join(fields),
+        "mine": sql.SQL(", ").join(sql.SQL("p.{}").format(f) for f in fields),
+        "theirs": sql.SQL(", ").join(sql.SQL("d.{}").format(f) for f in fields),
+        "assignments": sql.SQL(", ").join(
+            sql.SQL("{f} = {s}.{f}").format(f=f, s=sql.Identifier(source)) for f in fields
+        ),
+    }
+
+
 def merge(columns: Mapping[str, int]) -> sql.Composed:
     """Merge the deduplicated stage into a filled products table in ONE statement, and
-    return (distinct keys, updated, inserted).
+    return (distinct keys, updated, inserted).  For servers without MERGE (before 15), or
+    whose table statistics are off; see merge_into().
 
     `pairs` matches each key with its product (one hash join) and says whether it differs;
     the UPDATE reaches the changed products by ctid and the INSERT takes the unmatched keys,
@@ -84,14 +99,7 @@ def merge(columns: Mapping[str, int]) -> sql.Composed:
     row is touched twice (keys are unique).  Against a temp table of pairs followed by a
     separate UPDATE and INSERT this saved 0.5 s of 3.9 s on the 500k re-import.
     """
-    fields = _fields(columns)
     table = sql.Identifier(PRODUCTS)
-    names = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
-    mine = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(f)) for f in fields)
-    theirs = sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(f)) for f in fields)
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{f} = m.{f}").format(f=sql.Identifier(f)) for f in fields
-    )
     return sql.SQL(
         "WITH pairs AS MATERIALIZED ("
         "  SELECT d.*, p.ctid AS product,"
@@ -104,13 +112,53 @@ def merge(columns: Mapping[str, int]) -> sql.Composed:
         "  SELECT {names} FROM pairs WHERE product IS NULL ORDER BY key RETURNING 1)"
         " SELECT (SELECT count(*) FROM pairs), (SELECT count(*) FROM updated),"
         " (SELECT count(*) FROM inserted)"
+    ).format(latest=_latest(columns), table=table, **_merge_lists(columns, "m"))
+
+
+# Counts the MERGE's source rows (the distinct keys): MERGE has no RETURNING before
+# PostgreSQL 17.  Owned by the stage's ord column, so it goes when the stage does.
+SEEN = sql.Identifier("csvload_seen")
+CREATE_SEEN = sql.SQL("CREATE TEMP SEQUENCE {seen} OWNED BY {stage}.ord").format(
+    seen=SEEN, stage=STAGE
+)
+
+# Whether the server counts table writes (track_counts, on unless an administrator turned
+# it off), and what this transaction has inserted into and updated in products so far.
+PRODUCTS_WRITTEN = sql.SQL(
+    "SELECT current_setting('track_counts')::boolean,"
+    " pg_stat_get_xact_tuples_inserted({table}::regclass),"
+    " pg_stat_get_xact_tuples_updated({table}::regclass)"
+).format(table=sql.Literal(PRODUCTS))
+MERGE_COUNTS = sql.SQL(
+    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END,"  # no row at all: never called
+    " pg_stat_get_xact_tuples_inserted({table}::regclass),"
+    " pg_stat_get_xact_tuples_updated({table}::regclass) FROM {seen}"
+).format(seen=SEEN, table=sql.Literal(PRODUCTS))
+
+
+def merge_into(columns: Mapping[str, int]) -> sql.Composed:
+    """Merge the deduplicated stage into a filled products table with MERGE (PostgreSQL
+    15 and later): one join of the stage's keys with products drives both the UPDATE of
+    the changed rows and the INSERT of the new keys, with no per-row conflict check.
+
+    MERGE cannot return counts before PostgreSQL 17: each source row takes a number from
+    SEEN (the CTE is MATERIALIZED so that no plan can evaluate nextval twice for a row),
+    and the caller reads inserted and updated from the transaction's table statistics
+    (PRODUCTS_WRITTEN before, MERGE_COUNTS after).  On the 500k re-import this ran in
+    3.0 s against 3.25-3.6 s for the WITH statement of merge().
+    """
+    lists = _merge_lists(columns, "d")
+    return sql.SQL(
+        "WITH latest AS MATERIALIZED (SELECT nextval({seen}) AS seen, l.* FROM ({latest}) l)"
+        " MERGE INTO {table} p USING latest d ON lower(p.sku) = d.key"
+        " WHEN MATCHED AND ROW({mine}) IS DISTINCT FROM ROW({theirs})"
+        "  THEN UPDATE SET {assignments}, updated_at = now()"
+        " WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({theirs})"
     ).format(
-        mine=mine,
-        theirs=theirs,
+        seen=sql.Literal("csvload_seen"),
         latest=_latest(columns),
-        table=table,
-        assignments=assignments,
-        names=names,
+        table=sql.Identifier(PRODUCTS),
+        **lists,
     )
 
 
