@@ -8,6 +8,8 @@ selected through the DSN's search_path, so tests never see each other's products
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -124,3 +126,15 @@ def content_checksum(dsn: str) -> str:
 
 def csvload_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "csvload", *args]
+
+
+def csv_records(text: str) -> list[tuple[int, list[str]]]:
+    """(start line, fields) of each non-blank data record, as Python's csv module reads it:
+    the oracle that staged rows are compared with."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    records, last = [], 0
+    for row in reader:
+        if row:
+            records.append((last + 1, row))
+        last = reader.line_num
+    return records[1:]

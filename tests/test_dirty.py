@@ -273,8 +273,10 @@ def test_gzip_is_detected_by_content_and_progress_counts_compressed_bytes(produc
     path = put(tmp_path, data, "p.csv.gz")
     with Source(SourceOptions(path)) as source:
         done = [chunk.bytes_done for chunk in source.chunks(500)]
-    assert len(done) == 10
-    assert all(d <= len(data) for d in done)
+    # About 500 rows a chunk; a block forwarded whole (about 1,000 of these rows) is
+    # never split.
+    assert 5 <= len(done) <= 10
+    assert done == sorted(done) and all(d <= len(data) for d in done)
     assert done[-1] == len(data) < len(rows)
     result = cli(products, "import", path, "--json", "--quiet")
     assert json.loads(result.stdout)["inserted"] == 5000

