@@ -309,7 +309,7 @@ def test_both_merge_statements_give_the_same_table_and_counts(products, tmp_path
         ("E-5", "e", "", True),
     ]
     # MERGE needs three more statements (the counter, and the statistics before and after).
-    assert statements == (11 if track_counts == "on" else 9)
+    assert statements == (10 if track_counts == "on" else 8)
 
 
 @pytest.mark.parametrize("track_counts", ["on", "off"], ids=["merge", "with-statement"])

@@ -134,21 +134,23 @@ def import_source(
 
 
 def _configure(db: Statements, options: ImportOptions) -> None:
-    db.execute("SELECT set_config('work_mem', %s, true)", (options.work_mem,))
+    """Settings for this transaction only, in one statement."""
+    settings = {
+        "work_mem": options.work_mem,
+        # ANALYZE of the stage samples 3,000 rows instead of 30,000: 0.01 s against
+        # 0.08 s at 500k rows, and enough for the one thing the merge's plan needs from
+        # it (that there are many keys, so the join hashes).
+        "default_statistics_target": "10",
+    }
     if db.cur.connection.info.server_version >= 140000:
         # If csvload dies (kill -9) mid-merge, the server otherwise finishes the statement
         # before noticing, holding the products lock; this makes it notice within a second.
-        db.execute("SELECT set_config('client_connection_check_interval', '1s', true)")
+        settings["client_connection_check_interval"] = "1s"
     if options.lock_timeout is not None:
-        db.execute(
-            "SELECT set_config('lock_timeout', %s, true)",
-            (_milliseconds(options.lock_timeout),),
-        )
+        settings["lock_timeout"] = _milliseconds(options.lock_timeout)
     if options.statement_timeout is not None:
-        db.execute(
-            "SELECT set_config('statement_timeout', %s, true)",
-            (_milliseconds(options.statement_timeout),),
-        )
+        settings["statement_timeout"] = _milliseconds(options.statement_timeout)
+    db.execute(sql.set_local(settings))
 
 
 def _milliseconds(seconds: float) -> str:

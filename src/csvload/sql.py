@@ -19,12 +19,27 @@ def stage_column(index: int) -> sql.Identifier:
     return sql.Identifier(f"c{index + 1}")
 
 
+def set_local(settings: Mapping[str, str]) -> sql.Composed:
+    """One statement setting each of settings for the current transaction only."""
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
+            for k, v in settings.items()
+        )
+    )
+
+
 def create_stage(ncols: int) -> sql.Composed:
-    """A temp table holding the file's rows as text, in file order (ord)."""
+    """A temp table holding the file's rows as text, in file order (ord).
+
+    ord's sequence hands out numbers from a cache of 100,000 held by this session (the
+    only one that can see a temp table), so they still rise in COPY order; fetching them
+    one at a time cost 0.06 s of a 0.38 s COPY at 500k rows.
+    """
     columns = sql.SQL(", ").join(sql.SQL("{} text").format(stage_column(i)) for i in range(ncols))
     return sql.SQL(
-        "CREATE TEMP TABLE {stage} ({columns}, ord bigint GENERATED ALWAYS AS IDENTITY)"
-        " ON COMMIT DROP"
+        "CREATE TEMP TABLE {stage} ({columns},"
+        " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000)) ON COMMIT DROP"
     ).format(stage=STAGE, columns=columns)
 
 
