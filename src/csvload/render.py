@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, TextIO
 
 from csvload.loader import ImportResult
 from csvload.loader import Progress as LoadProgress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PLAIN_INTERVAL = 5.0  # seconds between plain progress lines
 
@@ -69,6 +62,16 @@ class BarDisplay(QuietDisplay):
     """A rich progress bar on a terminal, refreshed a few times a second at most."""
 
     def __init__(self, console: Console, name: str):
+        # rich is imported only for a terminal: it is a fifth of csvload's start-up.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self.bar = Progress(
             TextColumn("[bold]{task.fields[phase]:<10}"),
             BarColumn(),
@@ -113,6 +116,8 @@ def display_for(quiet: bool, name: str, stream: TextIO | None = None):
     if quiet:
         return QuietDisplay()
     if stream.isatty():
+        from rich.console import Console
+
         return BarDisplay(Console(file=stream), name)
     return LineDisplay(stream, name)
 
