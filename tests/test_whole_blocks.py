@@ -4,6 +4,7 @@ what Python's csv module reads, with every bad record rejected at its own line."
 
 from __future__ import annotations
 
+import io
 import random
 
 import psycopg
@@ -13,10 +14,22 @@ from conftest import csv_records
 from csvload.loader import ImportOptions, ImportResult, Statements, stage
 from csvload.source import BOOLEANS, Source, SourceOptions, _WholeBlocks
 
-# name, sku, description, active: sku is column 1, active column 3.
-BLOCKS = _WholeBlocks(4, 1, 3, ",")
+HEADER = "name,sku,description,active\n"  # sku is column 1, active column 3
 
 
+def forwarded(lines: str, encoding: str = "utf-8") -> bytes | None:
+    """What goes to COPY for the first data block of a file holding lines (None: the block
+    goes to the csv reader).  UTF-8 blocks are cut from bytes; UTF-16 ones read as text."""
+    data = (HEADER + lines).encode(encoding)
+    with Source(SourceOptions("-", encoding=encoding), stdin=io.BytesIO(data)) as source:
+        blocks = _WholeBlocks(4, 1, 3, ",", source.encoding == "utf-8-sig")
+        return blocks.copy_data(next(source._raw_blocks))
+
+
+ENCODINGS = pytest.mark.parametrize("encoding", ["utf-8", "utf-16"], ids=["bytes", "text"])
+
+
+@ENCODINGS
 @pytest.mark.parametrize(
     "text",
     [
@@ -27,19 +40,23 @@ BLOCKS = _WholeBlocks(4, 1, 3, ",")
         'n,"""",d,no\n',  # a sku that is one quote character
         "n,S-1,d,t\r\nm,S-2,e,f\r\n",  # CRLF throughout
         "ü,ß-1,日本,1\n",
+        "n,日本,d,1\n",  # no ASCII in the sku: the bytes pattern defers to the text one
     ],
 )
-def test_well_formed_blocks_go_whole(text):
-    assert BLOCKS.copy_text(text, False) == text.replace("\r\n", "\n")
+def test_well_formed_blocks_go_whole(text, encoding):
+    assert forwarded(text, encoding) == text.replace("\r\n", "\n").encode()
 
 
+@ENCODINGS
 @pytest.mark.parametrize(
     "text",
     [
         "n,,d,t\n",  # empty sku
         "n,   ,d,t\n",  # blank sku
         'n," ",d,t\n',
+        'n,"",d,t\n',
         "n,\u00a0\u3000,d,t\n",  # Unicode whitespace is blank too
+        "n,\x1f,d,t\n",  # so is the unit separator, for str.strip()
         "n,S-1,d,on\n",  # PostgreSQL reads "on"; csvload's reader rejects it
         "n,S-1,d,yeſ\n",  # a look-alike that IGNORECASE would take
         'n,S-1,d,"t"\n',  # quoted active: left to the reader
@@ -47,26 +64,35 @@ def test_well_formed_blocks_go_whole(text):
         "n,S-1,d,t,x\n",  # too many
         'n,S"1,d,t\n',  # a quote inside an unquoted field
         'n,"S"1,d,t\n',  # text after a closing quote
+        'n,""",d,t\n',  # an escaped quote and no closing one
         'n,"S\n1",d,t\n',  # a record over two lines
         "n,S-1,d,t\n\nm,S-2,d,f\n",  # a blank line
         "n,S-1,d,t\r\nm,S-2,d,f\n",  # mixed line ends
         "n,S-1,d\r,t\n",  # a bare CR
         "n,S-1,d,t",  # no final line end
+        "n,S-1,d\x00,t\n",  # NUL
     ],
 )
-def test_other_blocks_go_to_the_reader(text):
-    assert BLOCKS.copy_text(text, False) is None
+def test_other_blocks_go_to_the_reader(text, encoding):
+    assert forwarded(text, encoding) is None
 
 
-def test_dirty_blocks_go_to_the_reader():
-    assert BLOCKS.copy_text("n,S-1,d,t\n", True) is None
+def test_undecodable_bytes_go_to_the_reader():
+    data = (HEADER + "n,S-1,d,t\n").encode() + b"n,S-\xff,d,t\n"
+    with Source(SourceOptions("-"), stdin=io.BytesIO(data)) as source:
+        blocks = _WholeBlocks(4, 1, 3, ",", True)
+        assert blocks.copy_data(next(source._raw_blocks)) is None
 
 
 def test_tab_delimiter_blank_sku():
-    blocks = _WholeBlocks(2, 0, None, "\t")
-    assert blocks.copy_text("S-1\tn\n", False) == "S-1\tn\n"
-    assert blocks.copy_text(" \tn\n", False) is None
-    assert blocks.copy_text("\tn\n", False) is None
+    def tab(lines: str) -> bytes | None:
+        data = ("sku\tname\n" + lines).encode()
+        with Source(SourceOptions("-", delimiter="\t"), stdin=io.BytesIO(data)) as source:
+            return _WholeBlocks(2, 0, None, "\t", True).copy_data(next(source._raw_blocks))
+
+    assert tab("S-1\tn\n") == b"S-1\tn\n"
+    assert tab(" \tn\n") is None
+    assert tab("\tn\n") is None
 
 
 def _mixed_file(newline: str, seed: int) -> tuple[str, set[int]]:
@@ -111,14 +137,14 @@ def _mixed_file(newline: str, seed: int) -> tuple[str, set[int]]:
 def test_mixed_file_stages_what_python_reads(products, tmp_path, newline, monkeypatch):
     text, bad = _mixed_file(newline, seed=len(newline))
     kinds = {"whole": 0, "reader": 0}
-    copy_text = _WholeBlocks.copy_text
+    copy_data = _WholeBlocks.copy_data
 
-    def counted(self, block, dirty):
-        forwarded = copy_text(self, block, dirty)
-        kinds["whole" if forwarded is not None else "reader"] += 1
-        return forwarded
+    def counted(self, block):
+        data = copy_data(self, block)
+        kinds["whole" if data is not None else "reader"] += 1
+        return data
 
-    monkeypatch.setattr(_WholeBlocks, "copy_text", counted)
+    monkeypatch.setattr(_WholeBlocks, "copy_data", counted)
     path = tmp_path / "mixed.csv"
     path.write_bytes(text.encode())
     result = ImportResult(status="running", file=str(path))

@@ -179,7 +179,7 @@ def stage(db, source: Source, options, result, rejects, report) -> None:
                     rejects.write(chunk.rejects)
             # Past --max-errors the import will fail: keep reading only to list every reject.
             if chunk.rows and result.rejected <= options.max_errors:
-                copy.write(chunk.text)
+                copy.write(chunk.data)
             report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
 
 

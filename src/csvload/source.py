@@ -6,6 +6,12 @@ the rest go on), but it does not re-serialise the good ones.  A single-line reco
 parse contains no quote character is parsed identically by PostgreSQL's COPY (FORMAT csv),
 so its raw text is forwarded as it is; only the other records are re-quoted.  On the 500k
 benchmark file that halves the client's per-row cost.
+
+Better still, a whole block of lines that one regular expression shows to be plain,
+well-formed records goes to COPY without Python parsing any of it (see _WholeBlocks).  For
+UTF-8, ASCII and the single-byte encodings the blocks are cut from the raw bytes at line
+ends and only decoded when the csv reader needs them, so such a block is never decoded or
+re-encoded either.
 """
 
 from __future__ import annotations
@@ -57,7 +63,11 @@ def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error(ERRORS, _escape_bytes)
 _SNIFF_DELIMITERS = ",;\t|"
 _READ_BUFFER = 1 << 20
-_BLOCK = 1 << 18  # characters of lines per block handed to the csv reader
+_BLOCK = 1 << 18  # characters (or bytes) of lines per block
+# Codecs whose line ends are the bytes \n and \r and nothing else is: their blocks are cut
+# from the raw bytes (_byte_blocks); other encodings (UTF-16, UTF-32, ...) go through a
+# TextIOWrapper (_text_blocks).
+_BYTE_CODECS = ("utf-8-sig", "ascii", "iso8859-1", "cp1252")
 _TOO_LONG = f"a field is longer than {FIELD_LIMIT} characters"
 # What reading a damaged input raises: gzip.BadGzipFile is an OSError, a truncated gzip
 # stream an EOFError, corrupt deflate data a zlib.error.
@@ -85,9 +95,9 @@ class Reject:
 
 @dataclass
 class Chunk:
-    """A batch of records: good ones as COPY-ready CSV text, bad ones as rejects."""
+    """A batch of records: good ones as COPY-ready CSV, bad ones as rejects."""
 
-    text: str  # one CSV line per good record, in file order, all header columns
+    data: bytes  # UTF-8, one CSV line per good record, in file order, all header columns
     rows: int  # good records in text
     rejects: list[Reject] = field(default_factory=list)
     bytes_done: int = 0  # input bytes consumed so far (compressed bytes for gzip)
@@ -121,6 +131,35 @@ def normalise_encoding(name: str) -> str:
     return "utf-8-sig" if codec in ("utf-8", "utf-8-sig") else codec
 
 
+class _Block:
+    """A run of whole physical lines.  Blocks cut from bytes are decoded into lines only
+    when the csv reader needs them (a block forwarded whole never is)."""
+
+    __slots__ = ("base", "nlines", "raw", "_lines", "dirty", "_decode")
+
+    def __init__(self, base: int, nlines: int, raw: bytes | None, lines, dirty: bool, decode):
+        self.base = base  # physical lines before this block
+        self.nlines = nlines
+        self.raw = raw  # the bytes, for a block cut from bytes
+        self._lines: list[str] | None = lines
+        self.dirty = dirty  # NUL, undecodable bytes or mojibake (once decoded)
+        self._decode = decode
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines, self.dirty = self._decode(self.raw)
+        return self._lines
+
+
+def _count_lines(raw: bytes) -> int:
+    """Physical lines in raw, split as io does with newline="" (CR, LF, CRLF)."""
+    n = raw.count(b"\n")
+    if b"\r" in raw:
+        n += raw.count(b"\r") - raw.count(b"\r\n")
+    return n if raw.endswith((b"\n", b"\r")) else n + 1
+
+
 class Source:
     """One open input.  Use as a context manager, read .header/.columns, then .chunks()."""
 
@@ -136,13 +175,14 @@ class Source:
         self._single_byte = self.encoding in ("iso8859-1", "cp1252", "latin-1")
         self._close: list = []
         self._counter: _CountingReader | None = None
-        self._text: io.TextIOWrapper | None = None
-        # The lines come in blocks of about _BLOCK characters.  _kept holds (base, lines,
-        # dirty) for every block that may hold a line of the record being parsed, base
-        # being the number of lines before the block; _block/_base is the newest one.
-        self._kept: list[tuple[int, list[str], bool]] = []
+        self._binary: BinaryIO | None = None
+        # The lines come in blocks of about _BLOCK characters.  _kept holds every block
+        # that may hold a line of the record being parsed; _block/_base are the lines and
+        # base of the newest one the csv reader took; _next_base counts the lines read.
+        self._kept: list[_Block] = []
         self._block: list[str] = []
         self._base = 0
+        self._next_base = 0
         self._any_dirty = False  # a kept block has a NUL, undecodable bytes or mojibake
         self._eof = False
         self._line_end = 0  # physical line number where the last record ended
@@ -151,10 +191,10 @@ class Source:
         # _skipped counts their lines (physical line = reader.line_num + _skipped),
         # _handed the lines given to the reader, and _handoff is a block chunks() looked
         # at and handed on.
-        self._raw_blocks: Iterator[tuple[list[str], str, bool]] = iter(())
+        self._raw_blocks: Iterator[_Block] = iter(())
         self._skipped = 0
         self._handed = 0
-        self._handoff: list[str] | None = None
+        self._handoff: _Block | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -202,10 +242,15 @@ class Source:
                 f"{self.name}: --delimiter {delimiter!r} cannot be used (give one character "
                 "other than a quote or a line break)"
             )
-        self._text = io.TextIOWrapper(binary, encoding=self.encoding, errors=ERRORS, newline="")
-        self._close.append(self._text)
         self.delimiter = delimiter
-        self._raw_blocks = self._blocks()
+        self._binary = binary
+        if self.encoding in _BYTE_CODECS:
+            self._close.append(binary)
+            self._raw_blocks = self._byte_blocks()
+        else:
+            text = io.TextIOWrapper(binary, encoding=self.encoding, errors=ERRORS, newline="")
+            self._close.append(text)
+            self._raw_blocks = self._text_blocks(text)
         self._reader = csv.reader(
             itertools.chain.from_iterable(self._reader_blocks()),
             delimiter=delimiter,
@@ -246,9 +291,8 @@ class Source:
 
     # -- the line and record readers ---------------------------------------------------------
 
-    def _blocks(self) -> Iterator[tuple[list[str], str, bool]]:
-        """Yield the physical lines a block at a time, with the block's text and whether
-        it is dirty.
+    def _text_blocks(self, text: io.TextIOWrapper) -> Iterator[_Block]:
+        """Yield the physical lines a block at a time, for encodings read as text.
 
         TextIOWrapper.readlines() splits lines in C (on CR, LF and CRLF, as the csv module
         expects with newline=""), and the csv reader pulls them through a C iterator, so
@@ -257,56 +301,98 @@ class Source:
         as a whole for NUL bytes, undecodable bytes and (for single-byte encodings) text
         that is really UTF-8; only records in such a block are checked one by one.
         """
-        assert self._text is not None
-        read, single_byte = self._text.readlines, self._single_byte
         size = 1  # the first block is the header line alone, so data blocks start clean
         while True:
             try:
-                lines, size = read(size), _BLOCK
+                lines, size = text.readlines(size), _BLOCK
             except _READ_ERRORS as e:
-                raise self._read_error(e, self._base + len(self._block) + 1) from e
+                raise self._read_error(e, self._next_base + 1) from e
             except UnicodeError as e:
                 # Undecodable bytes never get here (ERRORS escapes them); what does is the
                 # UTF-16/32 decoder refusing a stream that does not start with a BOM.
                 raise InputError(
-                    f"{self.name} line {self._base + len(self._block) + 1}: {e} (name the byte "
+                    f"{self.name} line {self._next_base + 1}: {e} (name the byte "
                     f"order: --encoding {self.encoding}-le or {self.encoding}-be)"
                 ) from e
             if not lines:
                 # The csv module asks past the last line only while inside a quoted field.
                 self._eof = True
                 return
-            base = self._base + len(self._block)
-            text = "".join(lines)
-            dirty = "\x00" in text or (not text.isascii() and (single_byte or not _encodable(text)))
-            first_needed = self._line_end + 1  # where the record being parsed starts
-            self._kept = [b for b in self._kept if b[0] + len(b[1]) >= first_needed]
-            self._kept.append((base, lines, dirty))
-            self._any_dirty = any(b[2] for b in self._kept)
-            self._base, self._block = base, lines
-            yield lines, text, dirty
+            dirty = _dirty("".join(lines), self._single_byte)
+            yield self._admit(_Block(self._next_base, len(lines), None, lines, dirty, None))
+
+    def _byte_blocks(self) -> Iterator[_Block]:
+        """Yield blocks of whole lines cut from the raw bytes, for encodings whose line
+        ends are the bytes CR and LF.  A block ends after an LF, or after a CR that is not
+        the last byte read (it could be the first half of a CRLF)."""
+        assert self._binary is not None
+        binary, codec = self._binary, self.encoding
+        read = binary.readline  # the first block is the header line alone
+        carry = b""
+        while True:
+            try:
+                data, read = read(_BLOCK), binary.read
+            except _READ_ERRORS as e:
+                raise self._read_error(e, self._next_base + 1) from e
+            buffer = carry + data
+            if not data:
+                if buffer:
+                    carry = b""
+                    yield self._admit(self._byte_block(buffer, codec))
+                self._eof = True
+                return
+            if buffer.endswith(b"\n"):
+                cut = len(buffer)
+            else:
+                cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1)) + 1
+            if cut == 0:
+                carry = buffer  # no line end yet: a long line, read on
+                continue
+            carry = buffer[cut:]
+            yield self._admit(self._byte_block(buffer[:cut], codec))
+            codec = "utf-8" if codec == "utf-8-sig" else codec  # a BOM only starts a file
+
+    def _byte_block(self, raw: bytes, codec: str) -> _Block:
+        single_byte = self._single_byte
+
+        def decode(raw: bytes) -> tuple[list[str], bool]:
+            text = raw.decode(codec, ERRORS)
+            return io.StringIO(text, newline="").readlines(), _dirty(text, single_byte)
+
+        return _Block(self._next_base, _count_lines(raw), raw, None, False, decode)
+
+    def _admit(self, block: _Block) -> _Block:
+        """Keep block, and forget the blocks before the record being parsed."""
+        first_needed = self._line_end + 1  # where the record being parsed starts
+        self._kept = [b for b in self._kept if b.base + b.nlines >= first_needed]
+        self._kept.append(block)
+        self._next_base += block.nlines
+        return block
 
     def _reader_blocks(self) -> Iterator[list[str]]:
         """The csv reader's blocks: the one chunks() handed on, or, when the reader asks
         for more lines inside a record (or for the header), simply the next one."""
         while True:
             if self._handoff is not None:
-                lines, self._handoff = self._handoff, None
+                block, self._handoff = self._handoff, None
             else:
                 block = next(self._raw_blocks, None)
                 if block is None:
                     return
-                lines = block[0]
+            lines = block.lines
+            self._any_dirty = any(b.dirty for b in self._kept)
+            self._base, self._block = block.base, lines
             self._handed += len(lines)
             yield lines
 
     def _raw(self, start: int, end: int) -> str:
         """The text of physical lines start..end (1-based, inclusive)."""
         parts: list[str] = []
-        for base, lines, _ in self._kept:
-            lo, hi = max(start - 1 - base, 0), min(end - base, len(lines))
+        for block in self._kept:
+            base = block.base
+            lo, hi = max(start - 1 - base, 0), min(end - base, block.nlines)
             if lo < hi:
-                parts.extend(lines[lo:hi])
+                parts.extend(block.lines[lo:hi])
         return "".join(parts)
 
     def _problem(self, raw: str, end: int) -> str | None:
@@ -384,8 +470,10 @@ class Source:
         # such a line parse as a valid record, so only then is raw forwarding unsafe.
         forward_raw = self.delimiter != "."
         simple = self.columns.get("active") is None
-        whole = _WholeBlocks(ncols, sku, self.columns.get("active"), self.delimiter)
-        parts: list[str] = []  # COPY text: whole blocks, and lines joined
+        whole = _WholeBlocks(
+            ncols, sku, self.columns.get("active"), self.delimiter, self.encoding == "utf-8-sig"
+        )
+        parts: list[bytes] = []  # COPY data: whole blocks, and lines joined
         lines: list[str] = []
         rejects: list[Reject] = []
         records = rows = 0
@@ -397,15 +485,15 @@ class Source:
                     block = next(self._raw_blocks, None)
                     if block is None:
                         break
-                    text = whole.copy_text(*block[1:]) if forward_raw else None
-                    if text is None:
-                        self._handoff = block[0]
+                    data = whole.copy_data(block) if forward_raw else None
+                    if data is None:
+                        self._handoff = block
                     else:
                         if lines:
                             parts.append(_joined(lines))
                             rows, lines = rows + len(lines), []
-                        parts.append(text)
-                        n = len(block[0])
+                        parts.append(data)
+                        n = block.nlines
                         rows, records, self._skipped = rows + n, records + n, self._skipped + n
                         self._line_end = end = end + n
                         if records >= batch_size:
@@ -484,9 +572,9 @@ class Source:
             row[active] = value
         return None
 
-    def _chunk(self, parts: list[str], rows: int, rejects: list[Reject]) -> Chunk:
+    def _chunk(self, parts: list[bytes], rows: int, rejects: list[Reject]) -> Chunk:
         assert self._counter is not None
-        return Chunk("".join(parts), rows, rejects, self._counter.count)
+        return Chunk(b"".join(parts), rows, rejects, self._counter.count)
 
 
 def map_header(
@@ -516,8 +604,9 @@ def map_header(
     return columns
 
 
-def _joined(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n" if lines else ""
+def _joined(lines: list[str]) -> bytes:
+    # Good records hold no undecodable bytes (their escapes would not encode).
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 class _WholeBlocks:
@@ -535,39 +624,101 @@ class _WholeBlocks:
     file: staging went from about 0.8 s to 0.4 s.
     """
 
-    def __init__(self, ncols: int, sku: int, active: int | None, delimiter: str):
-        d = re.escape(delimiter)
-        quoted = '"[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
-        plain = f'[^"{d}\\r\\n]*+'
-        any_field = f"(?:{quoted}|{plain})"
-        # Not blank after str.strip(): the \s of a str pattern is the same whitespace.
-        sku_field = (
-            f'(?:"[^\\S"\\r\\n]*+(?:[^\\s"]|"")[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
-            f'|[^\\S"{d}\\r\\n]*+[^\\s"{d}][^"{d}\\r\\n]*+)'
+    def __init__(
+        self, ncols: int, sku: int, active: int | None, delimiter: str, utf8: bool
+    ) -> None:
+        self._utf8 = utf8
+        self._text = self._patterns(ncols, sku, active, delimiter, _TEXT_FIELDS)
+        # Blocks cut from bytes are matched as bytes; with a non-ASCII delimiter they are
+        # decoded and matched as text.
+        self._bytes = (
+            self._patterns(ncols, sku, active, delimiter, _BYTE_FIELDS)
+            if delimiter.isascii()
+            else None
         )
-        space = "[ ]" if delimiter == "\t" else "[ \t]"
-        # What _check accepts, spelled out case by case (re's IGNORECASE would also take
-        # look-alikes such as the long s); PostgreSQL's boolean input reads them alike.
-        words = "|".join(
-            "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
-            for word in sorted(BOOLEANS, key=len, reverse=True)
-        )
-        active_field = f"{space}*+(?:{words}){space}*+"
-        fields = [any_field] * ncols
-        fields[sku] = sku_field
-        if active is not None:
-            fields[active] = active_field
-        record = d.join(fields)
-        self._lf = re.compile(f"(?:{record}\\n)*+")
-        self._crlf = re.compile(f"(?:{record}\\r\\n)*+")
 
-    def copy_text(self, text: str, dirty: bool) -> str | None:
-        """The block's text for COPY (line ends made LF), or None if it needs the reader."""
-        if dirty or len(text) > FIELD_LIMIT or not text.endswith("\n"):
+    @staticmethod
+    def _patterns(ncols, sku, active, delimiter, kind) -> tuple[re.Pattern, re.Pattern]:
+        """The (LF, CRLF) patterns of a run of records, for str or bytes (kind)."""
+        any_field, sku_field, active_field, encode = kind
+        d = re.escape(delimiter)
+        fields = [any_field.format(d=d)] * ncols
+        fields[sku] = sku_field.format(d=d, key=_key_class(delimiter))
+        if active is not None:
+            fields[active] = active_field.format(space="[ ]" if delimiter == "\t" else "[ \t]")
+        record = d.join(fields)
+        return (
+            re.compile(encode(f"(?:{record}\\n)*+")),
+            re.compile(encode(f"(?:{record}\\r\\n)*+")),
+        )
+
+    def copy_data(self, block: _Block) -> bytes | None:
+        """The block as COPY data (UTF-8, line ends made LF), or None if it needs the
+        csv reader."""
+        raw = block.raw
+        if raw is not None and self._bytes is not None:
+            if len(raw) > FIELD_LIMIT or not raw.endswith(b"\n") or b"\x00" in raw:
+                return None
+            if raw.isascii() or (self._utf8 and _valid_utf8(raw)):
+                lf, crlf = self._bytes
+                if b"\r" not in raw:
+                    if lf.fullmatch(raw):
+                        return raw
+                elif crlf.fullmatch(raw):
+                    return raw.replace(b"\r\n", b"\n")
+        # Text: the encodings read through a TextIOWrapper, and byte blocks the bytes
+        # patterns turned down (a sku of only non-ASCII characters, say).
+        text = "".join(block.lines)
+        if block.dirty or len(text) > FIELD_LIMIT or not text.endswith("\n"):
             return None
+        lf, crlf = self._text
         if "\r" not in text:
-            return text if self._lf.fullmatch(text) else None
-        return text.replace("\r\n", "\n") if self._crlf.fullmatch(text) else None
+            return text.encode("utf-8") if lf.fullmatch(text) else None
+        return text.replace("\r\n", "\n").encode("utf-8") if crlf.fullmatch(text) else None
+
+
+# The field patterns of _WholeBlocks, for str and for bytes: any field, the sku and the
+# active value; {d} is the escaped delimiter.  A field is either fully quoted (doubled
+# quotes inside, no line break) or unquoted without a quote.  The sku must not be blank
+# after str.strip(): for str, \s is exactly the whitespace strip() removes; for bytes, the
+# sku must hold a printable ASCII character ({key}), so a sku of only non-ASCII characters
+# is left to the text pattern.  The active value is one of BOOLEANS, unquoted, spelled out
+# case by case (re's IGNORECASE would also take look-alikes such as the long s), with
+# spaces around it; PostgreSQL's boolean input reads those exactly as _check does.
+_QUOTED = '"[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
+_WORDS = "|".join(
+    "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+    for word in sorted(BOOLEANS, key=len, reverse=True)
+)
+_ACTIVE = "{space}*+(?:" + _WORDS.replace("{", "{{").replace("}", "}}") + "){space}*+"
+_TEXT_FIELDS = (
+    "(?:" + _QUOTED + '|[^"{d}\\r\\n]*+)',
+    '(?:"[^\\S"\\r\\n]*+(?:[^\\s"]|"")[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
+    '|[^\\S"{d}\\r\\n]*+[^\\s"{d}][^"{d}\\r\\n]*+)',
+    _ACTIVE,
+    str,
+)
+_BYTE_FIELDS = (
+    _TEXT_FIELDS[0],
+    '(?:"[^!-~\\r\\n]*+(?:[!#-~]|"")[^"\\r\\n]*+(?:""[^"\\r\\n]*+)*+"'
+    '|[^!-~"{d}\\r\\n]*+{key}[^"{d}\\r\\n]*+)',
+    _ACTIVE,
+    lambda pattern: pattern.encode("ascii"),
+)
+
+
+def _key_class(delimiter: str) -> str:
+    """A class of the printable ASCII characters but the quote and the delimiter."""
+    keys = (chr(c) for c in range(0x21, 0x7F))
+    return "[" + "".join(re.escape(c) for c in keys if c not in ('"', delimiter)) + "]"
+
+
+def _valid_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _quote_row(row: list[str], delimiter: str) -> str:
@@ -578,6 +729,12 @@ def _strip_terminator(raw: str) -> str:
     if raw.endswith("\r\n"):
         return raw[:-2]
     return raw[:-1] if raw.endswith(("\n", "\r")) else raw
+
+
+def _dirty(text: str, single_byte: bool) -> bool:
+    """Whether text has a NUL, undecodable bytes or (single_byte) non-ASCII characters
+    that may be UTF-8 read as a single-byte encoding: its records are checked one by one."""
+    return "\x00" in text or (not text.isascii() and (single_byte or not _encodable(text)))
 
 
 def _encodable(text: str) -> bool:

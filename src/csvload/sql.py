@@ -44,11 +44,12 @@ def create_stage(ncols: int) -> sql.Composed:
 
 
 def copy_stage(ncols: int, delimiter: str) -> sql.Composed:
-    # FORCE_NOT_NULL: an empty field is an empty string, never NULL.
+    # FORCE_NOT_NULL: an empty field is an empty string, never NULL.  The reader sends
+    # UTF-8 whatever the connection's client_encoding.
     columns = sql.SQL(", ").join(stage_column(i) for i in range(ncols))
     return sql.SQL(
         "COPY {stage} ({columns}) FROM STDIN"
-        " (FORMAT csv, DELIMITER {delimiter}, FORCE_NOT_NULL ({columns}))"
+        " (FORMAT csv, DELIMITER {delimiter}, FORCE_NOT_NULL ({columns}), ENCODING 'UTF8')"
     ).format(stage=STAGE, columns=columns, delimiter=sql.Literal(delimiter))
 
 
