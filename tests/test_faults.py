@@ -144,8 +144,8 @@ KILL_POINTS = {
     ("empty", "commit"): (seen_commit("CREATE INDEX"), True),
     ("filled", "copy"): (active("COPY"), False),
     ("filled", "analyze"): (active("ANALYZE"), False),
-    ("filled", "merge"): (active("WITH latest"), False),
-    ("filled", "commit"): (seen_commit("WITH latest"), True),
+    ("filled", "merge"): (active("MERGE INTO"), False),
+    ("filled", "commit"): (seen_commit("MERGE INTO"), True),
 }
 
 
@@ -195,7 +195,7 @@ def test_kill_9_leaves_exactly_before_or_after(
         (signal.SIGINT, 130, "interrupted", "COPY"),
         (signal.SIGTERM, 143, "terminated", "COPY"),
         (signal.SIGINT, 130, "interrupted", "ANALYZE"),
-        (signal.SIGTERM, 143, "terminated", "WITH latest"),
+        (signal.SIGTERM, 143, "terminated", "MERGE INTO"),
     ],
     ids=["sigint-copy", "sigterm-copy", "sigint-analyze", "sigterm-merge"],
 )
@@ -249,7 +249,7 @@ def own_server():
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.mark.parametrize("phase", ["COPY", "WITH latest"], ids=["copy", "merge"])
+@pytest.mark.parametrize("phase", ["COPY", "MERGE INTO"], ids=["copy", "merge"])
 def test_server_stopping_mid_import_fails_in_one_line(own_server, files, phase):
     server, dsn = own_server
     with psycopg.connect(dsn) as c:

@@ -236,10 +236,11 @@ def _merge(db: Statements, source: Source, result: ImportResult) -> None:
         # needs the transaction's table statistics, so without them the WITH form runs.
         counted, inserted, updated = db.execute(sql.PRODUCTS_WRITTEN).fetchone()
         if counted and db.cur.connection.info.server_version >= 150000:
-            db.execute(sql.CREATE_SEEN)
+            db.execute(sql.CREATE_UNCHANGED)
             db.execute(sql.merge_into(columns))
-            distinct, now_inserted, now_updated = db.execute(sql.MERGE_COUNTS).fetchone()
+            unchanged, now_inserted, now_updated = db.execute(sql.MERGE_COUNTS).fetchone()
             result.inserted, result.updated = now_inserted - inserted, now_updated - updated
+            distinct = result.inserted + result.updated + unchanged
         else:
             distinct, result.updated, result.inserted = db.execute(sql.merge(columns)).fetchone()
     result.unchanged = distinct - result.inserted - result.updated
