@@ -6,14 +6,20 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from csvload.embedded import LocalServer, ServerStatus, default_home
 from csvload.errors import CsvloadError
+
+if TYPE_CHECKING:
+    from csvload.embedded import LocalServer, ServerStatus
 
 
 def _server() -> LocalServer:
+    # Imported here: an import with a DSN never needs the server code.
+    from csvload.embedded import LocalServer, default_home
+
     try:
         return LocalServer(default_home(os.environ, os.geteuid() == 0))
     except CsvloadError as e:
