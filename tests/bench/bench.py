@@ -631,7 +631,8 @@ def machine_info(conn: psycopg.Connection) -> dict:
 
 
 def summarize(result: dict) -> dict:
-    """Medians per (rows, phase, method) and the median of per-run ratios to the floor."""
+    """Medians per (rows, phase, method), the median of per-run ratios to the floor, and
+    csvload's speed-up over seed-style (also per run)."""
     ms = [m for m in result["measurements"] if m["phase"] in PHASES]
     floor = {(m["rows"], m["phase"], m["run"]): m["seconds"] for m in ms if m["method"] == "floor"}
     groups: dict[tuple[int, str, str], list[dict]] = {}
@@ -661,6 +662,21 @@ def summarize(result: dict) -> dict:
             }
         )
     summary = {"table": rows}
+
+    # How many times faster csvload is than seed-style: per-run pairs, like the floor ratios.
+    seconds = {(m["rows"], m["phase"], m["method"], m["run"]): m["seconds"] for m in ms}
+    speedups = []
+    for n, phase in sorted({(m["rows"], m["phase"]) for m in ms}, key=lambda k: (k[0], k[1])):
+        pairs = [
+            seconds[(n, phase, "seed", run)] / seconds[(n, phase, "csvload", run)]
+            for (rows_, phase_, method, run) in seconds
+            if (rows_, phase_, method) == (n, phase, "csvload")
+            and (n, phase, "seed", run) in seconds
+        ]
+        if pairs:
+            speedups.append({"rows": n, "phase": phase, "times_faster": statistics.median(pairs)})
+    if speedups:
+        summary["csvload_vs_seed"] = speedups
 
     checks = [m for m in result["measurements"] if m["phase"] == "progress-check"]
     if checks:
@@ -750,6 +766,19 @@ def render_markdown(result: dict, summary: dict) -> str:
                 f"| {r['peak_rss_mib']:.0f} MiB | {_or_dash(r['statements'])} "
                 f"| {_fmt(r['reported_s'], suffix=' s')} |"
             )
+        out.append("")
+
+    if summary.get("csvload_vs_seed"):
+        out += [
+            "## csvload against seed-style (times faster; median of per-run ratios)",
+            "",
+            "| records | fresh | re-import |",
+            "|---:|---:|---:|",
+        ]
+        faster = {(r["rows"], r["phase"]): r["times_faster"] for r in summary["csvload_vs_seed"]}
+        for n in sorted({n for n, _ in faster}):
+            cells = " | ".join(_fmt(faster.get((n, phase)), 1, "×") for phase in PHASES)
+            out.append(f"| {n:,} | {cells} |")
         out.append("")
 
     out += ["## Peak client RSS by size (MiB, max over runs)", ""]
