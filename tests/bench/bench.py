@@ -28,17 +28,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import pty
 import pwd
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -130,8 +135,31 @@ sys.exit(os.waitstatus_to_exitcode(status) % 256)
 """
 
 
-def run_measured(argv: Sequence[str], label: str) -> Finished:
-    """Run argv to completion; time it (wall clock) and read its peak RSS."""
+def _terminal() -> tuple[int, int, threading.Thread, list[bytes]]:
+    """A pseudo-terminal of 120x40 for a child's stderr: (master, slave, the thread that
+    drains the master, what it read)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    read: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO once the child and we have closed the slave
+                return
+            if not data:
+                return
+            read.append(data)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    return master, slave, thread, read
+
+
+def run_measured(argv: Sequence[str], label: str, *, tty: bool = False) -> Finished:
+    """Run argv to completion; time it (wall clock) and read its peak RSS.  With tty, its
+    stderr is a pseudo-terminal, as for a person at a terminal."""
     env = dict(os.environ, PGCLIENTENCODING="UTF8")
     with (
         tempfile.TemporaryFile() as out,
@@ -142,13 +170,26 @@ def run_measured(argv: Sequence[str], label: str) -> Finished:
             wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
         else:
             wrapped = [sys.executable, "-c", _WRAPPER, rss.name, *argv]
+        terminal = _terminal() if tty else None
         started = time.perf_counter()
-        proc = subprocess.run(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.run(
+            wrapped,
+            stdout=out,
+            stderr=terminal[1] if terminal else err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
+        if terminal:
+            master, slave, thread, read = terminal
+            os.close(slave)
+            thread.join()
+            os.close(master)
+            stderr = b"".join(read).decode("utf-8", "replace")
         if proc.returncode != 0:
             # argv carries the DSN, which may hold a password: name the method only.
             tail = "\n".join(stderr.strip().splitlines()[-5:])
@@ -215,11 +256,11 @@ class Csvload:
     name = "csvload"
     description = "`csvload import FILE --dsn DSN --json --quiet` as a subprocess."
 
-    def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
+    def run(self, path: Path, dsn: str, *, quiet: bool = True, tty: bool = False) -> Outcome:
         argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json"]
         if quiet:
             argv.append("--quiet")
-        finished = run_measured(argv, "csvload import")
+        finished = run_measured(argv, "csvload import", tty=tty)
         # A failed import exits non-zero (run_measured raises); the table check and the
         # count check below judge the rest.
         counts = _json_line(finished.stdout, "csvload import")
@@ -444,7 +485,7 @@ class Measurement:
     rss_kib: int
     statements: int | None
     counts: dict = field(default_factory=dict)
-    progress: bool = False
+    progress: str = ""  # for progress-check runs: quiet, lines or bar
 
 
 @dataclass(frozen=True)
@@ -554,18 +595,25 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
     }
 
 
+PROGRESS_MODES = ("quiet", "lines", "bar")
+
+
 def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
-    """csvload fresh imports with plain progress lines on stderr (not a TTY), alternating
-    with --quiet, on the largest default size."""
+    """csvload fresh imports on the largest default size, at least 5 runs of each display
+    in rotating order: --quiet; plain progress lines (stderr not a terminal); the rich bar
+    (stderr a pseudo-terminal)."""
     rows = max((s for s in cfg.sizes if s != LARGE_SIZE), default=LARGE_SIZE)
     fresh_file, _ = data_files(rows)
     expected = Expectation(expected_content(fresh_file), (fresh_file,), 0, 0)
     method = Csvload()
     out = []
-    for run in range(cfg.runs):
-        for progress in (False, True) if run % 2 == 0 else (True, False):
+    for run in range(max(cfg.runs, 5)):
+        shift = run % len(PROGRESS_MODES)
+        for progress in PROGRESS_MODES[shift:] + PROGRESS_MODES[:shift]:
             reset_table(conn, cfg.dsn, True)
-            outcome = method.run(fresh_file, cfg.dsn, quiet=not progress)
+            outcome = method.run(
+                fresh_file, cfg.dsn, quiet=progress == "quiet", tty=progress == "bar"
+            )
             label = f"csvload {rows} fresh, progress={progress}, run {run + 1}"
             verify(conn, expected, label)
             out.append(
@@ -680,14 +728,23 @@ def summarize(result: dict) -> dict:
 
     checks = [m for m in result["measurements"] if m["phase"] == "progress-check"]
     if checks:
-        quiet = {m["run"]: m["seconds"] for m in checks if not m["progress"]}
-        loud = {m["run"]: m["seconds"] for m in checks if m["progress"]}
+        # Older results recorded progress as a bool: True was the plain lines.
+        legacy = {True: "lines", False: "quiet"}
+        mode_of = [(m, legacy.get(m["progress"], m["progress"])) for m in checks]
+        runs = {
+            mode: {m["run"]: m["seconds"] for m, m_mode in mode_of if m_mode == mode}
+            for mode in PROGRESS_MODES
+        }
+        quiet = runs["quiet"]
         summary["progress"] = {
             "rows": checks[0]["rows"],
-            "quiet_runs_s": [round(quiet[r], 2) for r in sorted(quiet)],
-            "progress_runs_s": [round(loud[r], 2) for r in sorted(loud)],
+            "runs_s": {mode: [round(t[r], 2) for r in sorted(t)] for mode, t in runs.items() if t},
             # Paired within a run, like the ratios to the floor.
-            "overhead": statistics.median(loud[r] / quiet[r] for r in quiet if r in loud) - 1,
+            "overhead": {
+                mode: statistics.median(t[r] / quiet[r] for r in quiet if r in t) - 1
+                for mode, t in runs.items()
+                if mode != "quiet" and t
+            },
         }
 
     by = {(r["rows"], r["phase"], r["method"]): r for r in rows}
@@ -800,13 +857,24 @@ def render_markdown(result: dict, summary: dict) -> str:
 
     if "progress" in summary:
         p = summary["progress"]
+        names = {
+            "quiet": "`--quiet`",
+            "lines": "plain progress lines (stderr not a terminal)",
+            "bar": "the rich progress bar (stderr a pseudo-terminal)",
+        }
         out += [
-            "## Progress reporting overhead (csvload, fresh import)",
+            f"## Progress reporting overhead (csvload, fresh import of {p['rows']:,} rows)",
             "",
-            f"{p['rows']:,} rows, `--quiet`: {', '.join(map(str, p['quiet_runs_s']))} s; "
-            f"plain progress lines on stderr: {', '.join(map(str, p['progress_runs_s']))} s. "
-            f"Median of the per-run ratios: {p['overhead']:+.1%}"
-            " (compare with the spread between runs before reading much into it).",
+            "| display | runs | overhead against `--quiet` (median of per-run ratios) |",
+            "|---|---|---:|",
+        ]
+        for mode, times in p["runs_s"].items():
+            overhead = p["overhead"].get(mode)
+            cell = "–" if overhead is None else f"{overhead:+.1%}"
+            out.append(f"| {names[mode]} | {', '.join(f'{t:.2f}' for t in times)} s | {cell} |")
+        out += [
+            "",
+            "Compare an overhead with the spread between runs before reading much into it.",
             "",
         ]
     if "scaling_2m_over_500k" in summary:
