@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 PLAIN_INTERVAL = 5.0  # seconds between plain progress lines
+REFRESH = 4  # progress bar redraws per second, at most
 
 
 class QuietDisplay:
@@ -59,7 +60,7 @@ class LineDisplay(QuietDisplay):
 
 
 class BarDisplay(QuietDisplay):
-    """A rich progress bar on a terminal, refreshed a few times a second at most."""
+    """A rich progress bar on a terminal, redrawn a few times a second at most."""
 
     def __init__(self, console: Console, name: str):
         # rich is imported only for a terminal: it is a fifth of csvload's start-up.
@@ -81,11 +82,16 @@ class BarDisplay(QuietDisplay):
             TextColumn("{task.fields[rate]:>9,.0f} rows/s"),
             TimeRemainingColumn(),
             console=console,
-            refresh_per_second=4,
+            # Redrawn from the progress reports, at most REFRESH times a second, rather
+            # than by rich's refresh thread: no thread competes with the reader for the
+            # GIL, and nothing is redrawn while the server merges (the bar would not move).
+            auto_refresh=False,
             transient=False,
         )
         self.name = name
         self.started = time.monotonic()
+        self.drawn = 0.0
+        self.phase = ""
         self.task = None
 
     def __enter__(self):
@@ -109,6 +115,10 @@ class BarDisplay(QuietDisplay):
                 self.task, completed=total or self.bar.tasks[0].completed,
                 phase=p.phase, rows=p.rows, rate=rate,
             )  # fmt: skip
+        now = time.monotonic()
+        if p.phase != self.phase or now - self.drawn >= 1 / REFRESH:
+            self.phase, self.drawn = p.phase, now
+            self.bar.refresh()
 
 
 def display_for(quiet: bool, name: str, stream: TextIO | None = None):
