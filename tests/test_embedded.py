@@ -402,6 +402,13 @@ def test_as_root_the_server_runs_as_an_existing_unprivileged_user(
     assert "PermissionError" in probe.stderr
 
 
+def _as_nobody(python: str, script: str, arg: Path) -> subprocess.CompletedProcess:
+    """Run `python -c script arg` as the user nobody, with csvload's source importable."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    argv = ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", python, "-c", script]
+    return subprocess.run([*argv, str(arg)], capture_output=True, text=True, timeout=120)
+
+
 @needs_root
 @needs_binaries
 def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
@@ -412,30 +419,13 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
     home.mkdir()
     nobody = pwd.getpwnam("nobody")
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
-    src = Path(__file__).resolve().parents[1] / "src"
     script = (
         "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
         "s = LocalServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)\n"
     )
     server = LocalServer(home)
     try:
-        out = subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "nobody",
-                "--",
-                "env",
-                f"PYTHONPATH={src}",
-                python,
-                "-c",
-                script,
-                str(home),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        out = _as_nobody(python, script, home)
         assert out.returncode == 0, out.stderr
         pid = int(out.stdout)
         assert process_uid(pid) == nobody.pw_uid
@@ -468,23 +458,7 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
             "try: LocalServer(Path(sys.argv[1])).ensure()\n"
             "except ServerError as e: print(e)\n"
         )
-        out = subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "nobody",
-                "--",
-                "env",
-                f"PYTHONPATH={src}",
-                python,
-                "-c",
-                error,
-                str(target),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = _as_nobody(python, error, target)
         assert (out.returncode, out.stdout, out.stderr) == (0, message + "\n", "")
 
 

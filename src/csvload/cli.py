@@ -186,7 +186,7 @@ class WebhookUrl(click.ParamType):
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Rows per COPY chunk.",
+    help="About this many rows per write to the COPY stream.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")

@@ -659,15 +659,18 @@ class _WholeBlocks:
         if raw is not None and self._bytes is not None:
             if len(raw) > FIELD_LIMIT or not raw.endswith(b"\n") or b"\x00" in raw:
                 return None
-            if raw.isascii() or (self._utf8 and _valid_utf8(raw)):
+            ascii = raw.isascii()
+            if ascii or (self._utf8 and _valid_utf8(raw)):
                 lf, crlf = self._bytes
                 if b"\r" not in raw:
                     if lf.fullmatch(raw):
                         return raw
                 elif crlf.fullmatch(raw):
                     return raw.replace(b"\r\n", b"\n")
-        # Text: the encodings read through a TextIOWrapper, and byte blocks the bytes
-        # patterns turned down (a sku of only non-ASCII characters, say).
+            if ascii:
+                return None  # the text patterns accept no more of an ASCII block
+        # Text: the encodings read through a TextIOWrapper, and non-ASCII byte blocks the
+        # bytes patterns turned down (a sku of only non-ASCII characters, say).
         text = "".join(block.lines)
         if block.dirty or len(text) > FIELD_LIMIT or not text.endswith("\n"):
             return None
