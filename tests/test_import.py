@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,6 +13,7 @@ from conftest import fetch_products, table_checksum
 
 from csvload import schema
 from csvload.cli import main
+from csvload.database import COPY_SEND_BUFFER, widen_send_buffer
 from csvload.errors import MissingColumnError
 from csvload.loader import ImportOptions, import_source
 from csvload.source import Source, SourceOptions
@@ -324,3 +327,24 @@ def test_header_only_file_into_a_filled_table_changes_nothing(products, tmp_path
         result = import_source(conn, source, ImportOptions())
     assert (result.rows_read, result.inserted, result.updated, result.unchanged) == (0, 0, 0, 0)
     assert table_checksum(products) == before
+
+
+def test_copy_send_buffer_is_widened_on_unix_sockets_only(products):
+    """A unix socket gets a bigger send buffer for COPY (the kernel caps the request at
+    net.core.wmem_max); a TCP socket keeps the size the kernel manages."""
+    with psycopg.connect(products) as c:
+        sock = socket.socket(fileno=c.pgconn.socket)
+        try:
+            before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            widen_send_buffer(c)
+            after = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if sock.family == socket.AF_UNIX:
+                cap = int(Path("/proc/sys/net/core/wmem_max").read_text())
+                assert after >= min(COPY_SEND_BUFFER, cap) > 0
+                assert after > before
+            else:
+                assert after == before
+        finally:
+            sock.detach()
+        # The connection still works after the socket object let go of it.
+        assert c.execute("SELECT 1").fetchone() == (1,)

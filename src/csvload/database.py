@@ -3,6 +3,8 @@ errors a user can act on into one-line CsvloadErrors."""
 
 from __future__ import annotations
 
+import socket
+
 import psycopg
 from psycopg import conninfo, errors
 
@@ -26,6 +28,30 @@ def connect(
             " (check the DSN, or that the server is running)"
         ) from e
     return conn
+
+
+# What a unix-socket connection may queue ahead of the server during COPY; the kernel caps
+# the request at net.core.wmem_max (208 KiB on a stock kernel, which still doubles the
+# default).
+COPY_SEND_BUFFER = 4 << 20
+
+
+def widen_send_buffer(conn: psycopg.Connection) -> None:
+    """Let a unix-socket connection queue COPY data well ahead of the server.
+
+    A unix socket's default send buffer (208 KiB) is smaller than one of the reader's
+    blocks, so every write waited for the server to drain it, and the server then idled
+    while Python cut the next block.  Staging the 500k-row benchmark file took 0.46-0.56 s
+    that way, 0.42 s with the buffer a stock kernel allows and 0.34 s with 4 MiB, the same
+    as over TCP.  TCP sockets are left alone: the kernel grows their buffers itself, and a
+    fixed size would switch that off.
+    """
+    sock = socket.socket(fileno=conn.pgconn.socket)
+    try:
+        if sock.family == socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, COPY_SEND_BUFFER)
+    finally:
+        sock.detach()
 
 
 def describe(dsn: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from csvload import schema, sql
-from csvload.database import translate
+from csvload.database import translate, widen_send_buffer
 from csvload.errors import TooManyRejectsError
 from csvload.rejects import RejectsWriter
 from csvload.schema import INDEXES, PRODUCTS
@@ -168,6 +168,7 @@ def stage(db, source: Source, options, result, rejects, report) -> None:
     per-chunk COPYs on a worker thread (which lost more to GIL hand-offs than it gained).
     """
     ncols = len(source.header)
+    widen_send_buffer(db.cur.connection)
     db.execute(sql.create_stage(ncols))
     report(Progress("reading", 0, source.size, 0))
     with db.copy(sql.copy_stage(ncols, source.delimiter)) as copy:
