@@ -9,6 +9,8 @@ Environment:
     BENCH_LARGE=1  add the 2,000,000-row files (slow: several minutes per method).
     BENCH_SIZES    comma-separated row counts replacing the default 10000,100000,500000.
     BENCH_METHODS  comma-separated subset of csvload,floor,seed (default: all there are).
+    BENCH_UNIX_URL with DATABASE_URL: the same server reached over its unix socket, for the
+                   unix-socket runs (the throwaway cluster provides its own).
 
 Each run of a method imports a file into a freshly created, empty products table
 ("fresh"), then imports the re-import variant of that file into the filled table
@@ -406,8 +408,9 @@ def verify(conn: psycopg.Connection, expected: Expectation, label: str) -> None:
 
 
 @contextlib.contextmanager
-def local_server() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1; yields its DSN, removes it after."""
+def local_server() -> Iterator[tuple[str, str]]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields its DSN over TCP and over its
+    unix socket, and removes it after."""
     tmp = Path(tempfile.mkdtemp(prefix="csvload-bench-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -463,7 +466,10 @@ def local_server() -> Iterator[str]:
         raise BenchError(f"cannot start a local server: {e.stderr.decode()[-500:]}") from e
     log(f"started a throwaway PostgreSQL on 127.0.0.1:{port} in {tmp}")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield (
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            f"postgresql://postgres@/postgres?host={tmp}&port={port}",
+        )
     finally:
         subprocess.run(
             [*as_user, "pg_ctl", "-D", str(datadir), "-m", "fast", "-w", "stop"],
@@ -486,6 +492,7 @@ class Measurement:
     statements: int | None
     counts: dict = field(default_factory=dict)
     progress: str = ""  # for progress-check runs: quiet, lines or bar
+    transport: str = ""  # "unix" for the unix-socket runs; "" for the DSN as given
 
 
 @dataclass(frozen=True)
@@ -495,9 +502,10 @@ class Config:
     sizes: tuple[int, ...]
     methods: tuple[str, ...]
     large: bool
+    unix_dsn: str | None = None
 
 
-def config_from_env(dsn: str) -> Config:
+def config_from_env(dsn: str, unix_dsn: str | None = None) -> Config:
     large = os.environ.get("BENCH_LARGE", "") not in ("", "0")
     sizes_text = os.environ.get("BENCH_SIZES", "")
     sizes = tuple(int(s) for s in sizes_text.split(",") if s) or DEFAULT_SIZES
@@ -509,7 +517,7 @@ def config_from_env(dsn: str) -> Config:
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     if runs < 1:
         raise BenchError("BENCH_RUNS must be at least 1")
-    return Config(dsn, runs, sizes, methods, large)
+    return Config(dsn, runs, sizes, methods, large, unix_dsn)
 
 
 def _check_counts(m: Measurement, expected: Expectation) -> str | None:
@@ -545,15 +553,7 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
     with psycopg.connect(cfg.dsn, autocommit=True) as conn:
         machine = machine_info(conn)
         for rows in cfg.sizes:
-            fresh_file, reimport_file = data_files(rows)
-            fresh = expected_content(fresh_file)
-            after = expected_content(reimport_file, into=dict(fresh))
-            changed = sum(1 for k, v in after.items() if fresh[k] != v)
-            expect = {
-                "fresh": Expectation(fresh, (fresh_file,), len(fresh), 0),
-                "reimport": Expectation(after, (fresh_file, reimport_file), 0, changed),
-            }
-            files = {"fresh": fresh_file, "reimport": reimport_file}
+            files, expect = expectations(rows)
             for run in range(cfg.runs):
                 # Rotate the order so no method always runs first or last.
                 order = methods[run % len(methods) :] + methods[: run % len(methods)]
@@ -582,17 +582,69 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
                             log(f"WARNING {note}")
                         log(f"[{label}] {m.seconds:.2f}s, {m.rss_kib / 1024:.0f} MiB")
                         settle(conn)
-            del fresh, after, expect
+            del expect
 
         if ok and "csvload" in cfg.methods:
             measurements += progress_runs(cfg, conn)
+        if ok and {"csvload", "floor"} <= set(cfg.methods):
+            if cfg.unix_dsn:
+                measurements += unix_socket_runs(cfg, conn, wanted)
+            else:
+                notes.append("unix-socket runs skipped: set BENCH_UNIX_URL with DATABASE_URL")
 
     return {
         "machine": machine,
-        "config": asdict(cfg) | {"dsn": "(not recorded)"},
+        "config": asdict(cfg)
+        | {"dsn": "(not recorded)", "unix_dsn": "(not recorded)" if cfg.unix_dsn else None},
         "notes": notes,
         "measurements": [asdict(m) for m in measurements],
     }
+
+
+def expectations(rows: int) -> tuple[dict[str, Path], dict[str, Expectation]]:
+    """The fresh and re-import files for `rows`, and what the table must hold after each."""
+    fresh_file, reimport_file = data_files(rows)
+    fresh = expected_content(fresh_file)
+    after = expected_content(reimport_file, into=dict(fresh))
+    changed = sum(1 for k, v in after.items() if fresh[k] != v)
+    expect = {
+        "fresh": Expectation(fresh, (fresh_file,), len(fresh), 0),
+        "reimport": Expectation(after, (fresh_file, reimport_file), 0, changed),
+    }
+    return {"fresh": fresh_file, "reimport": reimport_file}, expect
+
+
+def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> list[Measurement]:
+    """csvload and the floor, fresh and re-import, over the server's unix socket (the
+    transport of the managed local server and of a DSN without a host), on the largest
+    default size, at least 3 runs in rotating order."""
+    rows = max((s for s in cfg.sizes if s != LARGE_SIZE), default=LARGE_SIZE)
+    files, expect = expectations(rows)
+    methods = [wanted["csvload"], wanted["floor"]]
+    out = []
+    for run in range(max(cfg.runs, 3)):
+        for method in methods[run % 2 :] + methods[: run % 2]:
+            reset_table(conn, cfg.dsn, True)
+            for phase in PHASES:
+                outcome = method.run(files[phase], cfg.unix_dsn)
+                label = f"{method.name} {rows} {phase} over the unix socket, run {run + 1}"
+                verify(conn, expect[phase], label)
+                out.append(
+                    Measurement(
+                        method.name,
+                        rows,
+                        phase,
+                        run + 1,
+                        outcome.finished.seconds,
+                        outcome.finished.rss_kib,
+                        outcome.statements,
+                        outcome.counts,
+                        transport="unix",
+                    )
+                )
+                log(f"[{label}] {outcome.finished.seconds:.2f}s")
+                settle(conn)
+    return out
 
 
 PROGRESS_MODES = ("quiet", "lines", "bar")
@@ -681,7 +733,7 @@ def machine_info(conn: psycopg.Connection) -> dict:
 def summarize(result: dict) -> dict:
     """Medians per (rows, phase, method), the median of per-run ratios to the floor, and
     csvload's speed-up over seed-style (also per run)."""
-    ms = [m for m in result["measurements"] if m["phase"] in PHASES]
+    ms = [m for m in result["measurements"] if m["phase"] in PHASES and not m.get("transport")]
     floor = {(m["rows"], m["phase"], m["run"]): m["seconds"] for m in ms if m["method"] == "floor"}
     groups: dict[tuple[int, str, str], list[dict]] = {}
     for m in ms:
@@ -725,6 +777,27 @@ def summarize(result: dict) -> dict:
             speedups.append({"rows": n, "phase": phase, "times_faster": statistics.median(pairs)})
     if speedups:
         summary["csvload_vs_seed"] = speedups
+
+    unix = [m for m in result["measurements"] if m.get("transport") == "unix"]
+    if unix:
+        unix_floor = {(m["phase"], m["run"]): m["seconds"] for m in unix if m["method"] == "floor"}
+        summary["unix_socket"] = {
+            "rows": unix[0]["rows"],
+            "table": [
+                {
+                    "phase": phase,
+                    "method": method,
+                    "median_s": statistics.median(m["seconds"] for m in group),
+                    "runs_s": [round(m["seconds"], 2) for m in group],
+                    "ratio_to_floor": statistics.median(
+                        m["seconds"] / unix_floor[(phase, m["run"])] for m in group
+                    ),
+                }
+                for phase in PHASES
+                for method in ("floor", "csvload")
+                if (group := [m for m in unix if (m["phase"], m["method"]) == (phase, method)])
+            ],
+        }
 
     checks = [m for m in result["measurements"] if m["phase"] == "progress-check"]
     if checks:
@@ -877,6 +950,24 @@ def render_markdown(result: dict, summary: dict) -> str:
             "Compare an overhead with the spread between runs before reading much into it.",
             "",
         ]
+    if "unix_socket" in summary:
+        u = summary["unix_socket"]
+        out += [
+            f"## Over the server's unix socket ({u['rows']:,} records)",
+            "",
+            "The tables above connect over TCP to 127.0.0.1. The managed local server and a DSN "
+            "without a host use the unix socket instead.",
+            "",
+            "| phase | method | time (median) | runs | × floor |",
+            "|---|---|---:|---|---:|",
+        ]
+        for r in u["table"]:
+            out.append(
+                f"| {r['phase']} | {r['method']} | {_fmt(r['median_s'], suffix=' s')} "
+                f"| {', '.join(f'{t:.2f}' for t in r['runs_s'])} "
+                f"| {_fmt(r['ratio_to_floor'], suffix='×')} |"
+            )
+        out.append("")
     if "scaling_2m_over_500k" in summary:
         out += [
             "## Scaling, 2,000,000 / 500,000 rows (4.00 is linear)",
@@ -912,12 +1003,13 @@ def render_markdown(result: dict, summary: dict) -> str:
 
 def main() -> int:
     dsn = os.environ.get("DATABASE_URL", "")
+    unix_dsn = os.environ.get("BENCH_UNIX_URL") if dsn else None
     started = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as work:
             if not dsn:
-                dsn = stack.enter_context(local_server())
-            result = run_bench(config_from_env(dsn), Path(work))
+                dsn, unix_dsn = stack.enter_context(local_server())
+            result = run_bench(config_from_env(dsn, unix_dsn), Path(work))
     except BenchError as e:
         log(f"bench failed: {e}")
         return 1
