@@ -494,6 +494,23 @@ class Measurement:
     progress: str = ""  # for progress-check runs: quiet, lines or bar
     transport: str = ""  # "unix" for the unix-socket runs; "" for the DSN as given
 
+    @classmethod
+    def of(
+        cls, method: str, rows: int, phase: str, run: int, outcome: Outcome, **extra
+    ) -> Measurement:
+        finished = outcome.finished
+        return cls(
+            method,
+            rows,
+            phase,
+            run,
+            finished.seconds,
+            finished.rss_kib,
+            outcome.statements,
+            outcome.counts,
+            **extra,
+        )
+
 
 @dataclass(frozen=True)
 class Config:
@@ -563,16 +580,7 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
                         outcome = method.run(files[phase], cfg.dsn)
                         label = f"{method.name} {rows} {phase} run {run + 1}"
                         verify(conn, expect[phase], label)
-                        m = Measurement(
-                            method.name,
-                            rows,
-                            phase,
-                            run + 1,
-                            outcome.finished.seconds,
-                            outcome.finished.rss_kib,
-                            outcome.statements,
-                            outcome.counts,
-                        )
+                        m = Measurement.of(method.name, rows, phase, run + 1, outcome)
                         measurements.append(m)
                         note = None
                         if method.name == "csvload":
@@ -630,17 +638,7 @@ def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> lis
                 label = f"{method.name} {rows} {phase} over the unix socket, run {run + 1}"
                 verify(conn, expect[phase], label)
                 out.append(
-                    Measurement(
-                        method.name,
-                        rows,
-                        phase,
-                        run + 1,
-                        outcome.finished.seconds,
-                        outcome.finished.rss_kib,
-                        outcome.statements,
-                        outcome.counts,
-                        transport="unix",
-                    )
+                    Measurement.of(method.name, rows, phase, run + 1, outcome, transport="unix")
                 )
                 log(f"[{label}] {outcome.finished.seconds:.2f}s")
                 settle(conn)
@@ -669,16 +667,8 @@ def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
             label = f"csvload {rows} fresh, progress={progress}, run {run + 1}"
             verify(conn, expected, label)
             out.append(
-                Measurement(
-                    "csvload",
-                    rows,
-                    "progress-check",
-                    run + 1,
-                    outcome.finished.seconds,
-                    outcome.finished.rss_kib,
-                    outcome.statements,
-                    outcome.counts,
-                    progress,
+                Measurement.of(
+                    "csvload", rows, "progress-check", run + 1, outcome, progress=progress
                 )
             )
             log(
