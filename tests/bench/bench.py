@@ -5,7 +5,7 @@
 Environment:
     DATABASE_URL   server to use; the products table in it is dropped and recreated.
                    Unset: a throwaway local cluster is started in a temp dir and removed.
-    BENCH_RUNS     runs per method, size and phase; medians are reported (default 3).
+    BENCH_RUNS     runs per method, size and phase; medians are reported (default 5).
     BENCH_LARGE=1  add the 2,000,000-row files (slow: several minutes per method).
     BENCH_SIZES    comma-separated row counts replacing the default 10000,100000,500000.
     BENCH_METHODS  comma-separated subset of csvload,floor,seed (default: all there are).
@@ -532,7 +532,7 @@ def config_from_env(dsn: str, unix_dsn: str | None = None) -> Config:
     methods = tuple(
         m for m in os.environ.get("BENCH_METHODS", "floor,seed,csvload").split(",") if m
     )
-    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    runs = int(os.environ.get("BENCH_RUNS", "5"))
     if runs < 1:
         raise BenchError("BENCH_RUNS must be at least 1")
     return Config(dsn, runs, sizes, methods, large, unix_dsn)
