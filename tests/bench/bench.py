@@ -120,6 +120,7 @@ class Finished:
     rss_kib: int
     stdout: str
     stderr: str
+    cpu_seconds: float  # the client's own user + system CPU time
 
 
 # GNU time reports ru_maxrss of the command it forks itself. We cannot read it with
@@ -133,7 +134,7 @@ _WRAPPER = """
 import os, subprocess, sys
 p = subprocess.Popen(sys.argv[2:])
 _, status, usage = os.wait4(p.pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status) % 256)
 """
 
@@ -161,8 +162,8 @@ def _terminal() -> tuple[int, int, threading.Thread, list[bytes]]:
 
 
 def run_measured(argv: Sequence[str], label: str, *, tty: bool = False) -> Finished:
-    """Run argv to completion; time it (wall clock) and read its peak RSS.  With tty, its
-    stderr is a pseudo-terminal, as for a person at a terminal."""
+    """Run argv to completion; time it (wall clock) and read its peak RSS and CPU time.
+    With tty, its stderr is a pseudo-terminal, as for a person at a terminal."""
     env = dict(os.environ, PGCLIENTENCODING="UTF8")
     with (
         tempfile.TemporaryFile() as out,
@@ -170,7 +171,7 @@ def run_measured(argv: Sequence[str], label: str, *, tty: bool = False) -> Finis
         tempfile.NamedTemporaryFile("r") as rss,
     ):
         if GNU_TIME:
-            wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
+            wrapped = [GNU_TIME, "-f", "%M %U %S", "-o", rss.name, *argv]
         else:
             wrapped = [sys.executable, "-c", _WRAPPER, rss.name, *argv]
         terminal = _terminal() if tty else None
@@ -198,8 +199,8 @@ def run_measured(argv: Sequence[str], label: str, *, tty: bool = False) -> Finis
             tail = "\n".join(stderr.strip().splitlines()[-5:])
             raise BenchError(f"{label} exited with {proc.returncode}:\n{tail}")
         # GNU time may prefix a "Command exited with non-zero status" line; take the last.
-        rss_kib = int(rss.read().split()[-1])
-    return Finished(seconds, rss_kib, stdout, stderr)
+        rss_kib, user, system = rss.read().strip().splitlines()[-1].split()
+    return Finished(seconds, int(rss_kib), stdout, stderr, float(user) + float(system))
 
 
 def _json_line(stdout: str, label: str) -> dict:
@@ -494,6 +495,7 @@ class Measurement:
     counts: dict = field(default_factory=dict)
     progress: str = ""  # for progress-check runs: quiet, lines or bar
     transport: str = ""  # "unix" for the unix-socket runs; "" for the DSN as given
+    cpu_s: float | None = None  # the client process's user + system CPU time
 
     @classmethod
     def of(
@@ -509,6 +511,7 @@ class Measurement:
             finished.rss_kib,
             outcome.statements,
             outcome.counts,
+            cpu_s=finished.cpu_seconds,
             **extra,
         )
 
@@ -647,18 +650,23 @@ def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> lis
 
 
 PROGRESS_MODES = ("quiet", "lines", "bar")
+PROGRESS_RUNS = 9
 
 
 def progress_runs(cfg: Config, conn: psycopg.Connection) -> list[Measurement]:
-    """csvload fresh imports on the largest default size, at least 5 runs of each display
-    in rotating order: --quiet; plain progress lines (stderr not a terminal); the rich bar
-    (stderr a pseudo-terminal)."""
+    """csvload fresh imports on the largest default size, at least PROGRESS_RUNS runs of
+    each display in rotating order: --quiet; plain progress lines (stderr not a terminal);
+    the rich bar (stderr a pseudo-terminal).
+
+    The displays differ by a few milliseconds of client CPU, while wall times on this
+    shared machine move by ±3% from run to run; hence more runs than elsewhere, and the
+    client's CPU time reported beside the wall time."""
     rows = max((s for s in cfg.sizes if s != LARGE_SIZE), default=LARGE_SIZE)
     fresh_file, _ = data_files(rows)
     expected = Expectation(expected_content(fresh_file), (fresh_file,), 0, 0)
     method = Csvload()
     out = []
-    for run in range(max(cfg.runs, 5)):
+    for run in range(max(cfg.runs, PROGRESS_RUNS)):
         shift = run % len(PROGRESS_MODES)
         for progress in PROGRESS_MODES[shift:] + PROGRESS_MODES[:shift]:
             reset_table(conn, cfg.dsn, True)
@@ -800,6 +808,10 @@ def summarize(result: dict) -> dict:
             for mode in PROGRESS_MODES
         }
         quiet = runs["quiet"]
+        cpu = {
+            mode: {m["run"]: m["cpu_s"] for m, m_mode in mode_of if m_mode == mode}
+            for mode in PROGRESS_MODES
+        }
         summary["progress"] = {
             "rows": checks[0]["rows"],
             "runs_s": {mode: [round(t[r], 2) for r in sorted(t)] for mode, t in runs.items() if t},
@@ -808,6 +820,16 @@ def summarize(result: dict) -> dict:
                 mode: statistics.median(t[r] / quiet[r] for r in quiet if r in t) - 1
                 for mode, t in runs.items()
                 if mode != "quiet" and t
+            },
+            # The client CPU a display adds, as a share of the quiet import's wall time.
+            "cpu_overhead": {
+                mode: statistics.median(
+                    (c[r] - cpu["quiet"][r]) / quiet[r]
+                    for r in quiet
+                    if c.get(r) is not None and cpu["quiet"].get(r) is not None
+                )
+                for mode, c in cpu.items()
+                if mode != "quiet" and any(v is not None for v in c.values())
             },
         }
 
@@ -929,16 +951,24 @@ def render_markdown(result: dict, summary: dict) -> str:
         out += [
             f"## Progress reporting overhead (csvload, fresh import of {p['rows']:,} rows)",
             "",
-            "| display | runs | overhead against `--quiet` (median of per-run ratios) |",
-            "|---|---|---:|",
+            "| display | runs | wall-time overhead against `--quiet` (median of per-run "
+            "ratios) | client CPU added, as a share of the `--quiet` time (median) |",
+            "|---|---|---:|---:|",
         ]
         for mode, times in p["runs_s"].items():
-            overhead = p["overhead"].get(mode)
-            cell = "–" if overhead is None else f"{overhead:+.1%}"
-            out.append(f"| {names[mode]} | {', '.join(f'{t:.2f}' for t in times)} s | {cell} |")
+            cells = [
+                "–" if v is None else f"{v:+.1%}"
+                for v in (p["overhead"].get(mode), p.get("cpu_overhead", {}).get(mode))
+            ]
+            out.append(
+                f"| {names[mode]} | {', '.join(f'{t:.2f}' for t in times)} s "
+                f"| {cells[0]} | {cells[1]} |"
+            )
         out += [
             "",
-            "Compare an overhead with the spread between runs before reading much into it.",
+            "Compare a wall-time overhead with the spread between runs before reading much "
+            "into it: the displays cost only client CPU, which the last column measures "
+            "directly.",
             "",
         ]
     if "unix_socket" in summary:
