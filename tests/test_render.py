@@ -60,3 +60,15 @@ def test_plain_lines_when_stderr_is_not_a_terminal(products, tmp_path):
     assert done.returncode == 0
     assert "\x1b[" not in done.stderr  # no escape sequences in a log
     assert done.stderr.splitlines()[-1].startswith(f"{path}: imported: 1 rows read")
+
+
+def test_failed_import_on_a_terminal_leaves_one_error_line(dsn, tmp_path):
+    """No products table: the import fails after reading, whether or not the bar (whose
+    rich import runs on a thread) has appeared yet; the terminal shows the error, no
+    traceback."""
+    path = tmp_path / "p.csv"
+    path.write_text("sku,name\n" + "".join(f"S-{i},n{i}\n" for i in range(20_000)))
+    code, stdout, screen = _on_a_terminal(csvload_cmd("import", str(path), "--dsn", dsn))
+    assert code == 1, screen
+    assert "run 'csvload init' first" in screen
+    assert "Traceback" not in screen

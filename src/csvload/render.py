@@ -4,6 +4,7 @@ terminal, a plain line every few seconds elsewhere, nothing with --quiet."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
@@ -11,7 +12,7 @@ from csvload.loader import ImportResult
 from csvload.loader import Progress as LoadProgress
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.progress import Progress
 
 PLAIN_INTERVAL = 5.0  # seconds between plain progress lines
 REFRESH = 4  # progress bar redraws per second, at most
@@ -60,49 +61,56 @@ class LineDisplay(QuietDisplay):
 
 
 class BarDisplay(QuietDisplay):
-    """A rich progress bar on a terminal, redrawn a few times a second at most."""
+    """A rich progress bar on a terminal, redrawn a few times a second at most.
 
-    def __init__(self, console: Console, name: str):
-        # rich is imported only for a terminal: it is a fifth of csvload's start-up.
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    Importing rich takes about 30 ms of CPU, a fifth of csvload's start-up.  It runs on a
+    thread of its own, so that it overlaps the reading, where the reader waits on the server
+    anyway: reading reports that arrive before it is done are skipped, and the bar appears
+    with the next one.  Any other report (waiting, merging, done) waits for it.
+    """
 
-        self.bar = Progress(
-            TextColumn("[bold]{task.fields[phase]:<10}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            DownloadColumn(),
-            TextColumn("{task.fields[rows]:>12,} rows"),
-            TextColumn("{task.fields[rate]:>9,.0f} rows/s"),
-            TimeRemainingColumn(),
-            console=console,
-            # Redrawn from the progress reports, at most REFRESH times a second, rather
-            # than by rich's refresh thread: no thread competes with the reader for the
-            # GIL, and nothing is redrawn while the server merges (the bar would not move).
-            auto_refresh=False,
-            transient=False,
-        )
+    def __init__(self, stream: TextIO, name: str):
+        self.stream = stream
         self.name = name
         self.started = time.monotonic()
         self.drawn = 0.0
         self.phase = ""
+        self.bar = None
         self.task = None
+        self._made: Progress | BaseException | None = None
+        self._loader = threading.Thread(target=self._load, name="csvload-rich", daemon=True)
 
-    def __enter__(self):
+    def _load(self) -> None:
+        try:
+            self._made = _make_bar(self.stream)
+        except BaseException as e:  # handed to the main thread, which raises it
+            self._made = e
+
+    def _show(self) -> None:
+        self._loader.join()
+        if isinstance(self._made, BaseException):
+            raise self._made
+        self.bar = self._made
         self.bar.__enter__()
         self.task = self.bar.add_task(self.name, total=None, phase="starting", rows=0, rate=0.0)
+
+    def __enter__(self):
+        self._loader.start()
         return self
 
     def __exit__(self, *exc):
+        if self.bar is None:
+            # Nothing was shown (the import failed, or reported nothing, before rich was
+            # ready): there is no bar to close; the error line or summary says it all.
+            self._loader.join()
+            return None
         self.bar.__exit__(*exc)
 
     def __call__(self, p: LoadProgress) -> None:
+        if self.bar is None:
+            if p.phase == "reading" and self._loader.is_alive():
+                return  # rich is still loading: the next report draws
+            self._show()
         rate = p.rows / max(time.monotonic() - self.started, 1e-9)
         if p.phase == "reading":
             self.bar.update(
@@ -121,14 +129,40 @@ class BarDisplay(QuietDisplay):
             self.bar.refresh()
 
 
+def _make_bar(stream: TextIO) -> Progress:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.fields[phase]:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TextColumn("{task.fields[rate]:>9,.0f} rows/s"),
+        TimeRemainingColumn(),
+        console=Console(file=stream),
+        # Redrawn from the progress reports, at most REFRESH times a second, rather than by
+        # rich's refresh thread: no thread competes with the reader for the GIL, and nothing
+        # is redrawn while the server merges (the bar would not move).
+        auto_refresh=False,
+        transient=False,
+    )
+
+
 def display_for(quiet: bool, name: str, stream: TextIO | None = None):
     stream = stream or sys.stderr
     if quiet:
         return QuietDisplay()
     if stream.isatty():
-        from rich.console import Console
-
-        return BarDisplay(Console(file=stream), name)
+        return BarDisplay(stream, name)
     return LineDisplay(stream, name)
 
 
