@@ -32,9 +32,13 @@ def run(dsn: str, *args: str):
     return result
 
 
-def load(dsn: str, path: str, **options):
-    """Import through the library and return the result."""
+def load(dsn: str, path: str, track_counts: str | None = None, **options):
+    """Import through the library and return the result.  track_counts ("on"/"off", a
+    superuser's session setting) picks the merge statement: MERGE needs the statistics."""
     with Source(SourceOptions(path)) as source, psycopg.connect(dsn) as conn:
+        if track_counts is not None:
+            conn.execute("SELECT set_config('track_counts', %s, false)", (track_counts,))
+            conn.commit()
         return import_source(conn, source, ImportOptions(**options))
 
 
@@ -298,11 +302,7 @@ def test_both_merge_statements_give_the_same_table_and_counts(products, tmp_path
         "sku,name,description\nb-2,b,y\nA-1,a2,x\nD-4,d,w\nd-4,d2,w\nC-3,c,z\nE-5,e,\n",
         "2.csv",
     )
-    with Source(SourceOptions(path)) as source, psycopg.connect(products) as conn:
-        conn.execute("SELECT set_config('track_counts', %s, false)", (track_counts,))
-        conn.commit()
-        result = import_source(conn, source, ImportOptions())
-        statements = result.statements
+    result = load(products, path, track_counts)
     assert (result.inserted, result.updated, result.unchanged, result.duplicates) == (2, 2, 1, 1)
     assert fetch_products(products) == [
         ("A-1", "a2", "x", True),
@@ -312,7 +312,7 @@ def test_both_merge_statements_give_the_same_table_and_counts(products, tmp_path
         ("E-5", "e", "", True),
     ]
     # MERGE needs three more statements (the counter, and the statistics before and after).
-    assert statements == (10 if track_counts == "on" else 8)
+    assert result.statements == (10 if track_counts == "on" else 8)
 
 
 @pytest.mark.parametrize("track_counts", ["on", "off"], ids=["merge", "with-statement"])
@@ -321,10 +321,7 @@ def test_header_only_file_into_a_filled_table_changes_nothing(products, tmp_path
         pytest.skip("setting track_counts needs a superuser")
     load(products, write(tmp_path, "sku,name\nA-1,a\n", "1.csv"))
     before = table_checksum(products)
-    path = write(tmp_path, "sku,name\n", "2.csv")
-    with Source(SourceOptions(path)) as source, psycopg.connect(products) as conn:
-        conn.execute("SELECT set_config('track_counts', %s, false)", (track_counts,))
-        result = import_source(conn, source, ImportOptions())
+    result = load(products, write(tmp_path, "sku,name\n", "2.csv"), track_counts)
     assert (result.rows_read, result.inserted, result.updated, result.unchanged) == (0, 0, 0, 0)
     assert table_checksum(products) == before
 
