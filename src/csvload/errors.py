@@ -63,3 +63,7 @@ class Interrupted(CsvloadError):
 
 class RunNotFoundError(CsvloadError):
     """No recorded run matches the run id given."""
+
+
+class CitusError(CsvloadError):
+    """The database is not Citus, or a table is not distributed the way the command needs."""

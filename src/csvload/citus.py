@@ -1,0 +1,243 @@
+"""What csvload knows about Citus: is the database a Citus one, how is a table distributed,
+and the distributed form of csvload's own products table (``csvload init --distributed``).
+
+Everything here was tried on Citus 14.0.1 over PostgreSQL 18 (see the tests in
+tests/test_citus_module.py, which run against a real coordinator and two workers).
+
+The distributed products table, and why it differs from schema.py's local one:
+
+- **sku is citext, the distribution column, and the primary key.**  Citus refuses a unique
+  index or constraint that does not include the distribution column ("Distributed
+  relations cannot have UNIQUE, EXCLUDE, or PRIMARY KEY constraints that do not include the
+  partition column"), and the distribution column cannot be an expression or a generated
+  column ("Distribution column must not use GENERATED ALWAYS AS (...) STORED").  So the
+  local table's unique index on ``lower(sku)`` has no distributed equivalent: a unique index
+  on ``(sku, lower(sku))`` is accepted but, with a case-sensitive text sku, 'AB-1' and
+  'ab-1' hash to different shards and both get in.  citext's equality, hash and btree
+  opclass are all case-insensitive, so with a citext sku as the distribution column
+  'AB-1' and 'ab-1' land on the same shard and its primary key refuses the second: SKUs
+  are unique case-insensitively across the whole cluster, as they are locally.
+- **The citext extension lives in ``public`` when csvload creates it** (or wherever it is
+  already installed).  Created without a schema it would go into the first schema of the
+  search_path, and ``DROP SCHEMA ... CASCADE`` of that schema would then drop the extension
+  and every citext column in the database.  Citus propagates ``CREATE EXTENSION`` to the
+  workers itself.  Beware: a query whose search_path lacks citext's schema does not see
+  citext's ``=`` and silently compares as text, case-sensitively (``sku = 'ab-1'`` finds no
+  'AB-1' even with the literal cast to citext); write ``OPERATOR(public.=)`` or keep the
+  schema on the search_path.  ``citext_schema()`` names it.
+- **id stays ``bigint GENERATED ALWAYS AS IDENTITY``, but is no longer the primary key.**
+  Citus 14 accepts bigint identity columns on distributed tables (the coordinator's
+  sequence numbers the rows inserted through it), but a primary key or unique index on id
+  alone is refused for the reason above, and one on ``(id, sku)`` would enforce nothing the
+  sequence does not already.  So id has no index: fetching a product by id touches every
+  shard.
+- **The three secondary indexes are schema.py's** (active, created_at, both); Citus
+  creates them on every shard.  ``fillfactor = 70`` is kept for the same HOT-update reason
+  as locally; Citus copies it to every shard.
+- **``shards``** is passed to ``create_distributed_table(shard_count => N)``; ``None`` leaves
+  Citus's ``citus.shard_count`` (32 by default).
+
+``create_distributed_products`` is idempotent: a products table that is already distributed
+by sku is left as it is, whatever its shard count (as ``csvload init`` keeps an existing
+table's settings).  A products table that exists in any other form (local, reference,
+distributed by another column) is an error, never converted: distributing a table rewrites
+it into shards, which is the user's call, not a side effect of init.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+from psycopg import sql
+
+from csvload.errors import CitusError, NoTableError
+from csvload.schema import INDEXES, PRODUCTS
+
+SKU = "sku"
+# pg_advisory_xact_lock key for init --distributed, so that two concurrent inits do not both
+# find no table and both try to create it.  Any fixed bigint: 'csvload' in ASCII.
+_INIT_LOCK = 0x637376_6C6F6164
+
+
+class Kind(StrEnum):
+    """How Citus stores a table (pg_dist_partition), as a loader must treat it."""
+
+    DISTRIBUTED = "distributed"  # hash-distributed by a column: unique keys must include it
+    SINGLE_SHARD = "single_shard"  # distributed without a column (schema-based sharding)
+    REFERENCE = "reference"  # one shard, replicated to every node
+    APPEND = "append"  # legacy append/range distribution: no unique keys across shards
+    RANGE = "range"
+    LOCAL = "local"  # a plain table, or a Citus local table: it lives on this node only
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """What ``table_kind`` found; ``distribution_column`` is set for hash/append/range."""
+
+    kind: Kind
+    distribution_column: str | None = None
+    shard_count: int | None = None
+
+    @property
+    def is_distributed(self) -> bool:
+        """Rows are spread over shards on the workers (not local, not a reference table)."""
+        return self.kind not in (Kind.LOCAL, Kind.REFERENCE)
+
+
+LOCAL = TableKind(Kind.LOCAL)
+
+# partmethod 'n' (none) is a reference table when replicated to all nodes (repmodel 't'),
+# a single-shard distributed table when it has a colocation group, else a Citus local table.
+_TABLE_KIND = """
+SELECT CASE p.partmethod
+         WHEN 'h' THEN 'distributed'
+         WHEN 'a' THEN 'append'
+         WHEN 'r' THEN 'range'
+         ELSE CASE WHEN p.repmodel = 't' THEN 'reference'
+                   WHEN p.colocationid <> 0 THEN 'single_shard'
+                   ELSE 'local' END
+       END,
+       CASE WHEN p.partmethod IN ('h', 'a', 'r')
+            THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
+       (SELECT count(*) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = p.logicalrelid)
+FROM pg_catalog.pg_dist_partition p
+WHERE p.logicalrelid = %s::regclass
+"""
+
+
+def is_citus(conn: psycopg.Connection) -> bool:
+    """True when the citus extension is installed in the connected database.
+
+    ``shared_preload_libraries = citus`` alone is not enough: the catalog tables (and the
+    planner hooks' work) exist only in databases that ran ``CREATE EXTENSION citus``.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def table_kind(conn: psycopg.Connection, table: str) -> TableKind:
+    """How ``table`` (a name as ``regclass`` reads it, search_path applies) is stored.
+
+    Reads pg_catalog.pg_dist_partition, not the ``citus_tables`` view: that view lives in
+    ``public`` and disappears from a search_path without it.  A database without Citus has
+    only local tables.  Raises NoTableError when there is no such table.
+    """
+    row = conn.execute("SELECT pg_catalog.to_regclass(%s)::oid", (table,)).fetchone()
+    oid = row[0] if row else None
+    if oid is None:
+        raise NoTableError(f"table {table} does not exist")
+    if not is_citus(conn):
+        return LOCAL
+    found = conn.execute(_TABLE_KIND, (oid,)).fetchone()
+    if found is None:
+        return LOCAL
+    kind, column, shards = found
+    if kind == Kind.LOCAL:
+        return LOCAL
+    return TableKind(Kind(kind), column, shards)
+
+
+def citext_schema(conn: psycopg.Connection) -> str | None:
+    """The schema the citext extension is installed in, or None if it is not installed."""
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'citext'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+_DISTRIBUTED_PRODUCTS = """
+CREATE TABLE {table} (
+    id          bigint GENERATED ALWAYS AS IDENTITY,
+    sku         {citext} NOT NULL,
+    name        text        NOT NULL,
+    description text,
+    active      boolean     NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT {pkey} PRIMARY KEY (sku)
+) WITH (fillfactor = 70)
+"""
+
+
+def distributed_products_ddl(citext: str, shards: int | None) -> list[sql.Composed]:
+    """The statements that create products distributed by sku (see the module docstring).
+
+    ``citext`` is the schema holding the citext type.  Executes nothing.
+    """
+    table = sql.Identifier(PRODUCTS)
+    statements = [
+        sql.SQL(_DISTRIBUTED_PRODUCTS).format(
+            table=table,
+            citext=sql.Identifier(citext, "citext"),
+            pkey=sql.Identifier(f"{PRODUCTS}_pkey"),
+        )
+    ]
+    statements += [index.create(PRODUCTS) for index in INDEXES if not index.unique]
+    shard_count = sql.SQL("") if shards is None else sql.SQL(", shard_count => {}").format(shards)
+    statements.append(
+        sql.SQL("SELECT pg_catalog.create_distributed_table({table}, {column}{shards})").format(
+            table=sql.Literal(PRODUCTS), column=sql.Literal(SKU), shards=shard_count
+        )
+    )
+    return statements
+
+
+def create_distributed_products(conn: psycopg.Connection, shards: int | None = None) -> bool:
+    """Create products distributed by sku over ``shards`` shards, in one transaction.
+
+    Returns True when it created the table, False when products was already distributed by
+    sku (then nothing is changed, ``shards`` included).  Raises CitusError when the database
+    is not Citus or products exists in another form.  Database errors are psycopg's.
+    """
+    if shards is not None and not 1 <= shards <= 64000:
+        # Citus's own limit for shard_count.
+        raise ValueError(f"shards must be between 1 and 64000, not {shards}")
+    with conn.transaction():
+        if not is_citus(conn):
+            raise CitusError(
+                "cannot create a distributed products table: the citus extension is not"
+                " installed in this database (connect to a Citus coordinator)"
+            )
+        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (_INIT_LOCK,))
+        try:
+            existing = table_kind(conn, PRODUCTS)
+        except NoTableError:
+            existing = None
+        if existing is not None:
+            if existing.kind == Kind.DISTRIBUTED and existing.distribution_column == SKU:
+                return False
+            how = (
+                f"distributed by {existing.distribution_column}"
+                if existing.kind == Kind.DISTRIBUTED
+                else f"a {existing.kind.value.replace('_', '-')} table"
+            )
+            raise CitusError(
+                f"products already exists as {how}, not distributed by sku (csvload never"
+                " converts a table; use create_distributed_table() or drop it first)"
+            )
+        schema = citext_schema(conn)
+        if schema is None:
+            schema = _schema_for_citext(conn)
+            conn.execute(
+                sql.SQL("CREATE EXTENSION citext SCHEMA {}").format(sql.Identifier(schema))
+            )
+        for statement in distributed_products_ddl(schema, shards):
+            conn.execute(statement)
+    return True
+
+
+def _schema_for_citext(conn: psycopg.Connection) -> str:
+    # public, where extensions usually live and where a DROP SCHEMA of a user's schema cannot
+    # take citext (and every citext column) with it; the current schema if there is no public.
+    row = conn.execute(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'public')"
+        " THEN 'public' ELSE current_schema() END"
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise CitusError("cannot create the citext extension: the search_path names no schema")
+    return row[0]
