@@ -20,126 +20,27 @@ from csvload import __version__, runs, schema, webhook
 from csvload.database import connect, describe, target
 from csvload.dbcommands import db
 from csvload.errors import CsvloadError, ExitStatus, Interrupted
-from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
+from csvload.loader import (
+    DEFAULT_BATCH_SIZE,
+    ImportOptions,
+    ImportResult,
+    import_source,
+    prepare,
+)
+from csvload.options import (
+    AssignmentParam,
+    connect_timeout_option,
+    dsn_option,
+    fail,
+    input_options,
+    resolve_dsn,
+)
 from csvload.rejects import default_path
 from csvload.render import display_for, summary_line
-from csvload.source import FIELDS, Source, SourceOptions, normalise_encoding
-
-
-def setting(name: str) -> str | None:
-    """A setting from the environment, else from ./.env; the environment wins."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    if os.path.isfile(".env"):
-        from dotenv import dotenv_values  # only when there is a .env to read
-
-        return dotenv_values(".env").get(name) or None
-    return None
-
-
-def resolve_dsn(dsn: str | None) -> str:
-    """--dsn, else DATABASE_URL (environment, then .env), else libpq's PG* variables, else
-    the managed local server."""
-    if dsn:
-        return dsn
-    url = setting("DATABASE_URL")
-    if url:
-        return url
-    if any(os.environ.get(v) for v in ("PGHOST", "PGDATABASE", "PGSERVICE")):
-        return ""  # libpq reads PG* itself
-    return _local_server_dsn()
-
-
-def _local_server_dsn() -> str:
-    from csvload.embedded import LocalServer, default_home
-
-    server = LocalServer(default_home(os.environ, os.geteuid() == 0))
-    dsn = server.ensure()
-    click.echo(f"csvload: using the local database {server.url()}", err=True)
-    return dsn
-
-
-class MapParam(click.ParamType):
-    """--map 'Header In File=field'."""
-
-    name = "HEADER=FIELD"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        header, sep, target = value.rpartition("=")
-        target = target.strip().lower()
-        if not sep or not header.strip():
-            self.fail(f"{value!r} is not HEADER=FIELD", param, ctx)
-        if target not in FIELDS:
-            self.fail(
-                f"unknown field {target!r} in {value!r} (fields: {', '.join(FIELDS)})", param, ctx
-            )
-        return (header, target)
-
-
-class EncodingParam(click.ParamType):
-    name = "ENCODING"
-
-    def convert(self, value, param, ctx):
-        try:
-            normalise_encoding(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
-        return value
-
-
-def dsn_option(f):
-    return click.option(
-        "--dsn",
-        metavar="DSN",
-        help="PostgreSQL URL or key=value DSN. Default: $DATABASE_URL, .env, PG* variables, "
-        "else the managed local server.",
-    )(f)
-
-
-def _check_delimiter(ctx, param, value: str) -> str:
-    if value != "auto" and (len(value.encode()) != 1 or value in '"\r\n'):
-        raise click.BadParameter(
-            "must be one character other than a quote or a line break, or 'auto'"
-        )
-    return value
-
-
-def input_options(f):
-    """The options that say how to read a CSV: shared by import and verify."""
-    for option in (
-        click.option(
-            "--map",
-            "mapping",
-            type=MapParam(),
-            multiple=True,
-            help="Map a header to a field: 'Product Name=name'. Repeatable.",
-        ),
-        click.option(
-            "--delimiter",
-            default=",",
-            show_default=True,
-            callback=_check_delimiter,
-            help="Field delimiter, or 'auto' to sniff it.",
-        ),
-        click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True),
-    ):
-        f = option(f)
-    return f
-
-
-def connect_timeout_option(f):
-    return click.option(
-        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
-    )(f)
-
-
-def fail(error: CsvloadError):
-    """Print the one-line error and exit with its status."""
-    click.echo(f"Error: {error}", err=True)
-    sys.exit(error.exit_status)
+from csvload.runcommands import runs as runs_command
+from csvload.runcommands import stats, status, verify
+from csvload.source import Source, SourceOptions
+from csvload.target import NOW, Binding
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,7 +58,7 @@ def main():
 @dsn_option
 @connect_timeout_option
 def init(dsn, connect_timeout):
-    """Create the products table and its indexes (idempotent)."""
+    """Create csvload's own products table and its indexes (idempotent)."""
     try:
         resolved = resolve_dsn(dsn)
         with connect(resolved, connect_timeout=connect_timeout) as conn:
@@ -247,6 +148,20 @@ class WebhookUrl(click.ParamType):
     help="Retries after the first attempt.",
 )
 @click.option("--webhook-on-dry-run", is_flag=True, help="Send the event for a dry run too.")
+@click.option(
+    "--default",
+    "defaults",
+    type=AssignmentParam(),
+    multiple=True,
+    help="A value for new rows where the file has none: created_at=now. Repeatable.",
+)
+@click.option(
+    "--touch",
+    metavar="COLUMN",
+    help="Set COLUMN to the transaction's time on inserted and changed rows"
+    " (default: updated_at, when the table has it and the file does not).",
+)
+@click.option("--no-touch", is_flag=True, help="Touch no column.")
 def import_(
     path,
     dsn,
@@ -267,13 +182,32 @@ def import_(
     webhook_timeout,
     webhook_retries,
     webhook_on_dry_run,
+    table,
+    key,
+    decimal_comma,
+    defaults,
+    touch,
+    no_touch,
 ):
-    """Import a product CSV (PATH, or - for stdin) into products."""
+    """Import a product CSV (PATH, or - for stdin) into a table (default: products)."""
     if rejects_path and path != "-" and os.path.realpath(rejects_path) == os.path.realpath(path):
         raise click.BadParameter("must not be the input file", param_hint="--rejects")
+    if touch and no_touch:
+        raise click.UsageError("--touch and --no-touch contradict each other")
     job = ImportJob(
         source=SourceOptions(path, encoding, delimiter, tuple(mapping)),
         options=ImportOptions(
+            table=table,
+            key=key,
+            binding=Binding(
+                mapping=tuple(mapping),
+                defaults=tuple(
+                    (c, NOW if v.strip().lower() == NOW else v) for c, v in defaults
+                ),
+                touch=touch,
+                no_touch=no_touch,
+                decimal_comma=decimal_comma,
+            ),
             batch_size=batch_size,
             max_errors=max_errors,
             dry_run=dry_run,
@@ -310,6 +244,12 @@ class ImportJob:
     def record(self) -> dict:
         """The options worth keeping in the run history: never the DSN or a secret."""
         return {
+            "table": self.options.table,
+            "key": list(self.options.key),
+            "defaults": [list(d) for d in self.options.binding.defaults],
+            "touch": self.options.binding.touch,
+            "no_touch": self.options.binding.no_touch,
+            "decimal_comma": self.options.binding.decimal_comma,
             "encoding": self.source.encoding,
             "delimiter": self.source.delimiter,
             "map": [list(m) for m in self.source.mapping],
@@ -330,12 +270,6 @@ def run_import(job: ImportJob) -> ExitStatus:
     with _signals_interrupt():
         try:
             with Source(job.source, stdin=sys.stdin.buffer) as source:
-                if source.ignored and not job.quiet:
-                    click.echo(
-                        f"Warning: {source.name}: ignoring unknown columns: "
-                        f"{', '.join(source.ignored)}",
-                        err=True,
-                    )
                 resolved = resolve_dsn(job.dsn)
                 recorder = runs.RunRecorder.start(
                     resolved,
@@ -343,19 +277,27 @@ def run_import(job: ImportJob) -> ExitStatus:
                     path=None if job.source.path == "-" else job.source.path,
                     options=job.record(),
                     connect_timeout=job.connect_timeout,
+                    table=job.options.table,
+                    key=job.options.key,
                 )
                 result.run_id = recorder.run_id
-                with (
-                    connect(resolved, connect_timeout=job.connect_timeout) as conn,
-                    display_for(job.quiet, source.name) as display,
-                ):
+                result.table, result.key = job.options.table, list(job.options.key)
+                with connect(resolved, connect_timeout=job.connect_timeout) as conn:
                     database = target(conn)
+                    plan = prepare(conn, source, job.options)
+                    if plan.ignored and not job.quiet:
+                        click.echo(
+                            f"Warning: {source.name}: ignoring unknown columns: "
+                            f"{', '.join(plan.ignored)}",
+                            err=True,
+                        )
+                    with display_for(job.quiet, source.name) as display:
 
-                    def progress(p, display=display, recorder=recorder):
-                        display(p)
-                        recorder.progress(p)
+                        def progress(p, display=display, recorder=recorder):
+                            display(p)
+                            recorder.progress(p)
 
-                    import_source(conn, source, job.options, progress, result)
+                        import_source(conn, source, job.options, progress, result, plan)
         except CsvloadError as e:
             error = e
         except _Signalled as e:
@@ -519,10 +461,6 @@ def webhook_test(url, secret, timeout, as_json):
     click.echo(f"{delivery.url}: {delivery.status} ({outcome}) in {ms:.0f} ms, {signed}", err=True)
     sys.exit(ExitStatus.OK if delivery.ok else ExitStatus.WEBHOOK_FAILED)
 
-
-# Registered last: these modules import the option helpers defined above.
-from csvload.runcommands import runs as runs_command  # noqa: E402
-from csvload.runcommands import stats, status, verify  # noqa: E402
 
 for _command in (status, runs_command, stats, verify):
     main.add_command(_command)

@@ -33,6 +33,21 @@ class MissingColumnError(InputError):
     """A required column (sku or name) is absent from the header."""
 
 
+class MappingError(CsvloadError):
+    """--map, --key, --default or --touch names a column the target cannot take."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class TargetError(CsvloadError):
+    """The target table cannot take this import: no such table, no unique key, or a column
+    that new rows need and nothing fills."""
+
+
+class ConstraintError(CsvloadError):
+    """The file would break one of the table's unique indexes; nothing was written."""
+
+
 class TooManyRejectsError(CsvloadError):
     """More rows were rejected than --max-errors allows; nothing was written."""
 
@@ -63,6 +78,18 @@ class Interrupted(CsvloadError):
 
 class RunNotFoundError(CsvloadError):
     """No recorded run matches the run id given."""
+
+
+class ConfigError(CsvloadError):
+    """The config file is missing, unreadable or not TOML, or the feed asked for is unusable."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class PresetError(CsvloadError):
+    """A --preset cannot load into this target table: it lacks the preset's key column."""
+
+    exit_status = ExitStatus.USAGE
 
 
 class CitusError(CsvloadError):

@@ -1,24 +1,28 @@
 """The import pipeline: stream the source into a staging table with COPY, then merge it into
-products with set-based SQL, all in one transaction.
+the target table with set-based SQL, all in one transaction.
 
 Nothing here prints: progress goes to a callback and the outcome is an ImportResult.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import errors
 
-from csvload import schema, sql
+from csvload import fit, schema, sql
 from csvload.database import translate, widen_send_buffer
-from csvload.errors import TooManyRejectsError
+from csvload.errors import ConstraintError, TooManyRejectsError
 from csvload.rejects import RejectsWriter
-from csvload.schema import INDEXES, PRODUCTS
-from csvload.source import Source
+from csvload.schema import INDEXES
+from csvload.source import Reject, Source
+from csvload.target import Binding, Plan, bind, describe
 
 # 10k rows (about 1.3 MB of text) per chunk written to the COPY stream: 2k and 10k measured
 # within noise of each other at 500k rows, and 10k keeps the client's peak RSS near 55 MB,
@@ -29,6 +33,9 @@ DEFAULT_BATCH_SIZE = 10_000
 
 @dataclass(frozen=True)
 class ImportOptions:
+    table: str = "products"  # optionally schema-qualified
+    key: tuple[str, ...] = ("sku",)
+    binding: Binding = field(default_factory=Binding)
     batch_size: int = DEFAULT_BATCH_SIZE
     max_errors: int = 0
     dry_run: bool = False
@@ -53,6 +60,8 @@ ProgressCallback = Callable[[Progress], None]
 class ImportResult:
     status: str  # succeeded, failed, dry_run
     file: str
+    table: str | None = None
+    key: list[str] = field(default_factory=list)
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -87,35 +96,66 @@ class Statements:
         return self.cur.copy(statement)
 
 
+def prepare(conn: psycopg.Connection, source: Source, options: ImportOptions) -> Plan:
+    """Read the target's definition and bind the source's header to it; tells the source
+    where its key columns are.  Raises CsvloadError before anything is read or written."""
+    try:
+        with conn.transaction():
+            target = describe(conn, options.table, options.key)
+    except psycopg.Error as e:
+        raise translate(e, options.table) from e
+    plan = bind(target, source.header, _binding(source, options), _where(source))
+    source.use_keys(tuple((f.index, f.column.name) for f in plan.key_fields))
+    return plan
+
+
+def _binding(source: Source, options: ImportOptions) -> Binding:
+    mapping = source.options.mapping
+    if not mapping:
+        return options.binding
+    return Binding(**{**asdict(options.binding), "mapping": mapping})
+
+
+def _where(source: Source) -> str:
+    return f"{source.name} line {getattr(source, 'header_line', 1)}"
+
+
 def import_source(
     conn: psycopg.Connection,
     source: Source,
     options: ImportOptions,
     progress: ProgressCallback | None = None,
     result: ImportResult | None = None,
+    plan: Plan | None = None,
 ) -> ImportResult:
-    """Import an open Source into products, atomically.  Raises CsvloadError on failure;
-    the transaction is then rolled back and the rejects file still written.
+    """Import an open Source into the target table, atomically.  Raises CsvloadError on
+    failure; the transaction is then rolled back and the rejects file still written.
 
-    Pass `result` to keep the counts reached so far when the import fails.
+    Pass `result` to keep the counts reached so far when the import fails, and `plan`
+    (from prepare()) when the caller has bound the source already.
     """
     started = time.monotonic()
     report = progress or (lambda p: None)
     if result is None:
         result = ImportResult(status="running", file=source.name)
-    result.status, result.file, result.ignored_columns = "running", source.name, source.ignored
+    if plan is None:
+        plan = prepare(conn, source, options)
+    result.status, result.file = "running", source.name
+    result.table, result.key = plan.target.display, list(plan.target.key)
+    result.ignored_columns = list(plan.ignored)
     rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
     db = Statements(conn)
     where = source.name
+    lines = LineMap()
     try:
         with conn.transaction():
             _configure(db, options)
-            stage(db, source, options, result, rejects, report)
+            stage(db, source, options, result, rejects, report, lines)
             if result.rejected > options.max_errors:
                 raise TooManyRejectsError(_too_many(result, options, rejects))
-            _lock(db, report, result)
+            _lock(db, plan, report, result)
             report(Progress("merging", 0, None, result.rows_read))
-            _merge(db, source, result)
+            _write(db, plan, source, options, result, rejects, lines)
             if options.dry_run:
                 raise psycopg.Rollback()
             report(Progress("committing", 0, None, result.rows_read))
@@ -151,6 +191,13 @@ def _configure(db: Statements, options: ImportOptions) -> None:
     if options.statement_timeout is not None:
         settings["statement_timeout"] = _milliseconds(options.statement_timeout)
     db.execute(sql.set_local(settings))
+    # Deferred foreign keys (Django declares every one DEFERRABLE INITIALLY DEFERRED) would
+    # otherwise be checked at COMMIT, where a bad row fails the whole import; checked at
+    # the end of the merge instead, a violation is a reject like any other.
+    db.execute(SET_CONSTRAINTS_IMMEDIATE)
+
+
+SET_CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
 
 
 def _milliseconds(seconds: float) -> str:
@@ -158,7 +205,31 @@ def _milliseconds(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def stage(db, source: Source, options, result, rejects, report) -> None:
+class LineMap:
+    """Which physical line each staged record (numbered by the stage's ord, from 1)
+    starts on, kept as runs of records on consecutive lines: one run for a clean file,
+    one more per blank line, multi-line record or rejected record, so it stays small."""
+
+    def __init__(self) -> None:
+        self._ords = array("q")  # the ord of each run's first record
+        self._lines = array("q")  # its line
+        self._next = 1
+
+    def add(self, runs: list[list[int]]) -> None:
+        for line, count in runs:
+            if self._ords and self._lines[-1] + (self._next - self._ords[-1]) == line:
+                pass  # continues the last run
+            else:
+                self._ords.append(self._next)
+                self._lines.append(line)
+            self._next += count
+
+    def line(self, ord_: int) -> int:
+        i = bisect.bisect_right(self._ords, ord_) - 1
+        return self._lines[i] + (ord_ - self._ords[i])
+
+
+def stage(db, source: Source, options, result, rejects, report, lines=None) -> None:
     """COPY the source's good records into the temp table sql.STAGE, chunk by chunk,
     counting rows_read and rejected into result.  Shared with verify.
 
@@ -181,6 +252,8 @@ def stage(db, source: Source, options, result, rejects, report) -> None:
             # Past --max-errors the import will fail: keep reading only to list every reject.
             if chunk.rows and result.rejected <= options.max_errors:
                 copy.write(chunk.data)
+                if lines is not None:
+                    lines.add(chunk.runs)
             report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
 
 
@@ -192,57 +265,148 @@ def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
     )
 
 
-def _lock(db: Statements, report: ProgressCallback, result: ImportResult) -> None:
-    """Serialise imports into products: SHARE ROW EXCLUSIVE conflicts with itself and with
+def _lock(db: Statements, plan: Plan, report: ProgressCallback, result: ImportResult) -> None:
+    """Serialise imports into the table: SHARE ROW EXCLUSIVE conflicts with itself and with
     writers, but not with plain readers."""
     try:
         with db.cur.connection.transaction():
-            db.execute(sql.LOCK_PRODUCTS_NOWAIT)
+            db.execute(sql.lock(plan, nowait=True))
             return
     except psycopg.errors.LockNotAvailable:
         pass
     report(Progress("waiting", 0, None, result.rows_read))
-    db.execute(sql.LOCK_PRODUCTS)
+    db.execute(sql.lock(plan))
 
 
-def _merge(db: Statements, source: Source, result: ImportResult) -> None:
-    columns = source.columns
-    staged = result.rows_read - result.rejected
-    empty = db.execute(sql.PRODUCTS_EMPTY).fetchone()[0]
-    if empty:
-        # Filling an empty table: build the indexes once over the finished table instead
-        # of maintaining them row by row (at 500k rows: insert + rebuild 1.6 s, against
-        # 2.3 s keeping them; dropping the primary key too saved another 0.25 s).  This
-        # needs ACCESS EXCLUSIVE, so readers wait for this import; on an empty table there
-        # is nothing for them to read yet.
-        db.execute(sql.LOCK_PRODUCTS_EXCLUSIVE)
-        row = db.execute(schema.DROPPABLE_PRIMARY_KEY).fetchone()
-        primary_key = row[0] if row else None
-        if primary_key:
-            db.execute(schema.drop_constraint(primary_key))
-        for index in INDEXES:
-            db.execute(index.drop())
-        result.inserted = db.execute(sql.insert_latest(columns)).rowcount
-        if primary_key:
-            db.execute(schema.add_primary_key(primary_key))
-        for index in INDEXES:
-            db.execute(index.create(PRODUCTS))
-        distinct = result.inserted
-    else:
+def _write(db, plan: Plan, source: Source, options, result, rejects, lines: LineMap) -> None:
+    """Write the stage into the table, optimistically: the statement casts every value.
+    When a value does not fit (a data exception, a CHECK, a foreign key, NOT NULL), the
+    statement is rolled back to its savepoint, fit.find() names the rows to blame, they
+    become rejects, and the statement runs again without them."""
+    conn = db.cur.connection
+    empty = db.execute(sql.is_empty(plan)).fetchone()[0]
+    primary_key = None
+    if empty and plan.target.own:
+        primary_key = _drop_own_indexes(db, plan)
+    elif not empty:
         # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at 500k
-        # rows) lets it hash-join the stage with products instead of probing the index
+        # rows) lets it hash-join the stage with the table instead of probing the index
         # once per row.  Filling an empty table joins nothing, so it skips this.
         db.execute(sql.ANALYZE_STAGE)
-        # MERGE (PostgreSQL 15+) pairs each key with its product in one join; counting it
-        # needs the transaction's table statistics, so without them the WITH form runs.
-        counted, inserted, updated = db.execute(sql.PRODUCTS_WRITTEN).fetchone()
-        if counted and db.cur.connection.info.server_version >= 150000:
-            db.execute(sql.CREATE_UNCHANGED)
-            db.execute(sql.merge_into(columns))
-            unchanged, now_inserted, now_updated = db.execute(sql.MERGE_COUNTS).fetchone()
-            result.inserted, result.updated = now_inserted - inserted, now_updated - updated
-            distinct = result.inserted + result.updated + unchanged
-        else:
-            distinct, result.updated, result.inserted = db.execute(sql.merge(columns)).fetchone()
+    for attempt in (1, 2):
+        try:
+            with conn.transaction():
+                distinct = _merge(db, plan, result, empty, attempt)
+            break
+        except fit.FIXABLE as e:
+            if attempt == 2:
+                raise
+            if not _set_aside(db, plan, source, options, result, rejects, lines):
+                raise translate(e, source.name) from e
+        except errors.UniqueViolation as e:
+            raise _unique_violation(db, plan, source, e, lines) from e
+    if empty and plan.target.own:
+        _rebuild_own_indexes(db, plan, primary_key)
     result.unchanged = distinct - result.inserted - result.updated
-    result.duplicates = staged - distinct
+    result.duplicates = result.rows_read - result.rejected - distinct
+
+
+def _drop_own_indexes(db, plan: Plan) -> str | None:
+    """Filling csvload's own empty products: build the indexes once over the finished
+    table instead of maintaining them row by row (at 500k rows: insert + rebuild 1.6 s,
+    against 2.3 s keeping them; dropping the primary key too saved another 0.25 s).  This
+    needs ACCESS EXCLUSIVE, so readers wait for this import; on an empty table there is
+    nothing for them to read yet.  Only for the table `csvload init` made, whose index
+    definitions csvload knows: they are rebuilt exactly, under the same names."""
+    db.execute(sql.lock(plan, "ACCESS EXCLUSIVE"))
+    row = db.execute(schema.DROPPABLE_PRIMARY_KEY).fetchone()
+    primary_key = row[0] if row else None
+    if primary_key:
+        db.execute(schema.drop_constraint(primary_key))
+    for index in INDEXES:
+        db.execute(index.drop())
+    return primary_key
+
+
+def _rebuild_own_indexes(db, plan: Plan, primary_key: str | None) -> None:
+    if primary_key:
+        db.execute(schema.add_primary_key(primary_key))
+    for index in INDEXES:
+        db.execute(index.create(plan.target.name))
+
+
+def _merge(db, plan: Plan, result: ImportResult, empty: bool, attempt: int) -> int:
+    """One attempt at writing the stage; sets inserted and updated, returns the number of
+    distinct keys."""
+    if empty:
+        result.inserted = db.execute(sql.insert_latest(plan)).rowcount
+        result.updated = 0
+        return result.inserted
+    # MERGE (PostgreSQL 15+) pairs each key with its row in one join; counting it needs
+    # the transaction's table statistics, so without them the WITH form runs.
+    counted, inserted, updated = db.execute(sql.written(plan)).fetchone()
+    if counted and db.cur.connection.info.server_version >= 150000:
+        if attempt == 1:
+            db.execute(sql.CREATE_UNCHANGED)
+        else:
+            db.execute(sql.RESET_UNCHANGED)
+        db.execute(sql.merge_into(plan))
+        unchanged, now_inserted, now_updated = db.execute(sql.merge_counts(plan)).fetchone()
+        result.inserted, result.updated = now_inserted - inserted, now_updated - updated
+        return result.inserted + result.updated + unchanged
+    distinct, result.updated, result.inserted = db.execute(sql.merge(plan)).fetchone()
+    return distinct
+
+
+def _set_aside(db, plan: Plan, source: Source, options, result, rejects, lines) -> bool:
+    """Find the staged rows that do not fit, turn them into rejects and take them out of
+    the stage.  False when there are none (the failure was not a row's)."""
+    found = 0
+    batch: list[Reject] = []
+    for misfit in fit.find(db, plan):
+        found += 1
+        batch.append(
+            Reject(lines.line(misfit.ord), misfit.reason,
+                   fit.record_text(misfit.fields, source.delimiter))
+        )
+        if len(batch) >= 1000:
+            _reject(batch, rejects)
+            batch = []
+    _reject(batch, rejects)
+    if not found:
+        return False
+    db.execute(fit.DELETE_BAD)
+    result.rejected += found
+    if result.rejected > options.max_errors:
+        raise TooManyRejectsError(_too_many(result, options, rejects))
+    return True
+
+
+def _reject(batch: list[Reject], rejects) -> None:
+    if batch and rejects is not None:
+        rejects.write(batch)
+
+
+def _unique_violation(db, plan: Plan, source: Source, e, lines: LineMap) -> ConstraintError:
+    """The file would give two rows the same value of another unique index (a barcode,
+    say): one line naming the index and, where it can be found, a line of the file."""
+    index = e.diag.constraint_name or "a unique index"
+    detail = e.diag.message_detail or ""
+    where = source.name
+    value = None
+    if detail.startswith("Key (") and ")=(" in detail:
+        columns, _, rest = detail[5:].partition(")=(")
+        value = rest.rsplit(")", 1)[0]
+        field = plan.field(columns) if "," not in columns else None
+        if field is not None:
+            row = db.execute(sql.find_value(plan, field), (value,)).fetchone()
+            if row is not None:
+                where = f"{source.name} line {lines.line(row[0])}"
+        return ConstraintError(
+            f"{where}: {columns} {value!r} is already used by another row of"
+            f" {plan.target.display} or of the file (unique index {index}); nothing was written"
+        )
+    return ConstraintError(
+        f"{where}: the file breaks unique index {index} of {plan.target.display};"
+        " nothing was written"
+    )

@@ -1,8 +1,4 @@
-"""`csvload status`, `runs`, `stats` and `verify`: reading the run history and the table.
-
-cli.py registers these at its end, after the helpers imported below exist; import this
-module only through csvload.cli.
-"""
+"""`csvload status`, `runs`, `stats` and `verify`: reading the run history and the table."""
 
 from __future__ import annotations
 
@@ -12,12 +8,13 @@ import time
 
 import click
 
-from csvload.cli import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.database import connect, describe
 from csvload.errors import CsvloadError, ExitStatus
-from csvload.loader import DEFAULT_BATCH_SIZE
+from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions
+from csvload.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.source import Source, SourceOptions
+from csvload.target import Binding
 
 _DONE_OK = ("running", "succeeded", "dry_run")
 
@@ -99,6 +96,8 @@ def _watch_live(conn, info: RunInfo, stream) -> RunInfo:
 def describe_run(r: RunInfo) -> list[str]:
     """The run for a person, a few lines."""
     lines = [f"run {r.run_id}  {r.file}  {r.status.upper()}"]
+    if r.table:
+        lines.append(f"  table     {r.table} (key {', '.join(r.key or [])})")
     progress = f"{_mb(r.bytes_done)}" + (f" of {_mb(r.bytes_total)}" if r.bytes_total else "")
     if r.percent is not None:
         progress += f" ({r.percent:.0f}%)"
@@ -172,22 +171,24 @@ def runs(dsn, limit, as_json, connect_timeout):
 @click.command()
 @dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.option("--table", default="products", show_default=True, metavar="[SCHEMA.]TABLE")
 @connect_timeout_option
-def stats(dsn, as_json, connect_timeout):
-    """Products and active counts, table and index sizes, index usage, the last import."""
+def stats(dsn, as_json, table, connect_timeout):
+    """Row and active counts, table and index sizes, index usage, the last import."""
     from csvload.stats import collect
 
     try:
         with _connect(dsn, connect_timeout) as conn:
-            s = collect(conn)
+            s = collect(conn, table)
     except CsvloadError as e:
         fail(e)
     if as_json:
         click.echo(json.dumps(s.as_dict()))
         return
     out = [
-        f"products        {s.products:,}",
-        f"active          {s.active:,}",
+        f"table           {s.table}",
+        f"rows            {s.rows:,}",
+        f"active          {s.active:,}" if s.active is not None else "active          -",
         f"total size      {_mb(s.total_bytes)}",
         f"table size      {_mb(s.table_bytes)}",
         f"indexes size    {_mb(s.indexes_bytes)}",
@@ -219,8 +220,11 @@ def stats(dsn, as_json, connect_timeout):
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
 )
 @connect_timeout_option
-def verify(path, dsn, as_json, quiet, encoding, delimiter, mapping, batch_size, connect_timeout):
-    """Check that products holds every SKU of PATH (or - for stdin) with the values of its
+def verify(
+    path, dsn, as_json, quiet, encoding, delimiter, mapping, table, key, decimal_comma,
+    batch_size, connect_timeout,
+):
+    """Check that the table holds every key of PATH (or - for stdin) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
     from csvload.render import display_for
     from csvload.verify import verify_source
@@ -234,7 +238,13 @@ def verify(path, dsn, as_json, quiet, encoding, delimiter, mapping, batch_size, 
             _connect(dsn, connect_timeout) as conn,
             display_for(quiet, source.name) as display,
         ):
-            result = verify_source(conn, source, batch_size, display)
+            options = ImportOptions(
+                table=table,
+                key=key,
+                binding=Binding(mapping=tuple(mapping), decimal_comma=decimal_comma),
+                batch_size=batch_size,
+            )
+            result = verify_source(conn, source, options, display)
     except CsvloadError as e:
         fail(e)
     if as_json:
@@ -246,7 +256,7 @@ def verify(path, dsn, as_json, quiet, encoding, delimiter, mapping, batch_size, 
 
 def verify_line(r) -> str:
     line = (
-        f"{r.file}: {r.skus:,} SKUs checked ({', '.join(r.compared)}): "
+        f"{r.file}: {r.keys:,} keys checked against {r.table} ({', '.join(r.compared)}): "
         f"{r.matching:,} match, {r.missing:,} missing, {r.different:,} different"
     )
     if r.rejected:
@@ -255,7 +265,7 @@ def verify_line(r) -> str:
         line += "; missing: " + ", ".join(r.missing_examples)
     if r.different_examples:
         line += "; different: " + ", ".join(
-            f"{d.sku} ({', '.join(d.fields)})" for d in r.different_examples
+            f"{d.key} ({', '.join(d.fields)})" for d in r.different_examples
         )
     return line
 

@@ -77,9 +77,20 @@ CREATE TABLE IF NOT EXISTS {table} (
     pid          integer,
     version      text,
     options      jsonb       NOT NULL DEFAULT '{{}}',
-    lock_key     bigint      NOT NULL
+    lock_key     bigint      NOT NULL,
+    target       text,
+    key          text[]
 )
 """
+# Tables made before csvload loaded into tables other than products lack these two.
+RUNS_UPGRADE = (
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS target text,"
+    " ADD COLUMN IF NOT EXISTS key text[]"
+)
+_UPGRADED = (
+    "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    " AND attname IN ('target', 'key') AND NOT attisdropped"
+)
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
 # Serialises the DDL above: the first 64 bits of sha256("csvload_runs ddl").
 _DDL_LOCK = int.from_bytes(hashlib.sha256(b"csvload_runs ddl").digest()[:8], "big", signed=True)
@@ -112,6 +123,7 @@ def create_runs_table(conn: psycopg.Connection) -> None:
             # pass the check and one then fails on pg_type's unique index.
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
             cur.execute(sql.SQL(RUNS_DDL).format(table=sql.Identifier(RUNS)))
+            cur.execute(sql.SQL(RUNS_UPGRADE).format(table=sql.Identifier(RUNS)))
             cur.execute(
                 sql.SQL(RUNS_INDEX).format(
                     index=sql.Identifier(f"{RUNS}_started_at_idx"), table=sql.Identifier(RUNS)
@@ -123,6 +135,11 @@ def create_runs_table(conn: psycopg.Connection) -> None:
 
 def runs_table_exists(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (RUNS,)).fetchone()
+    return bool(row and row[0])
+
+
+def _runs_table_current(conn: psycopg.Connection) -> bool:
+    row = conn.execute(_UPGRADED, (RUNS,)).fetchone()
     return bool(row and row[0])
 
 
@@ -199,6 +216,8 @@ class RunRecorder:
         path: str | None = None,
         options: Mapping[str, Any] | None = None,
         connect_timeout: float = 10,
+        table: str | None = None,
+        key: tuple[str, ...] | None = None,
     ) -> RunRecorder:
         """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
         `path`, when the input is a regular file, is stat'ed for its size and hashed in a
@@ -218,21 +237,22 @@ class RunRecorder:
                     path = None  # a FIFO or device: reading it here would steal its bytes
         conn = connect(dsn, connect_timeout=connect_timeout, autocommit=True)
         try:
-            if not runs_table_exists(conn):
+            if not _runs_table_current(conn):
                 create_runs_table(conn)
             reap_interrupted(conn)
-            key = lock_key(run_id)
+            lock = lock_key(run_id)
             # Locked before the row exists, so no reader ever sees the row without the lock.
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
-                    " version, options, lock_key)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
+                    " version, options, lock_key, target, key)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(RUNS)),
                 (
                     run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
-                    psycopg.types.json.Jsonb(scrub(options or {})), key,
+                    psycopg.types.json.Jsonb(scrub(options or {})), lock, table,
+                    list(key) if key else None,
                 ),
             )  # fmt: skip
         except psycopg.Error as e:
@@ -409,6 +429,8 @@ class RunInfo:
     pid: int | None
     version: str | None
     options: dict = field(default_factory=dict)
+    table: str | None = None
+    key: list[str] | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -445,6 +467,8 @@ def _info(row: dict) -> RunInfo:
         finished_at=row["finished_at"],
         heartbeat_at=row["heartbeat_at"],
         **{k: row[k] for k in _COPIED},
+        table=row.get("target"),
+        key=row.get("key"),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )
@@ -506,9 +530,16 @@ def latest_run(conn: psycopg.Connection, run_id: str | None = None) -> RunInfo |
     return found[0]
 
 
-def last_successful(conn: psycopg.Connection) -> RunInfo | None:
+def last_successful(conn: psycopg.Connection, table: str = "products") -> RunInfo | None:
+    """The newest succeeded import into table (runs recorded before csvload named their
+    table went into products)."""
     found = _query(
-        conn, sql.SQL("WHERE shown_status = 'succeeded' ORDER BY finished_at DESC LIMIT 1")
+        conn,
+        sql.SQL(
+            "WHERE shown_status = 'succeeded' AND coalesce(target, 'products') = %s"
+            " ORDER BY finished_at DESC LIMIT 1"
+        ),
+        (table,),
     )
     return found[0] if found else None
 

@@ -1,5 +1,5 @@
-"""What is in products: row counts, sizes on disk, how the indexes are used, and the last
-successful import.  Read only."""
+"""What is in a table (products by default): row counts, sizes on disk, how the indexes
+are used, and the last successful import.  Read only."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from csvload.database import translate
 from csvload.errors import NoTableError
 from csvload.runs import RunInfo, last_successful
 from csvload.schema import PRODUCTS
+from csvload.target import describe_columns
 
 
 @dataclass
@@ -25,8 +26,9 @@ class IndexStats:
 
 @dataclass
 class Stats:
-    products: int
-    active: int
+    table: str
+    rows: int
+    active: int | None  # rows whose boolean active is true; None without such a column
     total_bytes: int  # pg_total_relation_size: heap, TOAST and indexes
     table_bytes: int  # heap and TOAST, without indexes
     indexes_bytes: int  # pg_indexes_size
@@ -55,28 +57,35 @@ ORDER BY s.indexrelname
 """
 
 
-def collect(conn: psycopg.Connection) -> Stats:
-    """Statistics for products.  Raises NoTableError before 'csvload init'."""
+def collect(conn: psycopg.Connection, table: str = PRODUCTS) -> Stats:
+    """Statistics for a table.  Raises NoTableError when it does not exist."""
     try:
-        row = conn.execute("SELECT to_regclass(%s)", (PRODUCTS,)).fetchone()
+        row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
         if row is None or row[0] is None:
-            raise NoTableError(f"{PRODUCTS}: the table does not exist (run 'csvload init' first)")
+            hint = "run 'csvload init' first" if table == PRODUCTS else "check --table"
+            raise NoTableError(f"{table}: the table does not exist ({hint})")
+        oid = row[0]
+        schema, name, columns = describe_columns(conn, oid)
+        identifier = sql.Identifier(schema, name)
+        has_active = any(c.name == "active" and c.type_name == "bool" for c in columns)
         counts = conn.execute(
-            sql.SQL("SELECT count(*), count(*) FILTER (WHERE active) FROM {}").format(
-                sql.Identifier(PRODUCTS)
+            sql.SQL("SELECT count(*), {} FROM {}").format(
+                sql.SQL("count(*) FILTER (WHERE active)" if has_active else "NULL::bigint"),
+                identifier,
             )
         ).fetchone()
-        sizes = conn.execute(_SIZES, (PRODUCTS,)).fetchone()
-        indexes = [IndexStats(*r) for r in conn.execute(_INDEXES, (PRODUCTS,)).fetchall()]
+        sizes = conn.execute(_SIZES, (table,)).fetchone()
+        indexes = [IndexStats(*r) for r in conn.execute(_INDEXES, (table,)).fetchall()]
     except psycopg.Error as e:
-        raise translate(e, PRODUCTS) from e
+        raise translate(e, table) from e
     assert counts is not None and sizes is not None
     return Stats(
-        products=counts[0],
+        table=table,
+        rows=counts[0],
         active=counts[1],
         total_bytes=sizes[0],
         table_bytes=sizes[1],
         indexes_bytes=sizes[2],
         indexes=indexes,
-        last_import=last_successful(conn),
+        last_import=last_successful(conn, table),
     )

@@ -1,6 +1,6 @@
-"""Reconcile a file against products without changing anything: stage the file exactly as
-the import does, deduplicate it the same way (last occurrence wins), and count the SKUs
-that are missing from products or hold other values.
+"""Reconcile a file against its table without changing anything: stage the file exactly as
+the import does, deduplicate it the same way (last occurrence wins), and count the keys
+that are missing from the table or hold other values.
 
 Everything runs in a transaction that is always rolled back; the only things it creates
 are its own temp tables.
@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from csvload import sql
+from csvload import fit, sql
 from csvload.database import translate
 from csvload.loader import (
-    DEFAULT_BATCH_SIZE,
     ImportOptions,
     Progress,
     ProgressCallback,
     Statements,
+    prepare,
     stage,
 )
 from csvload.source import Source
@@ -30,16 +30,18 @@ EXAMPLES = 5
 
 @dataclass
 class Difference:
-    sku: str  # as spelled in the file
-    fields: list[str]  # which of name, description, active differ
+    key: str  # as spelled in the file; a composite key's columns joined with commas
+    fields: list[str]  # which of the compared columns differ
 
 
 @dataclass
 class VerifyResult:
     file: str
+    table: str = ""
+    key: list[str] = field(default_factory=list)
     rows_read: int = 0
     rejected: int = 0  # rows the import would reject; they are not checked
-    skus: int = 0  # distinct SKUs (case-insensitive) among the good rows
+    keys: int = 0  # distinct keys (matched as the key's index matches) among the good rows
     matching: int = 0
     missing: int = 0
     different: int = 0
@@ -62,35 +64,47 @@ class VerifyResult:
 def verify_source(
     conn: psycopg.Connection,
     source: Source,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    options: ImportOptions | None = None,
     progress: ProgressCallback | None = None,
     examples: int = EXAMPLES,
 ) -> VerifyResult:
-    """Check that every SKU in the source is in products with the values of its last
+    """Check that every key in the source is in the table with the values of its last
     occurrence.  Changes nothing.  Raises CsvloadError when the database refuses."""
     started = time.monotonic()
     report = progress or (lambda p: None)
     result = VerifyResult(file=source.name)
-    result.compared = [f for f in ("name", "description", "active") if f in source.columns]
+    options = options or ImportOptions()
+    plan = prepare(conn, source, options)
+    result.table, result.key = plan.target.display, list(plan.target.key)
+    result.compared = [f.column.name for f in plan.fields if f.column.name not in plan.target.key]
     db = Statements(conn)
     # Rejected rows are counted and skipped, never a reason to stop: verify answers about
     # the rows an import would have loaded.
-    options = ImportOptions(batch_size=batch_size, max_errors=2**62)
+    staging = ImportOptions(batch_size=options.batch_size, max_errors=2**62)
     try:
         with conn.transaction():
-            stage(db, source, options, result, None, report)
+            stage(db, source, staging, result, None, report)
             db.execute(sql.ANALYZE_STAGE)  # so the join below hashes instead of probing
             report(Progress("comparing", 0, None, result.rows_read))
-            row = db.execute(sql.verify_counts(source.columns), {"examples": examples}).fetchone()
+            query = sql.verify_counts(plan)
+            try:
+                with conn.transaction():
+                    row = db.execute(query, {"examples": examples}).fetchone()
+            except fit.FIXABLE:
+                # Values that do not fit their columns: the import would reject those
+                # rows, so verify counts them as rejected and checks the rest.
+                result.rejected += sum(1 for _ in fit.find(db, plan))
+                db.execute(fit.DELETE_BAD)
+                row = db.execute(query, {"examples": examples}).fetchone()
             raise psycopg.Rollback()
     except psycopg.Error as e:
         raise translate(e, source.name) from e
     finally:
         result.statements = db.count
-    result.skus, result.missing, result.different = row[0], row[1], row[2]
-    result.matching = result.skus - result.missing - result.different
+    result.keys, result.missing, result.different = row[0], row[1], row[2]
+    result.matching = result.keys - result.missing - result.different
     result.missing_examples = list(row[3])
-    result.different_examples = [Difference(sku, list(fields)) for sku, fields in row[4]]
+    result.different_examples = [Difference(key, list(fields)) for key, fields in row[4]]
     result.seconds = round(time.monotonic() - started, 3)
     report(Progress("done", 0, None, result.rows_read))
     return result

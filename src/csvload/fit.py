@@ -1,0 +1,316 @@
+"""Finding the staged rows that do not fit the target, and saying why.
+
+The import first writes optimistically: the merge casts every staged value to its
+column's type in the same statement (work the hand-written floor does too), so a clean
+file pays nothing for checking.  Only when that statement fails on a value (a data
+exception, a CHECK, a foreign key or NOT NULL) is it rolled back to its savepoint and this
+module asked which rows are to blame: set-based queries, one per column, over the stage.
+Those rows become rejects with their line, column and reason; the rest is written.
+
+Per-value validity comes from pg_input_is_valid()/pg_input_error_info() on PostgreSQL 16
+and later.  PostgreSQL 15 has neither, so a temp function (pg_temp, gone with the session)
+catches the cast's error in PL/pgSQL instead; only columns whose whole-column cast fails
+are checked value by value that way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from psycopg import errors, sql
+
+from csvload import sql as q
+from csvload.target import CITEXT, LOWER, Column, Field, Plan
+
+# The SQLSTATEs after which the merge is retried without the rows found here: data
+# exceptions (class 22: bad input syntax, out of range, too long), and the integrity
+# errors that one row can cause: NOT NULL, foreign keys and CHECK constraints.
+FIXABLE = (errors.DataError, errors.NotNullViolation, errors.ForeignKeyViolation,
+           errors.CheckViolation)
+
+_INPUT_ERROR_15 = sql.SQL(
+    "CREATE FUNCTION pg_temp.csvload_input_error(value text, type text) RETURNS text"
+    " LANGUAGE plpgsql AS $$"
+    " BEGIN EXECUTE format('SELECT %L::' || type, value); RETURN NULL;"
+    " EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$"
+)
+
+CREATE_BAD = sql.SQL(
+    "CREATE TEMP TABLE {bad} (ord bigint, field int, kind text, code text, name text)"
+    " ON COMMIT DROP"
+).format(bad=q.BAD)
+
+
+@dataclass(frozen=True)
+class Misfit:
+    ord: int
+    reason: str
+    fields: list[str]  # the staged record
+
+
+def find(db, plan: Plan) -> Iterator[Misfit]:
+    """Record in csvload_bad every staged row that does not fit, and yield them in file
+    order with their reasons (the first problem of each row).  The caller deletes them
+    from the stage with DELETE_BAD."""
+    conn = db.cur.connection
+    modern = conn.info.server_version >= 160000
+    db.execute(CREATE_BAD)
+    if not modern:
+        db.execute(_INPUT_ERROR_15)
+    for i, f in enumerate(plan.fields):
+        column = f.column
+        if column.is_text:
+            if column.length is not None and column.category == "S":
+                db.execute(_too_long(plan, i, f))
+            continue
+        if not modern and _casts_cleanly(db, plan, f):
+            pass
+        else:
+            db.execute(_bad_input(plan, i, f, modern))
+        if column.type_name == "numeric" and column.scale is not None:
+            db.execute(_too_precise(plan, i, f, modern))
+        if column.not_null and plan.default_for(column) is None and column.default is None:
+            db.execute(_empty_for_new_rows(plan, i, f))
+    # OFFSET 0 keeps the subquery from being flattened: the casts in its select list must
+    # only ever see the rows its WHERE let through.
+    fitting = sql.SQL(
+        "(SELECT ord, {values} FROM {stage} s WHERE NOT EXISTS"
+        " (SELECT 1 FROM {bad} b WHERE b.ord = s.ord) OFFSET 0)"
+    ).format(
+        values=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(q.value(plan, f), f.column.identifier)
+            for f in plan.fields
+        ),
+        stage=q.STAGE,
+        bad=q.BAD,
+    )
+    mapped = {f.column.name: i for i, f in enumerate(plan.fields)}
+    for check in plan.target.checks:
+        if check.columns and all(c in mapped for c in check.columns):
+            first = mapped[check.columns[0]] if len(check.columns) == 1 else -1
+            db.execute(
+                sql.SQL(
+                    "INSERT INTO {bad} SELECT ord, {field}, 'check', NULL, {name} FROM {rows} d"
+                    " WHERE NOT coalesce(({expression}), true)"
+                ).format(
+                    bad=q.BAD,
+                    field=sql.Literal(first),
+                    name=sql.Literal(check.name),
+                    rows=fitting,
+                    expression=sql.SQL(check.expression),
+                )
+            )
+    for fk in plan.target.foreign_keys:
+        if all(c in mapped for c in fk.columns):
+            present = sql.SQL(" AND ").join(
+                sql.SQL("d.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
+            )
+            equal = sql.SQL(" AND ").join(
+                sql.SQL("r.{} = d.{}").format(sql.Identifier(r), sql.Identifier(c))
+                for c, r in zip(fk.columns, fk.referenced, strict=True)
+            )
+            db.execute(
+                sql.SQL(
+                    "INSERT INTO {bad} SELECT ord, {field}, 'fk', NULL, {name} FROM {rows} d"
+                    " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
+                ).format(
+                    bad=q.BAD,
+                    field=sql.Literal(mapped[fk.columns[0]]),
+                    name=sql.Literal(fk.name),
+                    rows=fitting,
+                    present=present,
+                    ref=fk.table_identifier,
+                    equal=equal,
+                )
+            )
+    ncols = len(plan.header)
+    record = sql.SQL(", ").join(q.stage_column(i) for i in range(ncols))
+    named = conn.cursor(name="csvload_misfits")
+    named.itersize = 2000
+    db.count += 1
+    named.execute(
+        sql.SQL(
+            "SELECT b.ord, b.field, b.kind, b.code, b.name, ARRAY[{record}]"
+            " FROM (SELECT DISTINCT ON (ord) * FROM {bad} ORDER BY ord, field) b"
+            " JOIN {stage} s USING (ord) ORDER BY b.ord"
+        ).format(record=record, bad=q.BAD, stage=q.STAGE)
+    )
+    by_index = {i: f for i, f in enumerate(plan.fields)}
+    try:
+        for ord_, i, kind, code, name, fields in named:
+            yield Misfit(ord_, _reason(plan, by_index.get(i), kind, code, name, fields), fields)
+    finally:
+        named.close()
+
+
+DELETE_BAD = sql.SQL("DELETE FROM {stage} s USING {bad} b WHERE s.ord = b.ord").format(
+    stage=q.STAGE, bad=q.BAD
+)
+
+
+def _text(plan: Plan, f: Field) -> sql.Composable:
+    return q._number_text(plan, f)
+
+
+def _casts_cleanly(db, plan: Plan, f: Field) -> bool:
+    """Whether every value of the column casts (PostgreSQL 15: spares the per-value
+    PL/pgSQL check for the columns that are fine)."""
+    conn = db.cur.connection
+    try:
+        with conn.transaction():
+            db.execute(
+                sql.SQL("SELECT count(NULLIF({text}, '')::{type}) FROM {stage}").format(
+                    text=_text(plan, f), type=sql.SQL(f.column.type), stage=q.STAGE
+                )
+            )
+    except errors.DataError:
+        return False
+    return True
+
+
+def _error_code(text: sql.Composable, column: Column, modern: bool) -> sql.Composable:
+    type_ = sql.Literal(column.type)
+    if modern:
+        return sql.SQL(
+            "CASE WHEN pg_input_is_valid({t}, {type}) THEN NULL"
+            " ELSE (pg_input_error_info({t}, {type})).sql_error_code END"
+        ).format(t=text, type=type_)
+    return sql.SQL("pg_temp.csvload_input_error({}, {})").format(text, type_)
+
+
+def _bad_input(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
+    text = _text(plan, f)
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT ord, {i}, 'type', code, NULL FROM"
+        " (SELECT ord, {code} AS code FROM {stage} WHERE {raw} <> '') e WHERE code IS NOT NULL"
+    ).format(
+        bad=q.BAD,
+        i=sql.Literal(i),
+        code=_error_code(text, f.column, modern),
+        stage=q.STAGE,
+        raw=q.stage_column(f.index),
+    )
+
+
+def _too_precise(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
+    text = _text(plan, f)
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT ord, {i}, 'scale', NULL, NULL FROM {stage} s"
+        " WHERE CASE WHEN {raw} = '' OR EXISTS (SELECT 1 FROM {bad} b WHERE b.ord = s.ord"
+        " AND b.field = {i}) THEN false ELSE scale({text}::numeric) > {scale} END"
+    ).format(
+        bad=q.BAD,
+        i=sql.Literal(i),
+        stage=q.STAGE,
+        raw=q.stage_column(f.index),
+        text=text,
+        scale=sql.Literal(f.column.scale),
+    )
+
+
+def _too_long(plan: Plan, i: int, f: Field) -> sql.Composed:
+    raw = q.stage_column(f.index)
+    # char(n) takes trailing spaces past n (it pads to n anyway); varchar(n) does too.
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT ord, {i}, 'length', NULL, NULL FROM {stage}"
+        " WHERE char_length({raw}) > {n} AND char_length(rtrim({raw}, ' ')) > {n}"
+    ).format(bad=q.BAD, i=sql.Literal(i), stage=q.STAGE, raw=raw, n=sql.Literal(f.column.length))
+
+
+def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
+    """An empty field in a NOT NULL column with nothing to fall back on: fine for a row
+    that exists (it keeps its value), a reject for a new one."""
+    conditions = []
+    for kf, match in zip(plan.key_fields, plan.target.matches, strict=True):
+        text = q.stage_column(kf.index)
+        ident = kf.column.identifier
+        if match == LOWER:
+            conditions.append(sql.SQL("lower(p.{}) = lower(s.{})").format(ident, text))
+        elif match == CITEXT:
+            conditions.append(sql.SQL("p.{} = s.{}::{}").format(
+                ident, text, sql.SQL(kf.column.type)))
+        elif kf.column.is_text:
+            conditions.append(sql.SQL("p.{} = s.{}").format(ident, text))
+        else:
+            # The value expression reads bare stage columns c1..cN; the stage row s is
+            # the only relation here with such names unless the table has them too.
+            conditions.append(sql.SQL("p.{} = {}").format(ident, q.value(plan, kf)))
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT ord, {i}, 'empty', NULL, NULL FROM {stage} s"
+        " WHERE s.{raw} = '' AND NOT EXISTS (SELECT 1 FROM {table} p WHERE {match})"
+    ).format(
+        bad=q.BAD,
+        i=sql.Literal(i),
+        stage=q.STAGE,
+        raw=q.stage_column(f.index),
+        table=plan.target.identifier,
+        match=sql.SQL(" AND ").join(conditions),
+    )
+
+
+# -- reasons -------------------------------------------------------------------------------
+
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$")
+
+
+def _preview(value: str, limit: int = 20) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _a(type_: str) -> str:
+    return ("an " if type_[:1] in "aeio" else "a ") + type_
+
+
+def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str]) -> str:
+    if f is None:  # a constraint over several columns
+        return f"violates {name}"
+    column = f.column
+    raw = fields[f.index]
+    if kind == "type":
+        if code == "22003":
+            return f"{column.name} is {_preview(raw)}, out of range for {column.type}"
+        if code == "22001":
+            return f"{column.name} is {len(raw)} characters, longer than {column.type}"
+        reason = f"{column.name} is {_preview(raw)}, not {_a(column.type)}"
+        if column.labels:
+            reason = (
+                f"{column.name} is {_preview(raw)}, not a label of {column.type} "
+                f"({', '.join(column.labels[:10])}{', ...' if len(column.labels) > 10 else ''})"
+            )
+        elif column.type_name == "bool":
+            reason += " (use true/false, t/f, 1/0 or yes/no)"
+        elif (
+            column.category == "N" and not plan.decimal_comma and _DECIMAL_COMMA.match(raw)
+        ):
+            reason += " (use --decimal-comma)"
+        elif column.type_name in ("int2", "int4", "int8") and re.match(
+            r"^\s*[+-]?\d*\.\d+\s*$", raw
+        ):
+            reason += " (a whole number is needed)"
+        return reason
+    if kind == "scale":
+        return f"{column.name} is {_preview(raw)}, more decimals than {column.type} holds"
+    if kind == "length":
+        return f"{column.name} is {len(raw)} characters, longer than {column.type}"
+    if kind == "empty":
+        return (
+            f"{column.name} is empty, and {plan.target.name}.{column.name} is NOT NULL with no"
+            f" default for a new row (add --default {column.name}=VALUE)"
+        )
+    if kind == "check":
+        return f"{column.name} {raw} violates {name}"
+    if kind == "fk":
+        fk = next(k for k in plan.target.foreign_keys if k.name == name)
+        return f"{column.name} {raw} has no row in {fk.table}"
+    raise AssertionError(kind)
+
+
+def record_text(fields: list[str], delimiter: str) -> str:
+    """A staged record written back as one CSV record, for the rejects file."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(fields)
+    return out.getvalue()

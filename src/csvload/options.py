@@ -1,0 +1,172 @@
+"""The click pieces the commands share: where the DSN comes from, the option decorators
+and parameter types, and the one-line error exit.  Every command module imports them from
+here, so no command module imports another."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from csvload.errors import CsvloadError
+from csvload.source import normalise_encoding
+from csvload.target import parse_key
+
+
+def setting(name: str) -> str | None:
+    """A setting from the environment, else from ./.env; the environment wins."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    if os.path.isfile(".env"):
+        from dotenv import dotenv_values  # only when there is a .env to read
+
+        return dotenv_values(".env").get(name) or None
+    return None
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """--dsn, else DATABASE_URL (environment, then .env), else libpq's PG* variables, else
+    the managed local server."""
+    if dsn:
+        return dsn
+    url = setting("DATABASE_URL")
+    if url:
+        return url
+    if any(os.environ.get(v) for v in ("PGHOST", "PGDATABASE", "PGSERVICE")):
+        return ""  # libpq reads PG* itself
+    return _local_server_dsn()
+
+
+def _local_server_dsn() -> str:
+    from csvload.embedded import LocalServer, default_home
+
+    server = LocalServer(default_home(os.environ, os.geteuid() == 0))
+    dsn = server.ensure()
+    click.echo(f"csvload: using the local database {server.url()}", err=True)
+    return dsn
+
+
+class MapParam(click.ParamType):
+    """--map 'Header In File=column': which table column is checked against the target
+    later, where a bad one is a usage error that lists the writable columns."""
+
+    name = "HEADER=COLUMN"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        header, sep, target = value.rpartition("=")
+        if not sep or not header.strip() or not target.strip():
+            self.fail(f"{value!r} is not HEADER=COLUMN", param, ctx)
+        return (header, target.strip())
+
+
+class AssignmentParam(click.ParamType):
+    """--default COLUMN=VALUE, --scope COLUMN=VALUE."""
+
+    name = "COLUMN=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        column, sep, given = value.partition("=")
+        if not sep or not column.strip():
+            self.fail(f"{value!r} is not COLUMN=VALUE", param, ctx)
+        return (column.strip(), given)
+
+
+class KeyParam(click.ParamType):
+    name = "COLUMN[,COLUMN...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_key(value)
+        except CsvloadError as e:
+            self.fail(str(e), param, ctx)
+
+
+class EncodingParam(click.ParamType):
+    name = "ENCODING"
+
+    def convert(self, value, param, ctx):
+        try:
+            normalise_encoding(value)
+        except CsvloadError as e:
+            self.fail(str(e), param, ctx)
+        return value
+
+
+def dsn_option(f):
+    return click.option(
+        "--dsn",
+        metavar="DSN",
+        help="PostgreSQL URL or key=value DSN. Default: $DATABASE_URL, .env, PG* variables, "
+        "else the managed local server.",
+    )(f)
+
+
+def _check_delimiter(ctx, param, value: str) -> str:
+    if value != "auto" and (len(value.encode()) != 1 or value in '"\r\n'):
+        raise click.BadParameter(
+            "must be one character other than a quote or a line break, or 'auto'"
+        )
+    return value
+
+
+def input_options(f):
+    """The options that say how to read a CSV and which table it goes to: shared by
+    import and verify."""
+    for option in (
+        click.option(
+            "--decimal-comma",
+            is_flag=True,
+            help="Numbers are written like 1.234,56.",
+        ),
+        click.option(
+            "--map",
+            "mapping",
+            type=MapParam(),
+            multiple=True,
+            help="Map a header to a column: 'Product Name=name'. Repeatable.",
+        ),
+        click.option(
+            "--key",
+            type=KeyParam(),
+            default="sku",
+            show_default=True,
+            help="The column(s) that identify a row, backed by a unique index: supplier,sku.",
+        ),
+        click.option(
+            "--table",
+            default="products",
+            show_default=True,
+            metavar="[SCHEMA.]TABLE",
+            help="The table to load into.",
+        ),
+        click.option(
+            "--delimiter",
+            default=",",
+            show_default=True,
+            callback=_check_delimiter,
+            help="Field delimiter, or 'auto' to sniff it.",
+        ),
+        click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True),
+    ):
+        f = option(f)
+    return f
+
+
+def connect_timeout_option(f):
+    return click.option(
+        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
+    )(f)
+
+
+def fail(error: CsvloadError):
+    """Print the one-line error and exit with its status."""
+    click.echo(f"Error: {error}", err=True)
+    sys.exit(error.exit_status)

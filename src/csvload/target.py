@@ -1,0 +1,505 @@
+"""The table an import writes to, as the catalog describes it, and how a file binds to it.
+
+`describe()` reads everything csvload needs to know about a table from the catalog, never
+guessing: its columns with their types, nullability, defaults, identity and generated
+columns; the unique index that backs the key and how keys match under it; its CHECK
+constraints and foreign keys.  `bind()` then maps a file's header onto those columns with
+--map, --default and --touch, and refuses, before anything is read or written, a binding
+that cannot work.  The resulting Plan is the one description of the target that staging,
+merging, verify and the run history all follow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from csvload.errors import MappingError, MissingColumnError, TargetError
+from csvload.schema import INDEXES, PRODUCTS
+
+NOW = "now"  # --default COLUMN=now: the transaction's timestamp
+
+# How the values of one key column match, decided by the unique index behind the key.
+LOWER = "lower"  # a unique index on lower(col): case-insensitive
+CITEXT = "citext"  # a citext column: its = is case-insensitive
+EXACT = "exact"  # a plain unique index or constraint on col
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(): 'integer', 'numeric(10,2)', 'character varying(255)'
+    type_name: str  # pg_type.typname of the column (of its elements for an array)
+    category: str  # pg_type.typcategory of the column: 'S' string, 'N' numeric, 'A' array...
+    element_category: str  # of the elements, for an array; else the same as category
+    not_null: bool
+    default: str | None  # pg_get_expr() of the column default, trusted catalog text
+    identity: str  # '' none, 'a' ALWAYS, 'd' BY DEFAULT
+    generated: bool
+    length: int | None  # n of varchar(n)/char(n)
+    scale: int | None  # s of numeric(p,s)
+    labels: tuple[str, ...] = ()  # an enum's labels
+
+    @property
+    def is_text(self) -> bool:
+        """Text-like (text, varchar, char, citext, name): an empty field stays ''."""
+        return self.category == "S"
+
+    @property
+    def writable(self) -> bool:
+        return not self.generated and self.identity != "a"
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.name)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    expression: str  # pg_get_expr() of the constraint, trusted catalog text
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    table: str  # the referenced table, as regclass text
+    table_identifier: sql.Composable
+    referenced: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table, as the catalog describes it."""
+
+    schema: str
+    name: str
+    display: str  # as the user named it: 'catalog_product', 'shop.catalog_product'
+    oid: int
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    matches: tuple[str, ...]  # LOWER, CITEXT or EXACT per key column
+    key_index: str
+    checks: tuple[Check, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    own: bool = False  # csvload's own products, exactly as `csvload init` made it
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def column(self, name: str) -> Column:
+        return self._by_name[name]
+
+    @property
+    def _by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
+    def writable(self) -> list[str]:
+        return [c.name for c in self.columns if c.writable]
+
+    @property
+    def case_insensitive(self) -> bool:
+        return any(m != EXACT for m in self.matches)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A file column bound to a table column."""
+
+    column: Column
+    index: int  # 0-based position in the file
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A file bound to a target: what each staged column is, and what the merge writes."""
+
+    target: Target
+    fields: tuple[Field, ...]  # in table column order
+    defaults: tuple[tuple[Column, str], ...] = ()  # --default, for columns new rows need
+    touch: Column | None = None
+    decimal_comma: bool = False
+    ignored: tuple[str, ...] = ()  # headers no column takes
+    header: tuple[str, ...] = ()
+
+    def field(self, name: str) -> Field | None:
+        for f in self.fields:
+            if f.column.name == name:
+                return f
+        return None
+
+    @property
+    def key_fields(self) -> tuple[Field, ...]:
+        by_name = {f.column.name: f for f in self.fields}
+        return tuple(by_name[k] for k in self.target.key)
+
+    def default_for(self, column: Column) -> str | None:
+        for c, value in self.defaults:
+            if c.name == column.name:
+                return value
+        return None
+
+
+# -- reading the catalog ---------------------------------------------------------------------
+
+_RELATION = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relhasrules
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%s)
+"""
+
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+       coalesce(e.typname, t.typname), t.typcategory, coalesce(e.typcategory, t.typcategory),
+       a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text,
+       a.attgenerated <> '', a.atttypmod, coalesce(e.oid, t.oid),
+       ARRAY(SELECT enumlabel::text FROM pg_enum
+             WHERE enumtypid = coalesce(e.oid, t.oid) ORDER BY enumsortorder)
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+# Unique, valid, non-partial indexes: each one's name and its key columns as
+# pg_get_indexdef() prints them ('sku', 'lower(sku)', 'lower((sku)::text)').
+_UNIQUE_INDEXES = """
+SELECT ic.relname,
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+             FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+       i.indisprimary
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+ORDER BY i.indisprimary DESC, ic.relname
+"""
+
+_CHECKS = """
+SELECT c.conname, pg_get_expr(c.conbin, c.conrelid),
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) k
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k)
+FROM pg_constraint c WHERE c.conrelid = %s AND c.contype = 'c' ORDER BY c.conname
+"""
+
+_FOREIGN_KEYS = """
+SELECT c.conname,
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+       c.confrelid::regclass::text, rn.nspname, r.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_constraint c
+JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.conrelid = %s AND c.contype = 'f' ORDER BY c.conname
+"""
+
+_INDEX_NAMES = "SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid" \
+    " WHERE i.indrelid = %s"
+
+_REFUSED_KINDS = {
+    "v": "a view",
+    "m": "a materialized view",
+    "f": "a foreign table",
+    "p": "a partitioned table",
+    "S": "a sequence",
+    "i": "an index",
+    "I": "an index",
+    "c": "a composite type",
+    "t": "a TOAST table",
+}
+
+
+def parse_key(text: str) -> tuple[str, ...]:
+    """--key 'supplier,sku' -> ('supplier', 'sku')."""
+    key = tuple(part.strip() for part in text.split(","))
+    if not key or any(not part for part in key):
+        raise MappingError(f"--key {text!r}: give column names separated by commas")
+    if len(set(key)) != len(key):
+        raise MappingError(f"--key {text!r}: a column is named twice")
+    return key
+
+
+def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target:
+    """Read `table`'s definition, and the unique index that backs `key`.  Raises
+    TargetError with one line when the table cannot be a target."""
+    row = conn.execute(_RELATION, (table,)).fetchone()
+    if row is None:
+        hint = "run 'csvload init' first" if table == "products" else "create it first"
+        raise TargetError(f"{table}: the table does not exist ({hint})")
+    oid, schema, name, kind, has_rules = row
+    if kind in _REFUSED_KINDS:
+        raise TargetError(
+            f"{table}: is {_REFUSED_KINDS[kind]}; csvload loads only into a plain table"
+            + (" (load into one of its partitions)" if kind == "p" else "")
+        )
+    if has_rules:
+        raise TargetError(
+            f"{table}: has rewrite rules, which MERGE and COPY-based merging cannot honour;"
+            " csvload refuses tables with rules"
+        )
+    columns = _columns(conn, oid)
+    by_name = {c.name: c for c in columns}
+    key = tuple(_resolve_name(k, by_name, table, "--key") for k in key)
+    indexes = conn.execute(_UNIQUE_INDEXES, (oid,)).fetchall()
+    found = _key_index(indexes, key, by_name)
+    if found is None:
+        raise TargetError(
+            f"{table}: no unique index or constraint on ({', '.join(key)}), so rows cannot be"
+            f" matched by that key (create one: CREATE UNIQUE INDEX ON {table}"
+            f" ({', '.join(key)}))"
+        )
+    index_name, matches = found
+    checks = tuple(
+        Check(n, expr, tuple(cols)) for n, expr, cols in conn.execute(_CHECKS, (oid,)).fetchall()
+    )
+    foreign_keys = tuple(
+        ForeignKey(n, tuple(cols), reg, sql.Identifier(rs, rt), tuple(refs))
+        for n, cols, reg, rs, rt, refs in conn.execute(_FOREIGN_KEYS, (oid,)).fetchall()
+    )
+    index_names = {r[0] for r in conn.execute(_INDEX_NAMES, (oid,)).fetchall()}
+    return Target(
+        schema=schema,
+        name=name,
+        display=table,
+        oid=oid,
+        columns=columns,
+        key=key,
+        matches=matches,
+        key_index=index_name,
+        checks=checks,
+        foreign_keys=foreign_keys,
+        own=_is_own_products(name, columns, index_names),
+    )
+
+
+def _columns(conn: psycopg.Connection, oid: int) -> tuple[Column, ...]:
+    return tuple(_column(r) for r in conn.execute(_COLUMNS, (oid,)).fetchall())
+
+
+def describe_columns(conn: psycopg.Connection, oid: int) -> tuple[str, str, tuple[Column, ...]]:
+    """(schema, name, columns) of a relation: for readers that need no key."""
+    row = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.oid = %s",
+        (oid,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], _columns(conn, oid)
+
+
+def _column(row) -> Column:
+    (name, type_, type_name, category, element_category, not_null, default, identity,
+     generated, typmod, _type_oid, labels) = row  # fmt: skip
+    length = scale = None
+    if type_name in ("varchar", "bpchar") and typmod > 4:
+        length = typmod - 4
+    elif type_name == "numeric" and typmod > 4:
+        scale = (typmod - 4) & 0xFFFF
+    return Column(
+        name=name,
+        type=type_,
+        type_name=type_name,
+        category=category,
+        element_category=element_category,
+        not_null=not_null,
+        default=default,
+        identity=identity or "",
+        generated=bool(generated),
+        length=length,
+        scale=scale,
+        labels=tuple(labels),
+    )
+
+
+def _resolve_name(name: str, by_name: Mapping[str, Column], table: str, option: str) -> str:
+    """A column name as the user wrote it: exact first, else case-insensitively."""
+    if name in by_name:
+        return name
+    folded = [c for c in by_name if c.casefold() == name.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise MappingError(
+        f"{option} {name!r}: {table} has no such column (columns: {', '.join(by_name)})"
+    )
+
+
+def _key_index(indexes, key: tuple[str, ...], by_name: Mapping[str, Column]):
+    """The first unique index whose columns are exactly the key's, each either the column
+    itself or lower(column); and how each key column then matches."""
+    quoted = {_quote_ident(c): c for c in by_name}
+    for name, definitions, _primary in indexes:
+        matched: dict[str, str] = {}
+        for definition in definitions:
+            column, lowered = _index_column(definition, quoted)
+            if column is None or column in matched:
+                break
+            if lowered:
+                matched[column] = LOWER
+            elif by_name[column].type_name == "citext":
+                matched[column] = CITEXT
+            else:
+                matched[column] = EXACT
+        else:
+            if set(matched) == set(key):
+                return name, tuple(matched[k] for k in key)
+    return None
+
+
+_LOWER = re.compile(r"^lower\(\(?(.+?)\)?(?:::[a-z ]+)?\)$")
+
+
+def _index_column(definition: str, quoted: Mapping[str, str]) -> tuple[str | None, bool]:
+    if definition in quoted:
+        return quoted[definition], False
+    m = _LOWER.match(definition)
+    if m and m.group(1) in quoted:
+        return quoted[m.group(1)], True
+    return None, False
+
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def _quote_ident(name: str) -> str:
+    """As PostgreSQL's quote_ident() prints a name (keywords aside, which index
+    definitions also print bare when they are unreserved)."""
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+_OWN_COLUMNS = ("id", "sku", "name", "description", "active", "created_at", "updated_at")
+
+
+def _is_own_products(name: str, columns, index_names: set[str]) -> bool:
+    """csvload's own products exactly as `csvload init` creates it: the loader may then
+    drop and rebuild its indexes (by their known definitions) when filling it empty."""
+    own_indexes = {i.name for i in INDEXES} | {f"{PRODUCTS}_pkey"}
+    return (
+        name == PRODUCTS
+        and tuple(c.name for c in columns) == _OWN_COLUMNS
+        and index_names == own_indexes
+    )
+
+
+# -- binding a file to the target ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How to bind a file to a target: --map, --default, --touch, --decimal-comma."""
+
+    mapping: tuple[tuple[str, str], ...] = ()  # (header as in the file, column)
+    defaults: tuple[tuple[str, str], ...] = ()  # (column, value or NOW)
+    touch: str | None = None  # a column; None: updated_at when there is one
+    no_touch: bool = False
+    decimal_comma: bool = False
+
+
+def bind(target: Target, header: Sequence[str], binding: Binding, where: str) -> Plan:
+    """Map the header onto the target's columns.  Raises MappingError (exit 2) for an
+    option that names a column it cannot, MissingColumnError for a key column the file
+    lacks, and TargetError for a column new rows need that nothing fills."""
+    by_name = {c.name: c for c in target.columns}
+    writable = [c.name for c in target.columns if c.writable]
+    folded = {c.casefold(): c for c in by_name}
+
+    def writable_column(name: str, option: str) -> Column:
+        column = by_name.get(name) or by_name.get(folded.get(name.casefold(), ""))
+        if column is None or not column.writable:
+            why = "has no such column" if column is None else (
+                "cannot write its generated column" if column.generated
+                else "cannot write its GENERATED ALWAYS identity column"
+            )
+            raise MappingError(
+                f"{option}: {target.display} {why} {name!r} (writable columns: "
+                f"{', '.join(writable)})"
+            )
+        return column
+
+    renames = {}
+    for header_name, column_name in binding.mapping:
+        renames[header_name.strip().casefold()] = writable_column(
+            column_name, f"--map {header_name}={column_name}"
+        ).name
+    seen: dict[str, int] = {}
+    ignored = []
+    for i, name in enumerate(header):
+        folded_name = name.strip().lstrip("\ufeff").casefold()
+        target_name = renames.get(folded_name)
+        if target_name is None:
+            column = by_name.get(folded.get(folded_name, ""))
+            target_name = column.name if column is not None and column.writable else None
+        if target_name is None:
+            ignored.append(name)
+            continue
+        if target_name in seen:
+            raise MappingError(
+                f"{where}: columns {header[seen[target_name]]!r} and {name!r} both map to "
+                f"{target_name} (rename one, or --map it to another column)"
+            )
+        seen[target_name] = i
+    for k in target.key:
+        if k not in seen:
+            found = ", ".join(repr(h) for h in header[:8])
+            raise MissingColumnError(
+                f"{where}: no {k} column in the header (found {found}; "
+                f"use --map 'Your Column={k}')"
+            )
+    defaults = tuple(
+        (writable_column(column, f"--default {column}={value}"), value)
+        for column, value in binding.defaults
+    )
+    touch = None
+    if binding.touch is not None and not binding.no_touch:
+        touch = writable_column(binding.touch, f"--touch {binding.touch}")
+        if touch.name in seen:
+            raise MappingError(
+                f"--touch {touch.name}: the file has that column too; touch a column the"
+                " file does not supply"
+            )
+    elif not binding.no_touch:
+        updated_at = by_name.get("updated_at")
+        if (
+            updated_at is not None
+            and updated_at.writable
+            and updated_at.type_name in ("timestamptz", "timestamp")
+            and "updated_at" not in seen
+        ):
+            touch = updated_at
+    if touch is not None and touch.type_name not in ("timestamptz", "timestamp", "date"):
+        raise MappingError(
+            f"--touch {touch.name}: {target.display}.{touch.name} is {touch.type}, not a"
+            " timestamp"
+        )
+    _check_new_rows_filled(target, seen, defaults, touch)
+    fields = tuple(Field(by_name[name], seen[name]) for name in by_name if name in seen)
+    return Plan(
+        target=target,
+        fields=fields,
+        defaults=defaults,
+        touch=touch,
+        decimal_comma=binding.decimal_comma,
+        ignored=tuple(ignored),
+        header=tuple(header),
+    )
+
+
+def _check_new_rows_filled(target: Target, seen, defaults, touch: Column | None) -> None:
+    given = {c.name for c, _ in defaults}
+    for c in target.columns:
+        if not c.not_null or c.default is not None or c.identity or c.generated:
+            continue
+        if c.name in seen or c.name in given or (touch is not None and touch.name == c.name):
+            continue
+        hint = "now" if c.type_name in ("timestamptz", "timestamp", "date") else "VALUE"
+        raise TargetError(
+            f"{target.name}.{c.name} is NOT NULL and has no default; add --default "
+            f"{c.name}={hint}"
+        )
