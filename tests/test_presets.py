@@ -272,7 +272,7 @@ def test_woocommerce_sample_variations_find_parents_far_above_them():
     _, rows, _, _ = run("woocommerce", WOO_SAMPLE)
     rows = by_sku(rows)
     # Variations have their own Name and Description in the sample, and keep them; their
-    # Short description is empty and is the parent's.  woo-hoodie-blue-logo comes 21 rows
+    # Short description is empty and is the parent's.  woo-hoodie-blue-logo comes 23 rows
     # after its parent woo-hoodie, past a grouped and an external product.
     for sku in ("woo-vneck-tee-red", "woo-hoodie-red", "woo-hoodie-blue-logo"):
         assert rows[sku]["short_description"] == "This is a variable product."

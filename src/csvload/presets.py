@@ -36,7 +36,7 @@ empty.
 **WooCommerce** (the product CSV exporter of WooCommerce core).  One row per product and
 per variation, in ID order; a variation (`Type` variation) names its `Parent` by SKU or as
 `id:123`, and its parent, a `variable` product, comes before it in the file but seldom
-right before it (WooCommerce's own sample has twelve other products between a parent and
+right before it (WooCommerce's own sample has thirteen other products between a parent and
 its variations).
 
 - The key is `SKU` -> sku; rows without one are skipped.
