@@ -330,7 +330,7 @@ def test_verify_identical_file_exits_0_and_changes_nothing(loaded):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
-    assert (summary["skus"], summary["matching"], summary["missing"], summary["different"]) == (
+    assert (summary["keys"], summary["matching"], summary["missing"], summary["different"]) == (
         2,
         2,
         0,
@@ -374,7 +374,7 @@ def test_verify_different_values_exit_1_and_name_sku_and_fields(loaded, change, 
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert summary["different"] == 1 and summary["missing"] == 0
-    assert summary["different_examples"] == [{"sku": "A-1", "fields": fields}]
+    assert summary["different_examples"] == [{"key": "A-1", "fields": fields}]
     assert f"different: A-1 ({', '.join(fields)})" in result.stderr
 
 
@@ -393,7 +393,7 @@ def test_verify_reads_stdin_with_options_and_skips_rejects(loaded):
     result = cli(verify, dsn, "-", "--delimiter", ";", "--json", input=text)
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
-    assert (summary["rows_read"], summary["rejected"], summary["skus"]) == (4, 1, 3)
+    assert (summary["rows_read"], summary["rejected"], summary["keys"]) == (4, 1, 3)
     assert summary["missing_examples"] == ["NEW"]
 
 
@@ -427,7 +427,8 @@ def test_stats_match_the_table(loaded):
             ).fetchall()
         )
         runs_list = list_runs(conn)
-    assert (s["products"], s["active"]) == (count, active) == (2, 1)
+    assert (s["table"], s["rows"], s["active"]) == ("products", count, active)
+    assert (count, active) == (2, 1)
     assert s["total_bytes"] == s["table_bytes"] + s["indexes_bytes"]
     assert s["indexes_bytes"] == sum(i["bytes"] for i in s["indexes"]) > 0
     names = {i["name"] for i in s["indexes"]}
@@ -436,7 +437,7 @@ def test_stats_match_the_table(loaded):
     assert usage["products_lower_sku_key"] >= 1
     assert s["last_import"]["run_id"] == runs_list[0].run_id
     text = cli(stats, dsn)
-    assert "products        2" in text.stdout and "products_lower_sku_key" in text.stdout
+    assert "rows            2" in text.stdout and "products_lower_sku_key" in text.stdout
 
 
 def test_stats_before_init(dsn):

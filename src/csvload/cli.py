@@ -270,6 +270,7 @@ def run_import(job: ImportJob) -> ExitStatus:
     with _signals_interrupt():
         try:
             with Source(job.source, stdin=sys.stdin.buffer) as source:
+                source.find_keys(job.options.key)
                 resolved = resolve_dsn(job.dsn)
                 recorder = runs.RunRecorder.start(
                     resolved,

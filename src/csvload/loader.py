@@ -101,9 +101,12 @@ def prepare(conn: psycopg.Connection, source: Source, options: ImportOptions) ->
     where its key columns are.  Raises CsvloadError before anything is read or written."""
     try:
         with conn.transaction():
+            if options.lock_timeout is not None:
+                # Reading column defaults takes a share lock on the table.
+                conn.execute(sql.set_local({"lock_timeout": _milliseconds(options.lock_timeout)}))
             target = describe(conn, options.table, options.key)
     except psycopg.Error as e:
-        raise translate(e, options.table) from e
+        raise translate(e, source.name) from e
     plan = bind(target, source.header, _binding(source, options), _where(source))
     source.use_keys(tuple((f.index, f.column.name) for f in plan.key_fields))
     return plan
@@ -150,6 +153,7 @@ def import_source(
     try:
         with conn.transaction():
             _configure(db, options)
+            _check_now(db, plan)
             stage(db, source, options, result, rejects, report, lines)
             if result.rejected > options.max_errors:
                 raise TooManyRejectsError(_too_many(result, options, rejects))
@@ -191,10 +195,14 @@ def _configure(db: Statements, options: ImportOptions) -> None:
     if options.statement_timeout is not None:
         settings["statement_timeout"] = _milliseconds(options.statement_timeout)
     db.execute(sql.set_local(settings))
-    # Deferred foreign keys (Django declares every one DEFERRABLE INITIALLY DEFERRED) would
-    # otherwise be checked at COMMIT, where a bad row fails the whole import; checked at
-    # the end of the merge instead, a violation is a reject like any other.
-    db.execute(SET_CONSTRAINTS_IMMEDIATE)
+
+
+def _check_now(db: Statements, plan: Plan) -> None:
+    """Deferred foreign keys (Django declares every one DEFERRABLE INITIALLY DEFERRED) would
+    otherwise be checked at COMMIT, where a bad row fails the whole import; checked at the
+    end of the merge instead, a violation is a reject like any other."""
+    if plan.target.deferrable:
+        db.execute(SET_CONSTRAINTS_IMMEDIATE)
 
 
 SET_CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
@@ -296,7 +304,7 @@ def _write(db, plan: Plan, source: Source, options, result, rejects, lines: Line
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                distinct = _merge(db, plan, result, empty, attempt)
+                distinct = _merge(db, plan, result, empty)
             break
         except fit.FIXABLE as e:
             if attempt == 2:
@@ -335,7 +343,7 @@ def _rebuild_own_indexes(db, plan: Plan, primary_key: str | None) -> None:
         db.execute(index.create(plan.target.name))
 
 
-def _merge(db, plan: Plan, result: ImportResult, empty: bool, attempt: int) -> int:
+def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
     """One attempt at writing the stage; sets inserted and updated, returns the number of
     distinct keys."""
     if empty:
@@ -346,10 +354,8 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool, attempt: int) -> i
     # the transaction's table statistics, so without them the WITH form runs.
     counted, inserted, updated = db.execute(sql.written(plan)).fetchone()
     if counted and db.cur.connection.info.server_version >= 150000:
-        if attempt == 1:
-            db.execute(sql.CREATE_UNCHANGED)
-        else:
-            db.execute(sql.RESET_UNCHANGED)
+        # Created inside the savepoint: an attempt rolled back takes it along.
+        db.execute(sql.CREATE_UNCHANGED)
         db.execute(sql.merge_into(plan))
         unchanged, now_inserted, now_updated = db.execute(sql.merge_counts(plan)).fetchone()
         result.inserted, result.updated = now_inserted - inserted, now_updated - updated

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from csvload.errors import InputError
+from csvload.errors import InputError, MissingColumnError
 
 # The largest field csvload accepts: 16 MiB, 128x Python csv's default of 131072.  A
 # larger field is rejected with its line; past _CSV_HARD_LIMIT the csv module itself gives
@@ -453,6 +453,24 @@ class Source:
         self.header = header
         self.header_line = start
 
+    def find_keys(self, key: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+        """(column, name) of each key column in the header, as named or --map'ped, matched
+        case-insensitively; MissingColumnError names the first one missing.  Lets a file
+        without its key fail before csvload even connects."""
+        renames = {h.strip().casefold(): c.casefold() for h, c in self.options.mapping}
+        folded = [h.strip().lstrip("\ufeff").casefold() for h in self.header]
+        folded = [renames.get(h, h) for h in folded]
+        found = []
+        for k in key:
+            if k.casefold() not in folded:
+                shown = ", ".join(repr(h) for h in self.header[:8])
+                raise MissingColumnError(
+                    f"{self.name} line {self.header_line}: no {k} column in the header"
+                    f" (found {shown}; use --map 'Your Column={k}')"
+                )
+            found.append((folded.index(k.casefold()), k))
+        return tuple(found)
+
     def use_keys(self, keys: tuple[tuple[int, str], ...]) -> None:
         """Name the key columns, (0-based column, name): a record with an empty key is
         rejected."""
@@ -462,7 +480,9 @@ class Source:
         """Stream the data records in chunks of about batch_size records: a block that
         goes to COPY whole (see _WholeBlocks, about 256K characters) is never split."""
         ncols = len(self.header)
-        assert self.keys, "use_keys() first"
+        if not self.keys:
+            # Nobody bound the file to a table: the default key, sku, as the header has it.
+            self.keys = self.find_keys(("sku",))
         keys = [i for i, _ in self.keys]
         sku = keys[0] if len(keys) == 1 else None
         reader = self._reader

@@ -286,8 +286,6 @@ UNCHANGED = sql.Identifier("csvload_unchanged")
 CREATE_UNCHANGED = sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(
     seq=UNCHANGED, stage=STAGE
 )
-# A MERGE rolled back to its savepoint has taken numbers; sequences are not transactional.
-RESET_UNCHANGED = sql.SQL("SELECT setval({}, 1, false)").format(sql.Literal("csvload_unchanged"))
 
 
 def written(plan: Plan) -> sql.Composed:

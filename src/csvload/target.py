@@ -89,6 +89,7 @@ class Target:
     checks: tuple[Check, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     own: bool = False  # csvload's own products, exactly as `csvload init` made it
+    deferrable: bool = False  # has DEFERRABLE constraints (Django's foreign keys are)
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -265,6 +266,10 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         for n, cols, reg, rs, rt, refs in conn.execute(_FOREIGN_KEYS, (oid,)).fetchall()
     )
     index_names = {r[0] for r in conn.execute(_INDEX_NAMES, (oid,)).fetchall()}
+    deferrable = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s AND condeferrable)",
+        (oid,),
+    ).fetchone()[0]
     return Target(
         schema=schema,
         name=name,
@@ -277,6 +282,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         checks=checks,
         foreign_keys=foreign_keys,
         own=_is_own_products(name, columns, index_names),
+        deferrable=deferrable,
     )
 
 
