@@ -138,3 +138,64 @@ def csv_records(text: str) -> list[tuple[int, list[str]]]:
             records.append((last + 1, row))
         last = reader.line_num
     return records[1:]
+
+
+# -- one throwaway server per PostgreSQL major (tests of the typed target) --------------------
+
+PG_MAJORS = ("15", "18")
+
+
+def _bindir_for(major: str) -> Path | None:
+    """The first of find_bindirs() whose `postgres --version` is of this major."""
+    from csvload.embedded import find_bindirs
+
+    for bindir in find_bindirs():
+        try:
+            out = subprocess.run(
+                [str(bindir / "postgres"), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        version = out.strip().rsplit(") ", 1)[-1].split()[0] if ") " in out else ""
+        if version.split(".")[0] == major:
+            return bindir
+    return None
+
+
+@pytest.fixture(scope="session", params=PG_MAJORS, ids=[f"pg{m}" for m in PG_MAJORS])
+def major_server_dsn(request):
+    """A throwaway csvload.embedded.LocalServer of one PostgreSQL major (15, then 18);
+    skipped with the reason when no binaries of that major are installed."""
+    from csvload.embedded import LocalServer
+
+    major = request.param
+    bindir = _bindir_for(major)
+    if bindir is None:
+        pytest.skip(f"no PostgreSQL {major} server binaries among csvload's candidates")
+    home = Path(tempfile.mkdtemp(prefix=f"csvload-pg{major}-", dir="/tmp"))
+    home.chmod(0o755)
+    server = LocalServer(home, bindirs=[bindir])
+    try:
+        dsn = server.ensure()
+        with psycopg.connect(dsn) as c:
+            assert c.info.server_version // 10000 == int(major)
+        yield dsn
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def major_dsn(major_server_dsn):
+    """Like dsn, on major_server_dsn: a fresh schema of this test's own as search_path."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(major_server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield with_search_path(major_server_dsn, name)
+    finally:
+        with psycopg.connect(major_server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
