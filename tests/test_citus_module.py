@@ -50,6 +50,7 @@ def test_plain_postgresql_is_not_citus_and_its_tables_are_local(dsn):
         assert is_citus(c) is False
         assert table_kind(c, "products") == TableKind(Kind.LOCAL)
         assert not table_kind(c, "products").is_distributed
+        assert not table_kind(c, "products").citus_plans
 
 
 def test_table_kind_of_a_missing_table_is_no_table_error(dsn):
@@ -101,13 +102,11 @@ def test_table_kind_tells_every_kind_of_citus_table(citus_dsn):
         assert table_kind(c, '"Odd Name"') == TableKind(Kind.DISTRIBUTED, "k", 2)
         assert table_kind(c, "ref") == TableKind(Kind.REFERENCE, None, 1)
         assert table_kind(c, "plain") == TableKind(Kind.LOCAL)
-        assert table_kind(c, "citus_local") == TableKind(Kind.LOCAL)
+        assert table_kind(c, "citus_local") == TableKind(Kind.CITUS_LOCAL, None, 1)
         assert table_kind(c, "single") == TableKind(Kind.SINGLE_SHARD, None, 1)
-        assert [table_kind(c, t).is_distributed for t in ("hashed", "single", "ref")] == [
-            True,
-            True,
-            False,
-        ]
+        names = ("hashed", "single", "ref", "citus_local", "plain")
+        assert [table_kind(c, t).is_distributed for t in names] == [True, True, False, False, False]
+        assert [table_kind(c, t).citus_plans for t in names] == [True, True, True, True, False]
         with pytest.raises(NoTableError):
             table_kind(c, "nosuch")
 

@@ -69,7 +69,10 @@ class Kind(StrEnum):
     REFERENCE = "reference"  # one shard, replicated to every node
     APPEND = "append"  # legacy append/range distribution: no unique keys across shards
     RANGE = "range"
-    LOCAL = "local"  # a plain table, or a Citus local table: it lives on this node only
+    # A Citus local table (citus_add_local_table_to_metadata): its one shard is on the
+    # coordinator, but Citus plans its statements, with the distributed tables' limits.
+    CITUS_LOCAL = "citus_local"
+    LOCAL = "local"  # a plain PostgreSQL table that Citus does not manage
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,21 @@ class TableKind:
 
     @property
     def is_distributed(self) -> bool:
-        """Rows are spread over shards on the workers (not local, not a reference table)."""
-        return self.kind not in (Kind.LOCAL, Kind.REFERENCE)
+        """Rows are spread over shards on the workers (not local, reference or citus-local)."""
+        return self.kind not in (Kind.LOCAL, Kind.CITUS_LOCAL, Kind.REFERENCE)
+
+    @property
+    def citus_plans(self) -> bool:
+        """Citus plans writes to it: no MERGE from a local table, no now() in ON CONFLICT DO
+        UPDATE, no pg_stat_get_xact_tuples_* counts (tried on Citus 14.0.1)."""
+        return self.kind != Kind.LOCAL
 
 
 LOCAL = TableKind(Kind.LOCAL)
 
 # partmethod 'n' (none) is a reference table when replicated to all nodes (repmodel 't'),
 # a single-shard distributed table when it has a colocation group, else a Citus local table.
+# A table missing from pg_dist_partition is a plain local one.
 _TABLE_KIND = """
 SELECT CASE p.partmethod
          WHEN 'h' THEN 'distributed'
@@ -97,7 +107,7 @@ SELECT CASE p.partmethod
          WHEN 'r' THEN 'range'
          ELSE CASE WHEN p.repmodel = 't' THEN 'reference'
                    WHEN p.colocationid <> 0 THEN 'single_shard'
-                   ELSE 'local' END
+                   ELSE 'citus_local' END
        END,
        CASE WHEN p.partmethod IN ('h', 'a', 'r')
             THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
@@ -136,8 +146,6 @@ def table_kind(conn: psycopg.Connection, table: str) -> TableKind:
     if found is None:
         return LOCAL
     kind, column, shards = found
-    if kind == Kind.LOCAL:
-        return LOCAL
     return TableKind(Kind(kind), column, shards)
 
 
