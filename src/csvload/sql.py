@@ -199,7 +199,12 @@ def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composab
             assert fallback is not None
             values.append(fallback)
     given = {c.name for c, _ in plan.defaults}
-    if plan.touch is not None and plan.touch.name not in in_file | given:
+    if (
+        plan.touch is not None
+        and plan.touch.name not in in_file | given
+        # A default of now() already gives new rows the transaction's timestamp.
+        and (plan.touch.default or "").lower() not in ("now()", "current_timestamp")
+    ):
         names.append(plan.touch.identifier)
         values.append(_touch_value(plan))
     return sql.SQL(", ").join(names), sql.SQL(", ").join(values)
