@@ -312,5 +312,8 @@ def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str
 def record_text(fields: list[str], delimiter: str) -> str:
     """A staged record written back as one CSV record, for the rejects file."""
     out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(fields)
-    return out.getvalue()
+    # With lineterminator="" the writer did not quote a field holding a line break (it
+    # quotes the terminator's characters, and there were none), so a multi-line value came
+    # back as several records.  "\r\n" makes it quote CR and LF; then drop the terminator.
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerow(fields)
+    return out.getvalue()[:-2]
