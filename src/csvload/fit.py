@@ -78,7 +78,9 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
     # OFFSET 0 keeps the subquery from being flattened: the casts in its select list must
     # only ever see the rows its WHERE let through.
     fitting = sql.SQL(
-        "(SELECT ord, {values} FROM {stage} s WHERE NOT EXISTS"
+        # The stage's ord as csvload_ord: a table column named ord is among the values,
+        # and the CHECK expressions below must see that one, unambiguously.
+        "(SELECT s.ord AS csvload_ord, {values} FROM {stage} s WHERE NOT EXISTS"
         " (SELECT 1 FROM {bad} b WHERE b.ord = s.ord) OFFSET 0)"
     ).format(
         values=sql.SQL(", ").join(
@@ -94,7 +96,8 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
             first = mapped[check.columns[0]] if len(check.columns) == 1 else -1
             db.execute(
                 sql.SQL(
-                    "INSERT INTO {bad} SELECT ord, {field}, 'check', NULL, {name} FROM {rows} d"
+                    "INSERT INTO {bad} SELECT csvload_ord, {field}, 'check', NULL, {name}"
+                    " FROM {rows} d"
                     " WHERE NOT coalesce(({expression}), true)"
                 ).format(
                     bad=q.BAD,
@@ -115,7 +118,8 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
             )
             db.execute(
                 sql.SQL(
-                    "INSERT INTO {bad} SELECT ord, {field}, 'fk', NULL, {name} FROM {rows} d"
+                    "INSERT INTO {bad} SELECT csvload_ord, {field}, 'fk', NULL, {name}"
+                    " FROM {rows} d"
                     " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
                 ).format(
                     bad=q.BAD,

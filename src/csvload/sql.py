@@ -134,8 +134,10 @@ def latest(plan: Plan) -> sql.Composed:
         ]
     )
     order = sql.SQL(", ").join(o for _, o, _ in parts)
+    # s.ord, not ord: a bare name in ORDER BY means an output column first, and a table
+    # with a column named ord (an output column here) made this "ambiguous".
     return sql.SQL(
-        "SELECT DISTINCT ON ({order}) {select} FROM {stage} ORDER BY {order}, ord DESC"
+        "SELECT DISTINCT ON ({order}) {select} FROM {stage} s ORDER BY {order}, s.ord DESC"
     ).format(order=order, select=select, stage=STAGE)
 
 
