@@ -240,9 +240,13 @@ def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
         elif kf.column.is_text:
             conditions.append(sql.SQL("p.{} = s.{}").format(ident, text))
         else:
-            # The value expression reads bare stage columns c1..cN; the stage row s is
-            # the only relation here with such names unless the table has them too.
-            conditions.append(sql.SQL("p.{} = {}").format(ident, q.value(plan, kf)))
+            # s.cN, never bare: a bare c1 meant the table's own column when it had one of
+            # that name, so an integer key c1 was cast from '' and the import failed.
+            staged = sql.SQL("s.{}").format(text)
+            if plan.decimal_comma and kf.column.category == "N":
+                staged = sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(staged)
+            conditions.append(sql.SQL("p.{} = NULLIF({}, '')::{}").format(
+                ident, staged, sql.SQL(kf.column.type)))
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'empty', NULL, NULL FROM {stage} s"
         " WHERE s.{raw} = '' AND NOT EXISTS (SELECT 1 FROM {table} p WHERE {match})"
