@@ -424,3 +424,29 @@ def test_reimport_of_every_type_is_unchanged_then_one_change_updates(typed, tmp_
     changed = put(tmp_path, HEADER + "\n" + record(**{**FULL, "doc": '{"b": 2}'}) + "\n", "c.csv")
     result = load(typed, changed)
     assert (json.loads(result.stdout)["updated"], fetch(typed, "doc")) == (1, [({"b": 2},)])
+
+
+def test_columns_named_like_csvloads_own_stage_columns(major_dsn, tmp_path):
+    """The stage's columns are c1..cN and ord: a table may have columns of those names."""
+    with psycopg.connect(major_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE t (c1 integer UNIQUE, c2 integer NOT NULL,"
+            " ord text CHECK (ord <> 'bad'));"
+            " INSERT INTO t VALUES (1, 5, 'x')"
+        )
+    path = put(tmp_path, "c1,c2,ord\n1,,first\n1,,last\n2,,z\n3,7,bad\n4,8,ok\n")
+    result = cli(major_dsn, "import", path, "--table", "t", "--key", "c1", "--max-errors", "2",
+                 "--json")
+    assert result.exit_code == 3, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["updated"], summary["inserted"], summary["duplicates"]) == (1, 1, 1)
+    with psycopg.connect(major_dsn) as conn:
+        assert conn.execute("SELECT * FROM t ORDER BY c1").fetchall() == [
+            (1, 5, "last"), (4, 8, "ok"),
+        ]
+    assert Path(path + ".rejects.csv").read_bytes() == (
+        b"line,reason,record\r\n"
+        b'4,"c2 is empty, and t.c2 is NOT NULL with no default for a new row'
+        b' (add --default c2=VALUE)","2,,z"\r\n'
+        b"5,ord bad violates t_ord_check,\"3,7,bad\"\r\n"
+    )
