@@ -551,3 +551,26 @@ def test_a_users_own_products_gets_no_extra_indexes(major_dsn, tmp_path):
     assert [r[0] for r in before["indexes"]] == [
         "my_products_id", "my_products_recent", "my_products_sku"
     ]
+
+
+def test_citext_key_matches_case_insensitively_end_to_end(major_dsn, tmp_path):
+    with psycopg.connect(major_dsn, autocommit=True) as conn:
+        here = conn.execute("SELECT current_schema()").fetchone()[0]
+        conn.execute(
+            f'CREATE EXTENSION citext SCHEMA "{here}";'
+            " CREATE TABLE item (sku citext PRIMARY KEY, name text NOT NULL)"
+        )
+    args = ("--table", "item", "--json", "--quiet")
+    first = put(tmp_path, "sku,name\nAb-1,one\naB-1,two\ncd-2,three\n", "a.csv")
+    summary = json.loads(cli(major_dsn, "import", first, *args).stdout)
+    assert (summary["inserted"], summary["duplicates"]) == (2, 1)
+    assert query(major_dsn, "SELECT sku::text, name FROM item ORDER BY sku") == [
+        ("aB-1", "two"), ("cd-2", "three"),
+    ]
+    second = put(tmp_path, "sku,name\nAB-1,two\nCD-2,four\nef-3,five\n", "b.csv")
+    summary = json.loads(cli(major_dsn, "import", second, *args).stdout)
+    # The spelling of a case-insensitive key is written when it changed.
+    assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (1, 2, 0)
+    assert query(major_dsn, "SELECT sku::text, name FROM item ORDER BY sku") == [
+        ("AB-1", "two"), ("CD-2", "four"), ("ef-3", "five"),
+    ]
