@@ -87,6 +87,30 @@ def _first_line(message: str, dsn: str | None = None) -> str:
     return line
 
 
+# How a Citus coordinator reports a worker it cannot reach (Citus 14.0.1): 08006 when it
+# cannot connect, 58030 when a COPY to a shard fails, XX000 when the worker's connection
+# broke mid-transaction (with CONTEXT "while executing command on <worker>").  The
+# client's own connection is fine; the transaction is aborted.
+_WORKER_DOWN = (
+    "connection to the remote node",
+    "failed to COPY to shard",
+    "server closed the connection unexpectedly",
+    "failure on connection marked as essential",
+    "could not establish any connections to the node",
+    "connection not open",
+)
+
+
+def _worker_down(e: psycopg.Error) -> bool:
+    if e.sqlstate not in ("08006", "58030", "XX000"):
+        return False
+    primary = (e.diag.message_primary if e.diag else None) or ""
+    if not primary.startswith(_WORKER_DOWN):
+        return False
+    # "server closed the connection" is also libpq's own word for the client's connection.
+    return e.sqlstate != "XX000" or "while executing command on" in (e.diag.context or "")
+
+
 def translate(e: psycopg.Error, where: str) -> DatabaseError:
     """A one-line error for a database failure the user can act on."""
     primary = e.diag.message_primary if e.diag and e.diag.message_primary else str(e)
@@ -102,6 +126,10 @@ def translate(e: psycopg.Error, where: str) -> DatabaseError:
     if isinstance(e, errors.LockNotAvailable):
         return DatabaseError(
             f"{where}: {primary} (another session holds the table; raise --lock-timeout)"
+        )
+    if _worker_down(e):
+        return DatabaseError(
+            f"{where}: a worker node is down or unreachable: {primary}; nothing was written"
         )
     # The connection itself is gone: libpq lost the socket (no SQLSTATE), a connection
     # exception (class 08), or the server shutting down.  Other OperationalErrors (an
