@@ -281,7 +281,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         key_index=index_name,
         checks=checks,
         foreign_keys=foreign_keys,
-        own=_is_own_products(name, columns, index_names),
+        own=_is_own_products(conn, oid, name, columns, index_names),
         deferrable=deferrable,
     )
 
@@ -383,14 +383,19 @@ def _quote_ident(name: str) -> str:
 _OWN_COLUMNS = ("id", "sku", "name", "description", "active", "created_at", "updated_at")
 
 
-def _is_own_products(name: str, columns, index_names: set[str]) -> bool:
+def _is_own_products(conn, oid: int, name: str, columns, index_names: set[str]) -> bool:
     """csvload's own products exactly as `csvload init` creates it: the loader may then
-    drop and rebuild its indexes (by their known definitions) when filling it empty."""
+    drop and rebuild its indexes (by their known definitions) when filling it empty.
+
+    Only when the bare name products finds this very table: that DDL (schema.py) names
+    products unqualified, so for --table shop.products it hit the search_path's products,
+    or failed with 'relation "products" does not exist' when there was none."""
     own_indexes = {i.name for i in INDEXES} | {f"{PRODUCTS}_pkey"}
     return (
         name == PRODUCTS
         and tuple(c.name for c in columns) == _OWN_COLUMNS
         and index_names == own_indexes
+        and conn.execute("SELECT to_regclass(%s) = %s", (PRODUCTS, oid)).fetchone()[0] is True
     )
 
 
