@@ -574,3 +574,42 @@ def test_citext_key_matches_case_insensitively_end_to_end(major_dsn, tmp_path):
     assert query(major_dsn, "SELECT sku::text, name FROM item ORDER BY sku") == [
         ("AB-1", "two"), ("CD-2", "four"), ("ef-3", "five"),
     ]
+
+
+def test_csvload_made_products_in_another_schema(major_dsn, tmp_path):
+    """`csvload init` run in schema shop, then an import naming shop.products from a
+    search_path that has a products of its own (or none): each table keeps its own."""
+    from conftest import with_search_path
+
+    shop = f"shop_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(major_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{shop}"')
+        server = conn.info.dsn
+    shop_dsn = with_search_path(
+        psycopg.conninfo.make_conninfo(server, options=None), shop
+    )
+    try:
+        assert cli(shop_dsn, "init").exit_code == 0
+        table = f"{shop}.products"
+        shop_before = catalog(major_dsn, table)
+        path = put(tmp_path, PRODUCTS_FILE)
+        # No products on the search_path.
+        result = cli(major_dsn, "import", path, "--table", table, "--quiet")
+        assert result.exit_code == 0, result.stderr
+        assert query(major_dsn, f'SELECT count(*) FROM "{shop}".products') == [(50,)]
+        assert catalog(major_dsn, table) == shop_before
+        # A products of the search_path's own, filled: untouched by an import into shop's.
+        assert cli(major_dsn, "init").exit_code == 0
+        import_counting(major_dsn, PRODUCTS_FILE, tmp_path, "mine.csv")
+        mine_before, mine_rows = catalog(major_dsn, "products"), content(major_dsn, "products")
+        with psycopg.connect(major_dsn) as conn:
+            conn.execute(f'TRUNCATE "{shop}".products')
+        result = cli(major_dsn, "import", path, "--table", table, "--quiet")
+        assert result.exit_code == 0, result.stderr
+        assert catalog(major_dsn, table) == shop_before
+        assert (catalog(major_dsn, "products"), content(major_dsn, "products")) == (
+            mine_before, mine_rows
+        )
+    finally:
+        with psycopg.connect(major_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{shop}" CASCADE')
