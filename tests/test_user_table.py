@@ -268,12 +268,6 @@ def test_dry_run_writes_nothing(django, tmp_path):
     assert content(django) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify binds the file as an import would and has no --default, so on a Django"
-    " table it refuses with 'created_at is NOT NULL and has no default' although it writes"
-    " nothing (bug in verify.py/runcommands.py, not in target.py)",
-)
 def test_verify_follows_the_target(django, tmp_path):
     path = put(tmp_path, django_csv(4))
     load(django, path)

@@ -37,6 +37,8 @@ SECRET = "whsec-s3cr3t-value"
 SUMMARY = {
     "status": "completed_with_rejects",
     "file": "products.csv",
+    "table": "shop.catalog_product",
+    "key": ["supplier", "sku"],
     "rows_read": 1000,
     "inserted": 600,
     "updated": 250,
@@ -195,6 +197,12 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
         "unchanged",
         "duplicates",
         "rejected",
+        "skipped",
+        "deactivated",
+        "reactivated",
+        "deleted",
+        "table",
+        "key",
         "seconds",
         "database",
         "rejects_file",
@@ -213,6 +221,8 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
     assert [
         body[k] for k in ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
     ] == [1000, 600, 250, 100, 30, 20]
+    assert (body["table"], body["key"]) == ("shop.catalog_product", ["supplier", "sku"])
+    assert [body[k] for k in ("skipped", "deactivated", "reactivated", "deleted")] == [0] * 4
     assert body["seconds"] == 1.234
     assert body["database"] == {"name": "shop", "host": "db.internal"}
     assert body["rejects_file"] == "products.rejects.csv"

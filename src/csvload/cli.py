@@ -13,11 +13,13 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
+import psycopg
 
-from csvload import __version__, runs, schema, webhook
-from csvload.database import connect, describe, target
+from csvload import __version__, citus, runs, schema, webhook
+from csvload.database import connect, describe, target, translate
 from csvload.dbcommands import db
 from csvload.errors import CsvloadError, ExitStatus, Interrupted
 from csvload.loader import (
@@ -27,8 +29,10 @@ from csvload.loader import (
     import_source,
     prepare,
 )
+from csvload.missing import MODES
 from csvload.options import (
     AssignmentParam,
+    LimitParam,
     connect_timeout_option,
     dsn_option,
     fail,
@@ -57,12 +61,31 @@ def main():
 @main.command()
 @dsn_option
 @connect_timeout_option
-def init(dsn, connect_timeout):
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="On a Citus coordinator: products distributed by a citext sku over the workers.",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(1, 64000),
+    default=None,
+    help="With --distributed: the shard count (default: Citus's citus.shard_count).",
+)
+def init(dsn, connect_timeout, distributed, shards):
     """Create csvload's own products table and its indexes (idempotent)."""
+    if shards is not None and not distributed:
+        raise click.UsageError("--shards needs --distributed")
     try:
         resolved = resolve_dsn(dsn)
         with connect(resolved, connect_timeout=connect_timeout) as conn:
-            schema.create_products(conn)
+            if distributed:
+                try:
+                    citus.create_distributed_products(conn, shards)
+                except psycopg.Error as e:
+                    raise translate(e, "init --distributed") from e
+            else:
+                schema.create_products(conn)
             runs.create_runs_table(conn)
     except CsvloadError as e:
         fail(e)
@@ -162,71 +185,124 @@ class WebhookUrl(click.ParamType):
     " (default: updated_at, when the table has it and the file does not).",
 )
 @click.option("--no-touch", is_flag=True, help="Touch no column.")
-def import_(
-    path,
-    dsn,
-    batch_size,
-    as_json,
-    quiet,
-    max_errors,
-    rejects_path,
-    dry_run,
-    encoding,
-    delimiter,
-    mapping,
-    connect_timeout,
-    lock_timeout,
-    statement_timeout,
-    webhooks,
-    webhook_secret,
-    webhook_timeout,
-    webhook_retries,
-    webhook_on_dry_run,
-    table,
-    key,
-    decimal_comma,
-    defaults,
-    touch,
-    no_touch,
-):
+@click.option(
+    "--missing",
+    type=click.Choice(MODES),
+    default="keep",
+    show_default=True,
+    help="What to do with the rows in scope that the file does not list.",
+)
+@click.option(
+    "--active-column",
+    default="active",
+    show_default=True,
+    metavar="COLUMN",
+    help="The boolean column --missing deactivate sets to false.",
+)
+@click.option(
+    "--max-missing",
+    type=LimitParam(),
+    default="10%",
+    show_default=True,
+    help="Fail instead of deactivating or deleting more rows than N, or P% of those in scope.",
+)
+@click.option(
+    "--changes",
+    "changes_path",
+    type=click.Path(dir_okay=False),
+    help="Write one CSV row per key the import changed to this file.",
+)
+@click.option("--feed", metavar="NAME", help="Take the options of [feeds.NAME] in the config.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="The config file for --feed (default: ./csvload.toml).",
+)
+@click.pass_context
+def import_(ctx, **params):
     """Import a product CSV (PATH, or - for stdin) into a table (default: products)."""
-    if rejects_path and path != "-" and os.path.realpath(rejects_path) == os.path.realpath(path):
+    if params["feed"]:
+        params = _with_feed(ctx, params)
+    elif params["config_path"]:
+        raise click.UsageError("--config names the file that --feed reads; give --feed too")
+    p = SimpleNamespace(**params)
+    path = p.path
+    if p.rejects_path and path != "-" and os.path.realpath(p.rejects_path) == os.path.realpath(
+        path
+    ):
         raise click.BadParameter("must not be the input file", param_hint="--rejects")
-    if touch and no_touch:
+    if p.touch and p.no_touch:
         raise click.UsageError("--touch and --no-touch contradict each other")
     job = ImportJob(
-        source=SourceOptions(path, encoding, delimiter, tuple(mapping)),
+        source=SourceOptions(path, p.encoding, p.delimiter, tuple(p.mapping)),
         options=ImportOptions(
-            table=table,
-            key=key,
+            table=p.table,
+            key=tuple(p.key),
             binding=Binding(
-                mapping=tuple(mapping),
+                mapping=tuple(p.mapping),
                 defaults=tuple(
-                    (c, NOW if v.strip().lower() == NOW else v) for c, v in defaults
+                    (c, NOW if str(v).strip().lower() == NOW else str(v)) for c, v in p.defaults
                 ),
-                touch=touch,
-                no_touch=no_touch,
-                decimal_comma=decimal_comma,
+                touch=p.touch,
+                no_touch=p.no_touch,
+                decimal_comma=p.decimal_comma,
+                scope=tuple(p.scope),
             ),
-            batch_size=batch_size,
-            max_errors=max_errors,
-            dry_run=dry_run,
-            rejects_path=Path(rejects_path) if rejects_path else default_path(path, Path.cwd()),
-            lock_timeout=lock_timeout,
-            statement_timeout=statement_timeout,
+            preset=p.preset,
+            missing=p.missing,
+            active_column=p.active_column,
+            max_missing=p.max_missing,
+            changes_path=Path(p.changes_path) if p.changes_path else None,
+            batch_size=p.batch_size,
+            max_errors=p.max_errors,
+            dry_run=p.dry_run,
+            rejects_path=Path(p.rejects_path) if p.rejects_path else default_path(path, Path.cwd()),
+            lock_timeout=p.lock_timeout,
+            statement_timeout=p.statement_timeout,
         ),
         webhooks=webhook.WebhookOptions(
-            urls=tuple(webhooks) if (webhook_on_dry_run or not dry_run) else (),
-            secret=webhook_secret,
-            timeout=webhook_timeout,
-            attempts=webhook_retries + 1,
+            urls=tuple(p.webhooks) if (p.webhook_on_dry_run or not p.dry_run) else (),
+            secret=p.webhook_secret,
+            timeout=p.webhook_timeout,
+            attempts=p.webhook_retries + 1,
         ),
-        dsn=dsn,
-        connect_timeout=connect_timeout,
-        as_json=as_json,
-        quiet=quiet,
+        dsn=p.dsn,
+        connect_timeout=p.connect_timeout,
+        as_json=p.as_json,
+        quiet=p.quiet,
     )
     sys.exit(run_import(job))
+
+
+# Where a feed's option names (config.OPTIONS) differ from the import command's parameters.
+_FEED_PARAMS = {
+    "map": "mapping",
+    "webhook": "webhooks",
+    "rejects": "rejects_path",
+    "default": "defaults",
+    "changes": "changes_path",
+}
+
+
+def _with_feed(ctx: click.Context, params: dict) -> dict:
+    """The command's parameters with the feed's settings under them: a flag given on the
+    command line (or through its environment variable) wins over the file."""
+    explicit = {
+        name
+        for name in params
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    from csvload.config import load_feed  # tomllib only for a run with --feed
+    from csvload.config import merge as merge_feed
+
+    config_path = Path(params["config_path"]) if params["config_path"] else None
+    try:
+        feed = load_feed(config_path, params["feed"], Path.cwd())
+    except CsvloadError as e:
+        fail(e)
+    return merge_feed(feed.settings, params, explicit, _FEED_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -250,6 +326,12 @@ class ImportJob:
             "touch": self.options.binding.touch,
             "no_touch": self.options.binding.no_touch,
             "decimal_comma": self.options.binding.decimal_comma,
+            "scope": [list(x) for x in self.options.binding.scope],
+            "preset": self.options.preset,
+            "missing": self.options.missing,
+            "active_column": self.options.active_column,
+            "max_missing": self.options.max_missing,
+            "changes": str(self.options.changes_path) if self.options.changes_path else None,
             "encoding": self.source.encoding,
             "delimiter": self.source.delimiter,
             "map": [list(m) for m in self.source.mapping],
@@ -270,7 +352,9 @@ def run_import(job: ImportJob) -> ExitStatus:
     with _signals_interrupt():
         try:
             with Source(job.source, stdin=sys.stdin.buffer) as source:
-                source.find_keys(job.options.key)
+                if job.options.preset is None:
+                    scoped = {c for c, _ in job.options.binding.scope}
+                    source.find_keys(tuple(k for k in job.options.key if k not in scoped))
                 resolved = resolve_dsn(job.dsn)
                 recorder = runs.RunRecorder.start(
                     resolved,

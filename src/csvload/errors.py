@@ -44,6 +44,10 @@ class TargetError(CsvloadError):
     that new rows need and nothing fills."""
 
 
+class MissingGuardError(CsvloadError):
+    """A full feed would deactivate or delete more rows than --max-missing allows."""
+
+
 class ConstraintError(CsvloadError):
     """The file would break one of the table's unique indexes; nothing was written."""
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from psycopg import errors, sql
 
 from csvload import sql as q
-from csvload.target import CITEXT, LOWER, Column, Field, Plan
+from csvload.target import Column, Field, Plan
 
 # The SQLSTATEs after which the merge is retried without the rows found here: data
 # exceptions (class 22: bad input syntax, out of range, too long), and the integrity
@@ -228,35 +228,20 @@ def _too_long(plan: Plan, i: int, f: Field) -> sql.Composed:
 def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
     """An empty field in a NOT NULL column with nothing to fall back on: fine for a row
     that exists (it keeps its value), a reject for a new one."""
-    conditions = []
-    for kf, match in zip(plan.key_fields, plan.target.matches, strict=True):
-        text = q.stage_column(kf.index)
-        ident = kf.column.identifier
-        if match == LOWER:
-            conditions.append(sql.SQL("lower(p.{}) = lower(s.{})").format(ident, text))
-        elif match == CITEXT:
-            conditions.append(sql.SQL("p.{} = s.{}::{}").format(
-                ident, text, sql.SQL(kf.column.type)))
-        elif kf.column.is_text:
-            conditions.append(sql.SQL("p.{} = s.{}").format(ident, text))
-        else:
-            # s.cN, never bare: a bare c1 meant the table's own column when it had one of
-            # that name, so an integer key c1 was cast from '' and the import failed.
-            staged = sql.SQL("s.{}").format(text)
-            if plan.decimal_comma and kf.column.category == "N":
-                staged = sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(staged)
-            conditions.append(sql.SQL("p.{} = NULLIF({}, '')::{}").format(
-                ident, staged, sql.SQL(kf.column.type)))
     return sql.SQL(
-        "INSERT INTO {bad} SELECT ord, {i}, 'empty', NULL, NULL FROM {stage} s"
-        " WHERE s.{raw} = '' AND NOT EXISTS (SELECT 1 FROM {table} p WHERE {match})"
+        # A LEFT JOIN, not NOT EXISTS: Citus refuses a correlated subquery on a
+        # distributed table from the coordinator's stage ("direct joins between
+        # distributed and local tables are not supported").
+        "INSERT INTO {bad} SELECT s.ord, {i}, 'empty', NULL, NULL FROM {stage} s"
+        " LEFT JOIN {table} p ON {match} WHERE s.{raw} = '' AND {absent}"
     ).format(
         bad=q.BAD,
         i=sql.Literal(i),
         stage=q.STAGE,
         raw=q.stage_column(f.index),
         table=plan.target.identifier,
-        match=sql.SQL(" AND ").join(conditions),
+        match=q.stage_match(plan, "s"),
+        absent=q.absent(plan),
     )
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import psycopg
 from psycopg import errors
 
-from csvload import fit, schema, sql
+from csvload import fit, missing, schema, sql, upsert
+from csvload.changes import ChangesWriter
 from csvload.database import translate, widen_send_buffer
 from csvload.errors import ConstraintError, TooManyRejectsError
+from csvload.presets import PRESETS
 from csvload.rejects import RejectsWriter
 from csvload.schema import INDEXES
 from csvload.source import Reject, Source
@@ -36,6 +38,11 @@ class ImportOptions:
     table: str = "products"  # optionally schema-qualified
     key: tuple[str, ...] = ("sku",)
     binding: Binding = field(default_factory=Binding)
+    preset: str | None = None  # a shop export's layout: presets.PRESETS
+    missing: str = "keep"  # keep, deactivate or delete the rows the file does not list
+    active_column: str = "active"  # the boolean column --missing deactivate sets
+    max_missing: int | str = "10%"  # rows, or a share of the rows in scope ("10%")
+    changes_path: Path | None = None  # --changes: one CSV row per key changed
     batch_size: int = DEFAULT_BATCH_SIZE
     max_errors: int = 0
     dry_run: bool = False
@@ -68,10 +75,15 @@ class ImportResult:
     unchanged: int = 0
     duplicates: int = 0
     rejected: int = 0
+    skipped: int = 0  # rows a preset's rules skip (a shop export's image rows)
+    deactivated: int = 0  # --missing deactivate: rows the file no longer lists
+    reactivated: int = 0  # inactive rows the file lists again (counted in updated too)
+    deleted: int = 0  # --missing delete
     seconds: float = 0.0
     rows_per_second: float = 0.0
     statements: int = 0
     rejects_file: str | None = None
+    changes_file: str | None = None
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None
     run_id: str | None = None
@@ -96,7 +108,9 @@ class Statements:
         return self.cur.copy(statement)
 
 
-def prepare(conn: psycopg.Connection, source: Source, options: ImportOptions) -> Plan:
+def prepare(
+    conn: psycopg.Connection, source: Source, options: ImportOptions, writing: bool = True
+) -> Plan:
     """Read the target's definition and bind the source's header to it; tells the source
     where its key columns are.  Raises CsvloadError before anything is read or written."""
     try:
@@ -107,8 +121,18 @@ def prepare(conn: psycopg.Connection, source: Source, options: ImportOptions) ->
             target = describe(conn, options.table, options.key)
     except psycopg.Error as e:
         raise translate(e, source.name) from e
-    plan = bind(target, source.header, _binding(source, options), _where(source))
-    source.use_keys(tuple((f.index, f.column.name) for f in plan.key_fields))
+    if options.preset is not None:
+        preset = PRESETS[options.preset].bind(source.header, target.writable(), _where(source))
+        source.use_preset(preset)
+    plan = bind(
+        target, source.staged_columns, _binding(source, options), _where(source), writing
+    )
+    if options.missing != "keep":
+        plan = missing.prepare(plan, options)
+    if options.preset is None:
+        source.use_keys(
+            tuple((f.index, f.column.name) for f in plan.key_fields if f.index < len(source.header))
+        )
     return plan
 
 
@@ -147,30 +171,46 @@ def import_source(
     result.table, result.key = plan.target.display, list(plan.target.key)
     result.ignored_columns = list(plan.ignored)
     rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
+    changes = ChangesWriter(options.changes_path) if options.changes_path else None
     db = Statements(conn)
     where = source.name
     lines = LineMap()
+    sync = missing.Sync(plan, options) if options.missing != "keep" else None
     try:
         with conn.transaction():
             _configure(db, options)
             _check_now(db, plan)
-            stage(db, source, options, result, rejects, report, lines)
+            stage(db, source, options, result, rejects, report, lines, plan, sync)
             if result.rejected > options.max_errors:
                 raise TooManyRejectsError(_too_many(result, options, rejects))
             _lock(db, plan, report, result)
+            if sync is not None:
+                sync.before(db)
             report(Progress("merging", 0, None, result.rows_read))
-            _write(db, plan, source, options, result, rejects, lines)
+            _write(db, plan, source, options, result, rejects, lines, changes is not None)
+            if sync is not None:
+                sync.after(db, result, changes is not None, source.name)
+            if changes is not None:
+                changes.fill(db, plan)
             if options.dry_run:
                 raise psycopg.Rollback()
             report(Progress("committing", 0, None, result.rows_read))
     except psycopg.Error as e:
+        if changes is not None:
+            changes.discard()
         raise translate(e, where) from e
+    except BaseException:
+        if changes is not None:
+            changes.discard()
+        raise
     finally:
         if rejects is not None:
             path = rejects.finish()
             result.rejects_file = str(path) if path else None
         result.statements = db.count
         result.seconds = round(time.monotonic() - started, 3)
+    if changes is not None:
+        result.changes_file = str(changes.finish())
     result.status = "dry_run" if options.dry_run else "succeeded"
     result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
     report(Progress("done", 0, None, result.rows_read))
@@ -237,7 +277,9 @@ class LineMap:
         return self._lines[i] + (ord_ - self._ords[i])
 
 
-def stage(db, source: Source, options, result, rejects, report, lines=None) -> None:
+def stage(
+    db, source: Source, options, result, rejects, report, lines=None, plan=None, sync=None
+) -> None:
     """COPY the source's good records into the temp table sql.STAGE, chunk by chunk,
     counting rows_read and rejected into result.  Shared with verify.
 
@@ -246,23 +288,29 @@ def stage(db, source: Source, options, result, rejects, report, lines=None) -> N
     staged in 0.91 s against 1.35 s for one COPY statement per chunk and 1.45 s for
     per-chunk COPYs on a worker thread (which lost more to GIL hand-offs than it gained).
     """
-    ncols = len(source.header)
+    ncols = len(source.staged_columns)
+    constants = tuple(value for _, value in plan.scope) if plan is not None else ()
     widen_send_buffer(db.cur.connection)
-    db.execute(sql.create_stage(ncols))
+    db.execute(sql.create_stage(ncols, constants))
     report(Progress("reading", 0, source.size, 0))
     with db.copy(sql.copy_stage(ncols, source.delimiter)) as copy:
         for chunk in source.chunks(options.batch_size):
-            result.rows_read += chunk.rows + len(chunk.rejects)
+            result.rows_read += chunk.rows + len(chunk.rejects) + chunk.skipped
+            result.skipped += chunk.skipped
             if chunk.rejects:
                 result.rejected += len(chunk.rejects)
                 if rejects is not None:
                     rejects.write(chunk.rejects)
+                if sync is not None:
+                    sync.keep(chunk.rejects)
             # Past --max-errors the import will fail: keep reading only to list every reject.
             if chunk.rows and result.rejected <= options.max_errors:
                 copy.write(chunk.data)
                 if lines is not None:
                     lines.add(chunk.runs)
             report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
+    if sync is not None:
+        sync.stage_kept(db)
 
 
 def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
@@ -282,11 +330,22 @@ def _lock(db: Statements, plan: Plan, report: ProgressCallback, result: ImportRe
             return
     except psycopg.errors.LockNotAvailable:
         pass
+    except psycopg.errors.InternalError as e:
+        # Citus propagates the LOCK to the workers, and a worker's NOWAIT failing comes
+        # back as "failure on connection marked as essential: <worker>" (Citus 14.0.1).
+        # A worker that is really down fails the waiting LOCK below, with its own error.
+        if plan.target.citus_kind == "local" or not str(e).startswith(_CITUS_BUSY):
+            raise
     report(Progress("waiting", 0, None, result.rows_read))
     db.execute(sql.lock(plan))
 
 
-def _write(db, plan: Plan, source: Source, options, result, rejects, lines: LineMap) -> None:
+_CITUS_BUSY = "failure on connection marked as essential"
+
+
+def _write(
+    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes: bool
+) -> None:
     """Write the stage into the table, optimistically: the statement casts every value.
     When a value does not fit (a data exception, a CHECK, a foreign key, NOT NULL), the
     statement is rolled back to its savepoint, fit.find() names the rows to blame, they
@@ -304,6 +363,9 @@ def _write(db, plan: Plan, source: Source, options, result, rejects, lines: Line
     for attempt in (1, 2):
         try:
             with conn.transaction():
+                if changes:
+                    db.execute(sql.create_changes(plan))
+                    db.execute(sql.note_changes(plan))
                 distinct = _merge(db, plan, result, empty)
             break
         except fit.FIXABLE as e:
@@ -316,7 +378,7 @@ def _write(db, plan: Plan, source: Source, options, result, rejects, lines: Line
     if empty and plan.target.own:
         _rebuild_own_indexes(db, plan, primary_key)
     result.unchanged = distinct - result.inserted - result.updated
-    result.duplicates = result.rows_read - result.rejected - distinct
+    result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
 
 
 def _drop_own_indexes(db, plan: Plan) -> str | None:
@@ -350,17 +412,36 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
         result.inserted = db.execute(sql.insert_latest(plan)).rowcount
         result.updated = 0
         return result.inserted
+    if plan.target.citus_kind != "local":
+        return _upsert(db, plan, result)
     # MERGE (PostgreSQL 15+) pairs each key with its row in one join; counting it needs
     # the transaction's table statistics, so without them the WITH form runs.
     counted, inserted, updated = db.execute(sql.written(plan)).fetchone()
     if counted and db.cur.connection.info.server_version >= 150000:
         # Created inside the savepoint: an attempt rolled back takes it along.
         db.execute(sql.CREATE_UNCHANGED)
+        if plan.active is not None:
+            db.execute(sql.CREATE_REACTIVATED)
         db.execute(sql.merge_into(plan))
         unchanged, now_inserted, now_updated = db.execute(sql.merge_counts(plan)).fetchone()
+        if plan.active is not None:
+            result.reactivated = db.execute(sql.REACTIVATED_COUNT).fetchone()[0]
         result.inserted, result.updated = now_inserted - inserted, now_updated - updated
         return result.inserted + result.updated + unchanged
     distinct, result.updated, result.inserted = db.execute(sql.merge(plan)).fetchone()
+    return distinct
+
+
+def _upsert(db, plan: Plan, result: ImportResult) -> int:
+    """A table Citus manages: INSERT ... ON CONFLICT, counted by its RETURNING (Citus
+    refuses MERGE from the coordinator's stage and keeps no table statistics on the
+    coordinator; see upsert.py).  Filling an empty one needs none of this: insert_latest()
+    inserts every distinct key, and its row count is theirs."""
+    fill = upsert.fill_kept(plan)
+    if fill is not None:
+        db.execute(fill)
+    now = db.execute(upsert.NOW).fetchone()[0]
+    distinct, result.inserted, result.updated = db.execute(upsert.upsert(plan, now)).fetchone()
     return distinct
 
 
@@ -381,6 +462,8 @@ def _set_aside(db, plan: Plan, source: Source, options, result, rejects, lines) 
     _reject(batch, rejects)
     if not found:
         return False
+    if plan.active is not None or options.missing != "keep":
+        db.execute(missing.KEEP_BAD)
     db.execute(fit.DELETE_BAD)
     result.rejected += found
     if result.rejected > options.max_errors:

@@ -10,6 +10,8 @@ import sys
 import click
 
 from csvload.errors import CsvloadError
+from csvload.missing import parse_limit
+from csvload.presets import PRESETS
 from csvload.source import normalise_encoding
 from csvload.target import parse_key
 
@@ -77,6 +79,21 @@ class AssignmentParam(click.ParamType):
         return (column.strip(), given)
 
 
+class LimitParam(click.ParamType):
+    """--max-missing N or P%."""
+
+    name = "N|P%"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or (isinstance(value, str) and value.endswith("%") and
+                                       param is None):
+            return value
+        try:
+            return parse_limit(str(value))
+        except CsvloadError as e:
+            self.fail(str(e), param, ctx)
+
+
 class KeyParam(click.ParamType):
     name = "COLUMN[,COLUMN...]"
 
@@ -121,6 +138,18 @@ def input_options(f):
     """The options that say how to read a CSV and which table it goes to: shared by
     import and verify."""
     for option in (
+        click.option(
+            "--scope",
+            type=AssignmentParam(),
+            multiple=True,
+            help="Only rows where COLUMN = VALUE, and VALUE written into COLUMN for every row"
+            " of the file. Repeatable.",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice(sorted(PRESETS)),
+            help="Read a shop's product export as it comes.",
+        ),
         click.option(
             "--decimal-comma",
             is_flag=True,

@@ -171,8 +171,14 @@ def summary_line(r: ImportResult) -> str:
     line = (
         f"{r.file}: {verb}: {r.rows_read:,} rows read, {r.inserted:,} inserted, "
         f"{r.updated:,} updated, {r.unchanged:,} unchanged, {r.duplicates:,} duplicates, "
-        f"{r.rejected:,} rejected in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s)"
+        f"{r.rejected:,} rejected"
     )
+    for name in ("skipped", "deactivated", "reactivated", "deleted"):
+        if getattr(r, name):
+            line += f", {getattr(r, name):,} {name}"
+    line += f" in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s)"
+    if r.changes_file:
+        line += f"; changes in {r.changes_file}"
     if r.rejects_file:
         line += f"; rejects in {r.rejects_file}"
     if r.run_id:

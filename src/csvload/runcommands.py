@@ -111,6 +111,11 @@ def describe_run(r: RunInfo) -> list[str]:
         lines.append(
             f"  ledger    {r.inserted:,} inserted, {r.updated:,} updated, "
             f"{r.unchanged:,} unchanged, {r.duplicates:,} duplicates, {r.rejected:,} rejected"
+            + "".join(
+                f", {getattr(r, k):,} {k}"
+                for k in ("skipped", "deactivated", "reactivated", "deleted")
+                if getattr(r, k)
+            )
         )
     lines.append(
         f"  started   {_when(r.started_at)}, {r.elapsed_seconds:,.1f} s"
@@ -219,10 +224,19 @@ def stats(dsn, as_json, table, connect_timeout):
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
 )
+@click.option(
+    "--missing",
+    type=click.Choice(("keep", "deactivate", "delete")),
+    default="keep",
+    show_default=True,
+    help="How the import treats rows the file lacks: deactivate and delete expect them"
+    " inactive or gone.",
+)
+@click.option("--active-column", default="active", show_default=True, metavar="COLUMN")
 @connect_timeout_option
 def verify(
     path, dsn, as_json, quiet, encoding, delimiter, mapping, table, key, decimal_comma,
-    batch_size, connect_timeout,
+    preset, scope, missing, active_column, batch_size, connect_timeout,
 ):
     """Check that the table holds every key of PATH (or - for stdin) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
@@ -241,7 +255,12 @@ def verify(
             options = ImportOptions(
                 table=table,
                 key=key,
-                binding=Binding(mapping=tuple(mapping), decimal_comma=decimal_comma),
+                binding=Binding(
+                    mapping=tuple(mapping), decimal_comma=decimal_comma, scope=tuple(scope)
+                ),
+                preset=preset,
+                missing=missing,
+                active_column=active_column,
                 batch_size=batch_size,
             )
             result = verify_source(conn, source, options, display)

@@ -48,7 +48,10 @@ HEARTBEAT_INTERVAL = 1.0  # seconds; also the progress throttle
 STALE_AFTER = 30.0
 # Keys of the options dict that are dropped whatever the caller passes.
 SECRET_WORDS = ("secret", "password", "passwd", "dsn", "token")
-LEDGER = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
+LEDGER = (
+    "rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected", "skipped",
+    "deactivated", "reactivated", "deleted",
+)  # fmt: skip
 
 RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -79,17 +82,24 @@ CREATE TABLE IF NOT EXISTS {table} (
     options      jsonb       NOT NULL DEFAULT '{{}}',
     lock_key     bigint      NOT NULL,
     target       text,
-    key          text[]
+    key          text[],
+    skipped      bigint,
+    deactivated  bigint,
+    reactivated  bigint,
+    deleted      bigint
 )
 """
 # Tables made before csvload loaded into tables other than products lack these two.
 RUNS_UPGRADE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS target text,"
-    " ADD COLUMN IF NOT EXISTS key text[]"
+    " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
+    " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
+    " ADD COLUMN IF NOT EXISTS deleted bigint"
 )
 _UPGRADED = (
-    "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
-    " AND attname IN ('target', 'key') AND NOT attisdropped"
+    "SELECT count(*) = 6 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted')"
+    " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
 # Serialises the DDL above: the first 64 bits of sha256("csvload_runs ddl").
@@ -431,6 +441,10 @@ class RunInfo:
     options: dict = field(default_factory=dict)
     table: str | None = None
     key: list[str] | None = None
+    skipped: int | None = None
+    deactivated: int | None = None
+    reactivated: int | None = None
+    deleted: int | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -469,6 +483,7 @@ def _info(row: dict) -> RunInfo:
         **{k: row[k] for k in _COPIED},
         table=row.get("target"),
         key=row.get("key"),
+        **{k: row.get(k) for k in ("skipped", "deactivated", "reactivated", "deleted")},
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from csvload.errors import InputError, MissingColumnError
+from csvload.presets import RowRejected
 
 # The largest field csvload accepts: 16 MiB, 128x Python csv's default of 131072.  A
 # larger field is rejected with its line; past _CSV_HARD_LIMIT the csv module itself gives
@@ -85,6 +86,8 @@ class Reject:
     # The record exactly as read, inner line breaks included, without its final line
     # terminator; undecodable bytes are kept as U+DC00+byte (see ERRORS).
     raw: str
+    # The key fields, where they could be read: a full feed counts the row as present.
+    key: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Chunk:
     bytes_done: int = 0  # input bytes consumed so far (compressed bytes for gzip)
     # Where the good records start: runs of (first line, records) on consecutive lines.
     runs: list[list[int]] = field(default_factory=list)
+    skipped: int = 0  # records a preset's row rules skip (a shop export's image rows)
 
 
 class _CountingReader(io.RawIOBase):
@@ -166,6 +170,7 @@ class Source:
         self.header: list[str] = []
         # (0-based column, name) of each key column: set by use_keys() before chunks().
         self.keys: tuple[tuple[int, str], ...] = ()
+        self._preset = None  # a BoundPreset rewriting every record (use_preset())
         self._stdin = stdin
         self.encoding = normalise_encoding(options.encoding)
         self._single_byte = self.encoding in ("iso8859-1", "cp1252", "latin-1")
@@ -471,6 +476,18 @@ class Source:
             found.append((folded.index(k.casefold()), k))
         return tuple(found)
 
+    def use_preset(self, preset) -> None:
+        """Rewrite every record with a shop-export preset's row rules (presets.py): the
+        records staged are then preset.columns wide, and the preset decides which rows
+        are skipped or rejected and how the key is read."""
+        self._preset = preset
+        self.keys = ()
+
+    @property
+    def staged_columns(self) -> list[str]:
+        """The names of the columns each staged record has: the header's, or a preset's."""
+        return list(self._preset.columns) if self._preset is not None else list(self.header)
+
     def use_keys(self, keys: tuple[tuple[int, str], ...]) -> None:
         """Name the key columns, (0-based column, name): a record with an empty key is
         rejected."""
@@ -480,22 +497,23 @@ class Source:
         """Stream the data records in chunks of about batch_size records: a block that
         goes to COPY whole (see _WholeBlocks, about 256K characters) is never split."""
         ncols = len(self.header)
-        if not self.keys:
+        preset = self._preset
+        if not self.keys and preset is None:
             # Nobody bound the file to a table: the default key, sku, as the header has it.
             self.keys = self.find_keys(("sku",))
-        keys = [i for i, _ in self.keys]
+        keys = [i for i, _ in self.keys] or [0]
         sku = keys[0] if len(keys) == 1 else None
         reader = self._reader
         assert reader is not None and self._counter is not None
         # PostgreSQL ends COPY at a line that is just \. ; only with "." as the delimiter can
         # such a line parse as a valid record, so only then is raw forwarding unsafe.
-        forward_raw = self.delimiter != "."
+        forward_raw = self.delimiter != "." and preset is None
         whole = _WholeBlocks(ncols, keys, self.delimiter, self.encoding == "utf-8-sig")
         parts: list[bytes] = []  # COPY data: whole blocks, and lines joined
         lines: list[str] = []
         rejects: list[Reject] = []
         runs: list[list[int]] = []  # [first line, records] of good records
-        records = rows = 0
+        records = rows = skipped = 0
         end = self._line_end
         try:
             while True:
@@ -533,7 +551,8 @@ class Source:
                     continue  # a blank line
                 records += 1
                 if (
-                    end == start
+                    forward_raw
+                    and end == start
                     and len(row) == ncols
                     and not self._any_dirty
                     and not self._eof
@@ -553,12 +572,25 @@ class Source:
                 else:
                     raw = self._raw(start, end)
                     reason = self._check(row, raw, end)
+                    if reason is None and preset is not None:
+                        try:
+                            out = preset.apply(row)
+                        except RowRejected as e:
+                            reason = e.reason
+                        else:
+                            if out is None:
+                                skipped += 1
+                                continue
+                            row = out
                     if reason is not None:
-                        rejects.append(Reject(start, reason, _strip_terminator(raw)))
+                        rejects.append(
+                            Reject(start, reason, _strip_terminator(raw), self._key_of(row))
+                        )
                         if records >= batch_size:
                             parts.append(_joined(lines))
-                            yield self._chunk(parts, rows + len(lines), rejects, runs)
+                            yield self._chunk(parts, rows + len(lines), rejects, runs, skipped)
                             parts, lines, rejects, records, rows, runs = [], [], [], 0, 0, []
+                            skipped = 0
                         continue
                     lines.append(_quote_row(row, self.delimiter))
                 if runs and runs[-1][0] + runs[-1][1] == start:
@@ -567,14 +599,15 @@ class Source:
                     runs.append([start, 1])
                 if records >= batch_size:
                     parts.append(_joined(lines))
-                    yield self._chunk(parts, rows + len(lines), rejects, runs)
+                    yield self._chunk(parts, rows + len(lines), rejects, runs, skipped)
                     parts, lines, rejects, records, rows, runs = [], [], [], 0, 0, []
+                    skipped = 0
         except csv.Error as e:
             raise self._too_long(end + 1) from e
         if records:
             if lines:
                 parts.append(_joined(lines))
-            yield self._chunk(parts, rows + len(lines), rejects, runs)
+            yield self._chunk(parts, rows + len(lines), rejects, runs, skipped)
 
     def _check(self, row: list[str], raw: str, end: int) -> str | None:
         """Why a record must be rejected, or None.  The slow path: multi-line records,
@@ -596,9 +629,15 @@ class Source:
             return _TOO_LONG
         return None
 
-    def _chunk(self, parts: list[bytes], rows: int, rejects: list[Reject], runs) -> Chunk:
+    def _key_of(self, row: list[str]) -> tuple[str, ...] | None:
+        """A rejected record's key fields, when it has them all, not blank."""
+        if not self.keys or any(i >= len(row) or not row[i].strip() for i, _ in self.keys):
+            return None
+        return tuple(row[i] for i, _ in self.keys)
+
+    def _chunk(self, parts, rows: int, rejects: list[Reject], runs, skipped: int = 0) -> Chunk:
         assert self._counter is not None
-        return Chunk(b"".join(parts), rows, rejects, self._counter.count, runs)
+        return Chunk(b"".join(parts), rows, rejects, self._counter.count, runs, skipped)
 
 
 def _joined(lines: list[str]) -> bytes:

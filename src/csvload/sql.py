@@ -36,14 +36,21 @@ def set_local(settings: Mapping[str, str]) -> sql.Composed:
     )
 
 
-def create_stage(ncols: int) -> sql.Composed:
+def create_stage(ncols: int, constants: tuple[str, ...] = ()) -> sql.Composed:
     """A temp table holding the file's rows as text, in file order (ord).
 
     ord's sequence hands out numbers from a cache of 100,000 held by this session (the
     only one that can see a temp table), so they still rise in COPY order; fetching them
-    one at a time cost 0.06 s of a 0.38 s COPY at 500k rows.
+    one at a time cost 0.06 s of a 0.38 s COPY at 500k rows.  `constants` (--scope's
+    values) become columns after the file's, filled by their defaults: COPY never names
+    them, so they cost the reader nothing.
     """
-    columns = sql.SQL(", ").join(sql.SQL("{} text").format(stage_column(i)) for i in range(ncols))
+    parts = [sql.SQL("{} text").format(stage_column(i)) for i in range(ncols)]
+    parts += [
+        sql.SQL("{} text NOT NULL DEFAULT {}").format(stage_column(ncols + j), sql.Literal(v))
+        for j, v in enumerate(constants)
+    ]
+    columns = sql.SQL(", ").join(parts)
     return sql.SQL(
         "CREATE TEMP TABLE {stage} ({columns},"
         " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000)) ON COMMIT DROP"
@@ -95,6 +102,17 @@ def value(plan: Plan, field: Field) -> sql.Composable:
     return sql.SQL("{}::{}").format(text, _type(column))
 
 
+def citext_equal(column: Column, text: sql.Composable) -> sql.Composed:
+    """p.column = text, with citext's case-insensitive =; the cast keeps its index usable.
+
+    format_type() qualifies citext when its schema is not on the search_path, and the =
+    found then is text's (citext casts to text implicitly): 'ab-1' would not find 'AB-1'.
+    So the operator is qualified the same way."""
+    schema, dot, _ = column.type.rpartition(".")
+    op = sql.SQL("OPERATOR({}.=)").format(sql.SQL(schema)) if dot else sql.SQL("=")
+    return sql.SQL("p.{} {} {}::{}").format(column.identifier, op, text, _type(column))
+
+
 def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Composable]]:
     """Per key column: (the value carried as csvload_keyN, the dedupe sort expression,
     the join condition against the table row p and the deduplicated row d)."""
@@ -108,8 +126,8 @@ def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Com
             order = sql.SQL('lower({}) COLLATE "C"').format(text)
             if match == LOWER:
                 join = sql.SQL("lower(p.{}) = d.{}").format(column.identifier, alias)
-            else:  # citext's = ignores case; the cast keeps its index usable
-                join = sql.SQL("p.{} = d.{}::{}").format(column.identifier, alias, _type(column))
+            else:
+                join = citext_equal(column, sql.SQL("d.{}").format(alias))
         elif column.is_text:
             carried, order = text, sql.SQL('{} COLLATE "C"').format(text)
             join = sql.SQL("p.{} = d.{}").format(column.identifier, alias)
@@ -201,6 +219,11 @@ def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composab
             assert fallback is not None
             values.append(fallback)
     given = {c.name for c, _ in plan.defaults}
+    active = plan.active
+    if active is not None and active.name not in in_file | given:
+        # A full feed without an active column: every row it lists is active.
+        names.append(active.identifier)
+        values.append(sql.SQL("true"))
     if (
         plan.touch is not None
         and plan.touch.name not in in_file | given
@@ -212,13 +235,32 @@ def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composab
     return sql.SQL(", ").join(names), sql.SQL(", ").join(values)
 
 
-def _assignments(plan: Plan, source: str) -> sql.Composable:
+def _reactivating(plan: Plan) -> bool:
+    """A full feed (--missing deactivate) without an active column sets active = true on
+    every row it lists: a row it deactivated before comes back."""
+    return plan.active is not None and plan.field(plan.active.name) is None
+
+
+def _new_active(plan: Plan, source: str) -> sql.Composable:
+    assert plan.active is not None
+    field = plan.field(plan.active.name)
+    return sql.SQL("true") if field is None else _new_value(field, source)
+
+
+def _assignments(
+    plan: Plan, source: str, touch: sql.Composable | None = None
+) -> sql.Composable:
+    """`touch`: what the touch column is set to, instead of now() (Citus refuses now()
+    in ON CONFLICT DO UPDATE SET; see upsert.py)."""
     parts = [
         sql.SQL("{} = {}").format(f.column.identifier, _new_value(f, source))
         for f in _compared(plan)
     ]
+    if _reactivating(plan):
+        parts.append(sql.SQL("{} = true").format(plan.active.identifier))
     if plan.touch is not None:
-        parts.append(sql.SQL("{} = {}").format(plan.touch.identifier, _touch_value(plan)))
+        touched = _touch_value(plan) if touch is None else touch
+        parts.append(sql.SQL("{} = {}").format(plan.touch.identifier, touched))
     return sql.SQL(", ").join(parts)
 
 
@@ -228,16 +270,28 @@ def _comparable(column: Column, expression: sql.Composable) -> sql.Composable:
     # column could not run.  json keeps the text as written, so compare that text.
     if column.type_name == "json":
         return sql.SQL("({})::text").format(expression)
+    # A citext column compares with the file's text as text (citext = text resolves to
+    # text's =), so a new spelling is a change; ON CONFLICT's EXCLUDED.col is citext
+    # itself, whose = would ignore case, so say text for both.
+    if column.type_name == "citext":
+        return sql.SQL("({})::text").format(expression)
     return expression
 
 
 def _differs(plan: Plan, source: str) -> sql.Composable:
     compared = _compared(plan)
-    mine = sql.SQL(", ").join(
-        _comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)) for f in compared
+    mine = [_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)) for f in compared]
+    theirs = [_comparable(f.column, _new_value(f, source)) for f in compared]
+    if _reactivating(plan):
+        mine.append(sql.SQL("p.{}").format(plan.active.identifier))
+        theirs.append(sql.SQL("true"))
+    return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(
+        sql.SQL(", ").join(mine), sql.SQL(", ").join(theirs)
     )
-    theirs = sql.SQL(", ").join(_comparable(f.column, _new_value(f, source)) for f in compared)
-    return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(mine, theirs)
+
+
+def _changed(plan: Plan) -> bool:
+    return bool(_compared(plan)) or _reactivating(plan)
 
 
 def insert_latest(plan: Plan) -> sql.Composed:
@@ -260,7 +314,7 @@ def merge(plan: Plan) -> sql.Composed:
     no row is touched twice (keys are unique).  Against a temp table of pairs followed by
     a separate UPDATE and INSERT this saved 0.5 s of 3.9 s on the 500k re-import.
     """
-    compared = _compared(plan)
+    compared = _changed(plan)
     same = (
         sql.SQL("p.ctid IS NOT NULL AND NOT ({})").format(_differs(plan, "d"))
         if compared
@@ -298,12 +352,20 @@ def merge(plan: Plan) -> sql.Composed:
     )
 
 
-# Counts the rows MERGE matched and left alone: MERGE has no RETURNING before PostgreSQL
-# 17.  Owned by the stage's ord column, so it goes when the stage does.
+# Count the rows MERGE matched and left alone, and those it made active again: MERGE has
+# no RETURNING before PostgreSQL 17.  Owned by the stage's ord column, so they go when the
+# stage does.
 UNCHANGED = sql.Identifier("csvload_unchanged")
 CREATE_UNCHANGED = sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(
     seq=UNCHANGED, stage=STAGE
 )
+REACTIVATED = sql.Identifier("csvload_reactivated")
+CREATE_REACTIVATED = sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(
+    seq=REACTIVATED, stage=STAGE
+)
+REACTIVATED_COUNT = sql.SQL(
+    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}"
+).format(REACTIVATED)
 
 
 def written(plan: Plan) -> sql.Composed:
@@ -339,11 +401,24 @@ def merge_into(plan: Plan) -> sql.Composed:
     statement of merge() (both on the fillfactor-70 table).
     """
     names, values = _insert_lists(plan, "d")
+    differs = _differs(plan, "d")
+    if plan.active is not None:
+        # Counts the rows coming back to active: whenever this CASE takes a number the row
+        # differs (its active changes), so it is updated, exactly once.
+        differs = sql.SQL(
+            "{differs} AND CASE WHEN NOT p.{active} AND {new} THEN nextval({seq}) > 0"
+            " ELSE true END"
+        ).format(
+            differs=differs,
+            active=plan.active.identifier,
+            new=_new_active(plan, "d"),
+            seq=sql.Literal("csvload_reactivated"),
+        )
     update = (
         sql.SQL(" WHEN MATCHED AND {differs} THEN UPDATE SET {assignments}").format(
-            differs=_differs(plan, "d"), assignments=_assignments(plan, "d")
+            differs=differs, assignments=_assignments(plan, "d")
         )
-        if _compared(plan)
+        if _changed(plan)
         else sql.SQL("")
     )
     return sql.SQL(
@@ -359,6 +434,179 @@ def merge_into(plan: Plan) -> sql.Composed:
         names=names,
         values=values,
     )
+
+
+def stage_match(plan: Plan, row: str) -> sql.Composable:
+    """Whether the table row p has the key of the stage-shaped row `row` (the stage, or
+    csvload_kept), matched as the key's unique index matches."""
+    conditions = []
+    alias = sql.Identifier(row)
+    for f, match in zip(plan.key_fields, plan.target.matches, strict=True):
+        text = sql.SQL("{}.{}").format(alias, stage_column(f.index))
+        ident = f.column.identifier
+        if match == LOWER:
+            conditions.append(sql.SQL("lower(p.{}) = lower({})").format(ident, text))
+        elif match == CITEXT:
+            conditions.append(citext_equal(f.column, text))
+        elif f.column.is_text:
+            conditions.append(sql.SQL("p.{} = {}").format(ident, text))
+        else:
+            conditions.append(
+                sql.SQL("p.{} = NULLIF({}, '')::{}").format(ident, text, _type(f.column))
+            )
+    return sql.SQL(" AND ").join(conditions)
+
+
+def in_scope(plan: Plan) -> sql.Composable:
+    """The rows of the table p that --scope gives to this feed (all without --scope)."""
+    if not plan.scope:
+        return sql.SQL("true")
+    return sql.SQL(" AND ").join(
+        sql.SQL("p.{} = CAST({} AS {})").format(c.identifier, sql.Literal(v), _type(c))
+        for c, v in plan.scope
+    )
+
+
+def count_in_scope(plan: Plan) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {table} p WHERE {scope}").format(
+        table=plan.target.identifier, scope=in_scope(plan)
+    )
+
+
+KEPT = sql.Identifier("csvload_kept")
+# The keys of rejected rows: present in the file, so never deactivated or deleted.
+CREATE_KEPT = sql.SQL(
+    "CREATE TEMP TABLE {kept} ON COMMIT DROP AS SELECT * FROM {stage} WITH NO DATA"
+).format(kept=KEPT, stage=STAGE)
+
+
+def copy_kept(columns: list[int]) -> sql.Composed:
+    return sql.SQL("COPY {kept} ({columns}) FROM STDIN").format(
+        kept=KEPT, columns=sql.SQL(", ").join(stage_column(i) for i in columns)
+    )
+
+
+def _missing(plan: Plan) -> sql.Composable:
+    return sql.SQL(
+        "{scope} AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {in_stage})"
+        " AND NOT EXISTS (SELECT 1 FROM {kept} k WHERE {in_kept})"
+    ).format(
+        scope=in_scope(plan),
+        stage=STAGE,
+        in_stage=stage_match(plan, "s"),
+        kept=KEPT,
+        in_kept=stage_match(plan, "k"),
+    )
+
+
+def _table_key(plan: Plan) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("p.{}").format(f.column.identifier) for f in plan.key_fields)
+
+
+def deactivate_missing(plan: Plan, changes: bool) -> sql.Composed:
+    """Set active = false (and touch) on every active row in scope that the file does not
+    list; with `changes`, note each one in csvload_changes.  Returns the count."""
+    assert plan.active is not None
+    touch = (
+        sql.SQL(", {} = {}").format(plan.touch.identifier, _touch_value(plan))
+        if plan.touch is not None
+        else sql.SQL("")
+    )
+    update = sql.SQL(
+        "UPDATE {table} p SET {active} = false{touch} WHERE p.{active} AND {missing}"
+    ).format(
+        table=plan.target.identifier,
+        active=plan.active.identifier,
+        touch=touch,
+        missing=_missing(plan),
+    )
+    return _noted(plan, update, "deactivated", changes)
+
+
+def delete_missing(plan: Plan, changes: bool) -> sql.Composed:
+    """Delete every row in scope that the file does not list.  Returns the count."""
+    delete = sql.SQL("DELETE FROM {table} p WHERE {missing}").format(
+        table=plan.target.identifier, missing=_missing(plan)
+    )
+    return _noted(plan, delete, "deleted", changes)
+
+
+def _noted(plan: Plan, statement: sql.Composable, change: str, changes: bool) -> sql.Composed:
+    if not changes:
+        return sql.SQL("WITH w AS ({} RETURNING 1) SELECT count(*) FROM w").format(statement)
+    return sql.SQL(
+        "WITH w AS ({statement} RETURNING {key}), n AS (INSERT INTO {changes}"
+        " SELECT {keys}, {change}, '' FROM w RETURNING 1) SELECT count(*) FROM n"
+    ).format(
+        statement=statement,
+        key=_table_key(plan),
+        changes=CHANGES,
+        keys=sql.SQL(", ").join(
+            sql.SQL("w.{}::text").format(f.column.identifier) for f in plan.key_fields
+        ),
+        change=sql.Literal(change),
+    )
+
+
+CHANGES = sql.Identifier("csvload_changes")
+
+
+def create_changes(plan: Plan) -> sql.Composed:
+    """The temp table the changes file is written from: one row per key changed."""
+    columns = [sql.SQL("{} text").format(f.column.identifier) for f in plan.key_fields]
+    return sql.SQL("CREATE TEMP TABLE {} ({}, change text, columns text) ON COMMIT DROP").format(
+        CHANGES, sql.SQL(", ").join(columns)
+    )
+
+
+def note_changes(plan: Plan) -> sql.Composed:
+    """Before the merge, in its savepoint: every key it will insert or change, with the
+    changed columns, into csvload_changes.  (MERGE cannot return rows before PostgreSQL
+    17, so this is one more join of the deduplicated stage with the table.)"""
+    compared = _compared(plan)
+    names = (
+        sql.SQL(", ").join(
+            sql.SQL("CASE WHEN {mine} IS DISTINCT FROM {theirs} THEN {name} END").format(
+                mine=_comparable(f.column, _new_value(f, "d")),
+                theirs=_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)),
+                name=sql.Literal(f.column.name),
+            )
+            for f in compared
+        )
+        if compared
+        else sql.SQL("NULL")
+    )
+    reactivated = (
+        sql.SQL("WHEN NOT p.{active} AND {new} THEN 'reactivated'").format(
+            active=plan.active.identifier, new=_new_active(plan, "d")
+        )
+        if plan.active is not None
+        else sql.SQL("")
+    )
+    return sql.SQL(
+        "INSERT INTO {changes} SELECT {keys}, change, columns FROM ("
+        " SELECT d.*, CASE WHEN p.ctid IS NULL THEN 'inserted' {reactivated}"
+        " ELSE 'updated' END AS change,"
+        " CASE WHEN p.ctid IS NULL THEN '' ELSE"
+        " array_to_string(ARRAY[{names}]::text[], ' ') END AS columns,"
+        " p.ctid IS NULL OR {differs} AS written"
+        " FROM ({latest}) d LEFT JOIN {table} p ON {join}) c WHERE written"
+    ).format(
+        changes=CHANGES,
+        keys=sql.SQL(", ").join(
+            sql.SQL("c.{}::text").format(f.column.identifier) for f in plan.key_fields
+        ),
+        reactivated=reactivated,
+        names=names,
+        differs=_differs(plan, "d") if _changed(plan) else sql.SQL("false"),
+        latest=latest(plan),
+        table=plan.target.identifier,
+        join=_join(plan),
+    )
+
+
+def copy_changes(plan: Plan) -> sql.Composed:
+    return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(CHANGES)
 
 
 def lock(plan: Plan, mode: str = "SHARE ROW EXCLUSIVE", nowait: bool = False) -> sql.Composed:
@@ -425,8 +673,8 @@ def verify_counts(plan: Plan) -> sql.Composed:
     # MATERIALIZED: the four readers below share one dedupe sort and one join.
     return sql.SQL(
         "WITH checked AS MATERIALIZED ("
-        " SELECT {keys}, {key} AS key, p.ctid IS NULL AS missing,"
-        " CASE WHEN p.ctid IS NULL THEN '{{}}'::text[]"
+        " SELECT {keys}, {key} AS key, {absent} AS missing,"
+        " CASE WHEN {absent} THEN '{{}}'::text[]"
         " ELSE array_remove(ARRAY[{differs}]::text[], NULL) END AS differs"
         " FROM ({latest}) d LEFT JOIN {table} p ON {join})"
         " SELECT (SELECT count(*) FROM checked),"
@@ -441,11 +689,20 @@ def verify_counts(plan: Plan) -> sql.Composed:
                                 for i in range(len(plan.target.key))),
         key=key_text(plan, "d"),
         differs=differs,
+        absent=absent(plan),
         latest=latest(plan),
         table=plan.target.identifier,
         join=_join(plan),
         order=order,
     )
+
+
+def absent(plan: Plan) -> sql.Composed:
+    """After a LEFT JOIN of the table p on the key: no row of p matched.  A key column
+    rather than p.ctid, which Citus cannot plan in a join of a distributed table with the
+    coordinator's stage ("no relation entry for relid"); a matched row's key is never
+    NULL, as it equals the file's."""
+    return sql.SQL("p.{} IS NULL").format(plan.key_fields[0].column.identifier)
 
 
 ANALYZE_STAGE = sql.SQL("ANALYZE {}").format(STAGE)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from csvload.citus import table_kind
 from csvload.errors import MappingError, MissingColumnError, TargetError
 from csvload.schema import INDEXES, PRODUCTS
 
@@ -90,6 +91,8 @@ class Target:
     foreign_keys: tuple[ForeignKey, ...] = ()
     own: bool = False  # csvload's own products, exactly as `csvload init` made it
     deferrable: bool = False  # has DEFERRABLE constraints (Django's foreign keys are)
+    # How Citus stores it (csvload.citus.Kind): 'local' for a plain PostgreSQL table.
+    citus_kind: str = "local"
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -128,7 +131,9 @@ class Plan:
     touch: Column | None = None
     decimal_comma: bool = False
     ignored: tuple[str, ...] = ()  # headers no column takes
-    header: tuple[str, ...] = ()
+    header: tuple[str, ...] = ()  # the staged columns: the file's, then --scope's
+    scope: tuple[tuple[Column, str], ...] = ()  # --scope: a value for every row, and a filter
+    active: Column | None = None  # --missing deactivate: the boolean column it sets
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:
@@ -249,6 +254,16 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     columns = _columns(conn, oid)
     by_name = {c.name: c for c in columns}
     key = tuple(_resolve_name(k, by_name, table, "--key") for k in key)
+    stored = table_kind(conn, table)
+    distribution = stored.distribution_column
+    if stored.is_distributed and distribution is not None and distribution not in key:
+        # Citus allows no unique index without the distribution column, so the key
+        # could never be backed by one.
+        raise TargetError(
+            f"{table}: is distributed by {distribution}, and the key ({', '.join(key)})"
+            " does not include it; Citus can only match rows by a key that does"
+            f" (use a --key that includes {distribution})"
+        )
     indexes = conn.execute(_UNIQUE_INDEXES, (oid,)).fetchall()
     found = _key_index(indexes, key, by_name)
     if found is None:
@@ -281,8 +296,12 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         key_index=index_name,
         checks=checks,
         foreign_keys=foreign_keys,
-        own=_is_own_products(conn, oid, name, columns, index_names),
+        # Never on a table Citus manages: dropping and rebuilding its indexes would be
+        # DDL on every shard, and a distributed key is its primary key.
+        own=_is_own_products(conn, oid, name, columns, index_names)
+        and stored.kind.value == "local",
         deferrable=deferrable,
+        citus_kind=stored.kind.value,
     )
 
 
@@ -411,9 +430,12 @@ class Binding:
     touch: str | None = None  # a column; None: updated_at when there is one
     no_touch: bool = False
     decimal_comma: bool = False
+    scope: tuple[tuple[str, str], ...] = ()  # (column, value) for every row, and a filter
 
 
-def bind(target: Target, header: Sequence[str], binding: Binding, where: str) -> Plan:
+def bind(
+    target: Target, header: Sequence[str], binding: Binding, where: str, writing: bool = True
+) -> Plan:
     """Map the header onto the target's columns.  Raises MappingError (exit 2) for an
     option that names a column it cannot, MissingColumnError for a key column the file
     lacks, and TargetError for a column new rows need that nothing fills."""
@@ -456,6 +478,18 @@ def bind(target: Target, header: Sequence[str], binding: Binding, where: str) ->
                 f"{target_name} (rename one, or --map it to another column)"
             )
         seen[target_name] = i
+    scope = []
+    header = list(header)
+    for column_name, given in binding.scope:
+        column = writable_column(column_name, f"--scope {column_name}={given}")
+        if column.name in seen:
+            raise MappingError(
+                f"--scope {column_name}={given}: the file has a {column.name} column too;"
+                " --scope sets it for every row (drop one of them)"
+            )
+        seen[column.name] = len(header)
+        header.append(column.name)
+        scope.append((column, given))
     for k in target.key:
         if k not in seen:
             found = ", ".join(repr(h) for h in header[:8])
@@ -489,7 +523,8 @@ def bind(target: Target, header: Sequence[str], binding: Binding, where: str) ->
             f"--touch {touch.name}: {target.display}.{touch.name} is {touch.type}, not a"
             " timestamp"
         )
-    _check_new_rows_filled(target, seen, defaults, touch)
+    if writing:  # verify reads the table and the file, and inserts nothing
+        _check_new_rows_filled(target, seen, defaults, touch)
     fields = tuple(Field(by_name[name], seen[name]) for name in by_name if name in seen)
     return Plan(
         target=target,
@@ -499,6 +534,7 @@ def bind(target: Target, header: Sequence[str], binding: Binding, where: str) ->
         decimal_comma=binding.decimal_comma,
         ignored=tuple(ignored),
         header=tuple(header),
+        scope=tuple(scope),
     )
 
 

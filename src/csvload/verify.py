@@ -41,6 +41,7 @@ class VerifyResult:
     key: list[str] = field(default_factory=list)
     rows_read: int = 0
     rejected: int = 0  # rows the import would reject; they are not checked
+    skipped: int = 0  # rows a preset skips
     keys: int = 0  # distinct keys (matched as the key's index matches) among the good rows
     matching: int = 0
     missing: int = 0
@@ -74,7 +75,7 @@ def verify_source(
     report = progress or (lambda p: None)
     result = VerifyResult(file=source.name)
     options = options or ImportOptions()
-    plan = prepare(conn, source, options)
+    plan = prepare(conn, source, options, writing=False)
     result.table, result.key = plan.target.display, list(plan.target.key)
     result.compared = [f.column.name for f in plan.fields if f.column.name not in plan.target.key]
     db = Statements(conn)
@@ -83,7 +84,7 @@ def verify_source(
     staging = ImportOptions(batch_size=options.batch_size, max_errors=2**62)
     try:
         with conn.transaction():
-            stage(db, source, staging, result, None, report)
+            stage(db, source, staging, result, None, report, None, plan)
             db.execute(sql.ANALYZE_STAGE)  # so the join below hashes instead of probing
             report(Progress("comparing", 0, None, result.rows_read))
             query = sql.verify_counts(plan)

@@ -38,6 +38,8 @@ FAILED = "import.failed"
 TEST = "test"
 
 COUNT_KEYS = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
+# Counts only full feeds and presets produce: 0 when a summary lacks them.
+FEED_COUNT_KEYS = ("skipped", "deactivated", "reactivated", "deleted")
 
 USER_AGENT = f"csvload/{__version__}"
 
@@ -149,7 +151,10 @@ def build_event(
             "sha256": file.get("sha256"),
         },
     }
+    body["table"] = summary.get("table")
+    body["key"] = summary.get("key")
     body.update({k: summary.get(k) for k in COUNT_KEYS})
+    body.update({k: summary.get(k, 0) for k in FEED_COUNT_KEYS})
     body["seconds"] = summary.get("seconds")
     body["database"] = {"name": database.get("name"), "host": database.get("host")}
     body["rejects_file"] = summary.get("rejects_file")

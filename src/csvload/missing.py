@@ -1,0 +1,163 @@
+"""Full feeds: what to do with the rows a nightly snapshot no longer lists.
+
+`--missing deactivate` sets the target's boolean active column to false (and touches it)
+on every row in scope whose key is not in the file; `--missing delete` deletes them. A
+guard keeps a truncated or wrong file from wiping out a catalogue: more than --max-missing
+rows (a count, or a share of the rows in scope before the import) fails the import, and
+nothing changes. Rows rejected for their values, or by the reader where their key could be
+read, count as present: a bad row never gets its product deactivated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import psycopg
+from psycopg import errors
+from psycopg import sql as pgsql
+
+from csvload import sql
+from csvload.errors import ConstraintError, MappingError, MissingGuardError
+from csvload.source import Reject
+from csvload.target import Plan
+
+MODES = ("keep", "deactivate", "delete")
+
+# A value reject's stage row, before it leaves the stage: its key is present in the file.
+KEEP_BAD = pgsql.SQL(
+    "INSERT INTO {kept} SELECT s.* FROM {stage} s WHERE s.ord IN (SELECT ord FROM {bad})"
+).format(kept=sql.KEPT, stage=sql.STAGE, bad=sql.BAD)
+
+
+def parse_limit(text: str) -> int | str:
+    """--max-missing N or P%."""
+    value = text.strip()
+    try:
+        if value.endswith("%"):
+            share = float(value[:-1])
+            if not 0 <= share <= 100:
+                raise ValueError
+            return f"{share:g}%"
+        count = int(value)
+        if count < 0:
+            raise ValueError
+        return count
+    except ValueError:
+        raise MappingError(
+            f"--max-missing {text!r}: give a number of rows (500) or a share of the rows in"
+            " scope (10%)"
+        ) from None
+
+
+def limit_for(max_missing: int | str, in_scope: int) -> int:
+    if isinstance(max_missing, str):
+        return int(in_scope * float(max_missing.rstrip("%")) / 100)
+    return max_missing
+
+
+def prepare(plan: Plan, options) -> Plan:
+    """The plan of a full feed: with deactivate, the active column it sets."""
+    if options.missing not in MODES:
+        raise MappingError(f"--missing {options.missing!r}: use keep, deactivate or delete")
+    if options.missing != "deactivate":
+        return plan
+    target = plan.target
+    column = next(
+        (c for c in target.columns if c.name.casefold() == options.active_column.casefold()),
+        None,
+    )
+    if column is None or column.type_name != "bool" or not column.writable:
+        raise MappingError(
+            f"--missing deactivate: {target.display} has no writable boolean"
+            f" {options.active_column} column (name one with --active-column)"
+        )
+    return dataclasses.replace(plan, active=column)
+
+
+class Sync:
+    """One import's full-feed work: keeps the keys of rejected rows, counts the rows in
+    scope before the merge, and afterwards deactivates or deletes the missing ones."""
+
+    def __init__(self, plan: Plan, options):
+        self.plan = plan
+        self.options = options
+        self._kept: list[tuple[str, ...]] = []  # bounded by --max-errors
+        self._in_scope = 0
+
+    def keep(self, rejects: list[Reject]) -> None:
+        self._kept.extend(r.key for r in rejects if r.key is not None)
+
+    def stage_kept(self, db) -> None:
+        db.execute(sql.CREATE_KEPT)
+        if self._kept:
+            plan = self.plan
+            scope = {c.name: v for c, v in plan.scope}
+            columns = [f.index for f in plan.key_fields]
+            with db.copy(sql.copy_kept(columns)) as copy:
+                for key in self._kept:
+                    given = iter(key)
+                    copy.write_row(
+                        [scope[f.column.name] if f.column.name in scope else next(given)
+                         for f in plan.key_fields]
+                    )
+
+    def before(self, db) -> None:
+        self._in_scope = db.execute(sql.count_in_scope(self.plan)).fetchone()[0]
+
+    def after(self, db, result, changes: bool, where: str) -> None:
+        """Deactivate or delete the rows the file does not list, unless the file staged
+        nothing (empty, or all rejects: that never deactivates anything)."""
+        if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
+            return
+        plan, options = self.plan, self.options
+        statement = (
+            sql.deactivate_missing(plan, changes)
+            if options.missing == "deactivate"
+            else sql.delete_missing(plan, changes)
+        )
+        conn = db.cur.connection
+        try:
+            with conn.transaction():
+                if options.missing == "delete":
+                    # Another table's deferred foreign key would otherwise fail the commit.
+                    db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                count = db.execute(statement).fetchone()[0]
+        except errors.ForeignKeyViolation as e:
+            raise self._still_referenced(db, e, where) from e
+        limit = limit_for(options.max_missing, self._in_scope)
+        verb = "deactivated" if options.missing == "deactivate" else "deleted"
+        if count > limit:
+            share = f" ({options.max_missing} of {self._in_scope:,} rows in scope)" if isinstance(
+                options.max_missing, str) else ""
+            raise MissingGuardError(
+                f"{where}: {count:,} rows of {plan.target.display} would be {verb}, more than"
+                f" --max-missing {options.max_missing}{share}; nothing was changed (raise"
+                " --max-missing if the file really is complete)"
+            )
+        setattr(result, verb, count)
+
+    def _still_referenced(self, db, e, where: str) -> ConstraintError:
+        detail = e.diag.message_detail or ""
+        key = ""
+        if detail.startswith("Key (") and ")=(" in detail:
+            columns, _, rest = detail[5:].partition(")=(")
+            value = rest.split(")", 1)[0]
+            if "," not in columns:
+                row = db.execute(
+                    pgsql.SQL("SELECT {key} FROM {table} p WHERE p.{column}::text = %s").format(
+                        key=sql.key_text(self.plan, "p"),
+                        table=self.plan.target.identifier,
+                        column=pgsql.Identifier(columns),
+                    ),
+                    (value,),
+                ).fetchone()
+                key = f" {row[0]!r}" if row else f" with {columns} {value}"
+        other = e.diag.table_name or "another table"
+        return ConstraintError(
+            f"{where}: cannot delete the rows missing from the file: {self.plan.target.display}"
+            f" row{key} is still referenced from {other} (foreign key"
+            f" {e.diag.constraint_name}); nothing was changed (--missing deactivate keeps them)"
+        )
+
+
+__all__ = ["MODES", "Sync", "limit_for", "parse_limit", "prepare", "psycopg"]
