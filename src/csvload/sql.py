@@ -451,6 +451,8 @@ def stage_match(plan: Plan, row: str) -> sql.Composable:
         elif f.column.is_text:
             conditions.append(sql.SQL("p.{} = {}").format(ident, text))
         else:
+            if plan.decimal_comma and f.column.category == "N":
+                text = sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(text)
             conditions.append(
                 sql.SQL("p.{} = NULLIF({}, '')::{}").format(ident, text, _type(f.column))
             )
