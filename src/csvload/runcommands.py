@@ -280,6 +280,10 @@ def verify_line(r) -> str:
     )
     if r.rejected:
         line += f"; {r.rejected:,} rejected rows not checked"
+    if r.stale:
+        state = "active" if r.missing_mode == "deactivate" else "there"
+        line += f"; {r.stale:,} rows the file no longer lists are still {state}: "
+        line += ", ".join(r.stale_examples)
     if r.missing_examples:
         line += "; missing: " + ", ".join(r.missing_examples)
     if r.different_examples:

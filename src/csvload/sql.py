@@ -525,6 +525,21 @@ def deactivate_missing(plan: Plan, changes: bool) -> sql.Composed:
     return _noted(plan, update, "deactivated", changes)
 
 
+def count_missing(plan: Plan) -> sql.Composed:
+    """For verify: the rows in scope the file does not list that an import with --missing
+    would still have to change (active ones under deactivate, any under delete), and up
+    to %(examples)s of their keys."""
+    still = sql.SQL("p.{} AND ").format(plan.active.identifier) if plan.active else sql.SQL("")
+    return sql.SQL(
+        "WITH m AS MATERIALIZED (SELECT {key} AS key FROM {table} p WHERE {still}{missing})"
+        " SELECT (SELECT count(*) FROM m), ARRAY(SELECT key FROM m ORDER BY key"
+        " LIMIT %(examples)s)"
+    ).format(
+        key=key_text(plan, "p"), table=plan.target.identifier, still=still,
+        missing=_missing(plan),
+    )
+
+
 def delete_missing(plan: Plan, changes: bool) -> sql.Composed:
     """Delete every row in scope that the file does not list.  Returns the count."""
     delete = sql.SQL("DELETE FROM {table} p WHERE {missing}").format(

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from csvload import fit, sql
+from csvload import fit, missing, sql
 from csvload.database import translate
 from csvload.loader import (
     ImportOptions,
@@ -47,6 +47,11 @@ class VerifyResult:
     missing: int = 0
     different: int = 0
     compared: list[str] = field(default_factory=list)
+    # --missing deactivate|delete: rows in scope the file does not list that are still
+    # active (or, for delete, still there), which a completed import would have changed.
+    missing_mode: str = "keep"
+    stale: int = 0
+    stale_examples: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
     different_examples: list[Difference] = field(default_factory=list)
     seconds: float = 0.0
@@ -54,7 +59,7 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and self.different == 0
+        return self.missing == 0 and self.different == 0 and self.stale == 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -82,9 +87,11 @@ def verify_source(
     # Rejected rows are counted and skipped, never a reason to stop: verify answers about
     # the rows an import would have loaded.
     staging = ImportOptions(batch_size=options.batch_size, max_errors=2**62)
+    sync = missing.Sync(plan, options) if options.missing != "keep" else None
+    result.missing_mode = options.missing
     try:
         with conn.transaction():
-            stage(db, source, staging, result, None, report, None, plan)
+            stage(db, source, staging, result, None, report, None, plan, sync)
             db.execute(sql.ANALYZE_STAGE)  # so the join below hashes instead of probing
             report(Progress("comparing", 0, None, result.rows_read))
             query = sql.verify_counts(plan)
@@ -95,8 +102,13 @@ def verify_source(
                 # Values that do not fit their columns: the import would reject those
                 # rows, so verify counts them as rejected and checks the rest.
                 result.rejected += sum(1 for _ in fit.find(db, plan))
+                if sync is not None:
+                    db.execute(missing.KEEP_BAD)
                 db.execute(fit.DELETE_BAD)
                 row = db.execute(query, {"examples": examples}).fetchone()
+            if sync is not None and row[0]:
+                stale = db.execute(sql.count_missing(plan), {"examples": examples}).fetchone()
+                result.stale, result.stale_examples = stale[0], list(stale[1])
             raise psycopg.Rollback()
     except psycopg.Error as e:
         raise translate(e, source.name) from e
