@@ -10,13 +10,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from csvload.errors import CsvloadError
+from csvload.files import AtomicFile
 from csvload.source import Reject
 
 HEADER = ("line", "reason", "record")
@@ -41,8 +39,8 @@ class RejectsWriter:
         self._encoder = codecs.getincrementalencoder(
             "utf-8" if encoding == "utf-8-sig" else encoding
         )()
+        self._atomic = AtomicFile(path, "rejects file")
         self._file = None
-        self._tmp: str | None = None
         self._rows = io.StringIO()
         # "\r\n" as the terminator makes the writer quote a field holding a lone CR too
         # (with "\n" it would not, and a CR-only record would break the file's rows).
@@ -71,33 +69,14 @@ class RejectsWriter:
                 self._file.write(self._encoder.encode(part))
 
     def _open(self) -> None:
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        try:
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=directory
-            )
-        except OSError as e:
-            raise CsvloadError(f"{self.path}: cannot write the rejects file: {e.strerror}") from e
-        # mkstemp makes the file 0600; give it the mode the user's umask asks for.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(fd, 0o666 & ~umask)
-        self._file = open(fd, "wb")  # noqa: SIM115 - closed in finish()/discard()
+        self._file = self._atomic.open()
         self._writer.writerow(HEADER)
 
     def finish(self) -> Path | None:
         """Put the file in place; None when there were no rejects."""
-        if self._file is None:
-            return None
-        self._file.close()
-        assert self._tmp is not None
-        os.replace(self._tmp, self.path)
         self._file = None
-        return self.path
+        return self._atomic.finish()
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            assert self._tmp is not None
-            os.unlink(self._tmp)
-            self._file = None
+        self._file = None
+        self._atomic.discard()
