@@ -22,7 +22,7 @@ from csvload.database import translate, widen_send_buffer
 from csvload.errors import ConstraintError, TooManyRejectsError
 from csvload.presets import PRESETS
 from csvload.rejects import RejectsWriter
-from csvload.schema import INDEXES
+from csvload.schema import INDEXES, PRODUCTS
 from csvload.source import Reject, Source
 from csvload.target import Binding, Plan, bind, describe
 
@@ -35,7 +35,7 @@ DEFAULT_BATCH_SIZE = 10_000
 
 @dataclass(frozen=True)
 class ImportOptions:
-    table: str = "products"  # optionally schema-qualified
+    table: str = PRODUCTS  # optionally schema-qualified
     key: tuple[str, ...] = ("sku",)
     binding: Binding = field(default_factory=Binding)
     preset: str | None = None  # a shop export's layout: presets.PRESETS

@@ -12,6 +12,7 @@ import click
 from csvload.errors import CsvloadError
 from csvload.missing import parse_limit
 from csvload.presets import PRESETS
+from csvload.schema import PRODUCTS
 from csvload.source import normalise_encoding
 from csvload.target import parse_key
 
@@ -171,7 +172,7 @@ def input_options(f):
         ),
         click.option(
             "--table",
-            default="products",
+            default=PRODUCTS,
             show_default=True,
             metavar="[SCHEMA.]TABLE",
             help="The table to load into.",

@@ -54,7 +54,7 @@ class LineDisplay(QuietDisplay):
             pct = f" ({100 * p.bytes_done / p.bytes_total:.0f}%)" if p.bytes_total else ""
             line = f"{self.name}: reading {done}{pct}, {p.rows:,} rows, {rate:,.0f} rows/s"
         elif p.phase == "waiting":
-            line = f"{self.name}: waiting for another import into products..."
+            line = f"{self.name}: waiting for another import into the table to finish..."
         else:
             line = f"{self.name}: {p.phase}, {p.rows:,} rows"
         print(line, file=self.stream, flush=True)

@@ -13,6 +13,7 @@ from csvload.errors import CsvloadError, ExitStatus
 from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions
 from csvload.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
+from csvload.schema import PRODUCTS
 from csvload.source import Source, SourceOptions
 from csvload.target import Binding
 
@@ -176,7 +177,7 @@ def runs(dsn, limit, as_json, connect_timeout):
 @click.command()
 @dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-@click.option("--table", default="products", show_default=True, metavar="[SCHEMA.]TABLE")
+@click.option("--table", default=PRODUCTS, show_default=True, metavar="[SCHEMA.]TABLE")
 @connect_timeout_option
 def stats(dsn, as_json, table, connect_timeout):
     """Row and active counts, table and index sizes, index usage, the last import."""

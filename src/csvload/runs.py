@@ -39,6 +39,7 @@ from csvload import __version__
 from csvload.database import connect, translate
 from csvload.errors import RunNotFoundError
 from csvload.loader import ImportResult, Progress
+from csvload.schema import PRODUCTS
 
 RUNS = "csvload_runs"
 STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted")
@@ -545,16 +546,16 @@ def latest_run(conn: psycopg.Connection, run_id: str | None = None) -> RunInfo |
     return found[0]
 
 
-def last_successful(conn: psycopg.Connection, table: str = "products") -> RunInfo | None:
+def last_successful(conn: psycopg.Connection, table: str = PRODUCTS) -> RunInfo | None:
     """The newest succeeded import into table (runs recorded before csvload named their
-    table went into products)."""
+    table went into csvload's own)."""
     found = _query(
         conn,
         sql.SQL(
-            "WHERE shown_status = 'succeeded' AND coalesce(target, 'products') = %s"
+            "WHERE shown_status = 'succeeded' AND coalesce(target, %s) = %s"
             " ORDER BY finished_at DESC LIMIT 1"
         ),
-        (table,),
+        (PRODUCTS, table),
     )
     return found[0] if found else None
 

@@ -238,7 +238,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     TargetError with one line when the table cannot be a target."""
     row = conn.execute(_RELATION, (table,)).fetchone()
     if row is None:
-        hint = "run 'csvload init' first" if table == "products" else "create it first"
+        hint = "run 'csvload init' first" if table == PRODUCTS else "create it first"
         raise TargetError(f"{table}: the table does not exist ({hint})")
     oid, schema, name, kind, has_rules = row
     if kind in _REFUSED_KINDS:
