@@ -142,16 +142,25 @@ class Sync:
         if detail.startswith("Key (") and ")=(" in detail:
             columns, _, rest = detail[5:].partition(")=(")
             value = rest.split(")", 1)[0]
-            if "," not in columns:
+            # A foreign key of several columns (supplier, sku) reports them and their values
+            # joined with ", "; only a single column was looked up, so the line named no key.
+            # Split both; when a value holds ", " itself the counts differ: show the detail.
+            names, values = columns.split(", "), value.split(", ")
+            key = f" with ({columns})=({value})" if "," in columns else f" with {columns} {value}"
+            if len(names) == len(values):
                 row = db.execute(
-                    pgsql.SQL("SELECT {key} FROM {table} p WHERE p.{column}::text = %s").format(
+                    pgsql.SQL("SELECT {key} FROM {table} p WHERE {match}").format(
                         key=sql.key_text(self.plan, "p"),
                         table=self.plan.target.identifier,
-                        column=pgsql.Identifier(columns),
+                        match=pgsql.SQL(" AND ").join(
+                            pgsql.SQL("p.{}::text = %s").format(pgsql.Identifier(n))
+                            for n in names
+                        ),
                     ),
-                    (value,),
+                    values,
                 ).fetchone()
-                key = f" {row[0]!r}" if row else f" with {columns} {value}"
+                if row:
+                    key = f" {row[0]!r}"
         other = e.diag.table_name or "another table"
         return ConstraintError(
             f"{where}: cannot delete the rows missing from the file: {self.plan.target.display}"
