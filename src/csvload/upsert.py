@@ -1,0 +1,117 @@
+"""The merge for tables that Citus manages: INSERT ... ON CONFLICT instead of MERGE.
+
+Builders only: nothing here executes.  On a Citus coordinator (tried on Citus 14.0.1 over
+PostgreSQL 18, see CITUS_FINDINGS in the README's Citus section):
+
+- MERGE into a distributed, reference or Citus local table from the coordinator's temp
+  stage is refused ("MERGE INTO an distributed table from Postgres table is not yet
+  supported", "Reference table as target is not allowed in MERGE command", and
+  "non-IMMUTABLE functions are not yet supported in MERGE" for the identity's nextval()).
+- INSERT ... SELECT ... ON CONFLICT DO UPDATE works (Citus pulls the SELECT to the
+  coordinator and routes the rows to the shards), but refuses now() in DO UPDATE SET, and
+  loses server-side parameters in DO UPDATE and RETURNING (the workers get none).  So the
+  touch timestamp is a literal, read once from the server with NOW.
+- pg_stat_get_xact_tuples_* read 0 there (the shards do the writing) and the command tag
+  counts the source rows, so inserted and updated come from RETURNING (xmax = 0): true for
+  a row inserted, false for one updated; a row left as it was is not returned.
+
+The arbiter is the key's unique index, named by its columns (lower(col) for a lower()
+index), which on a distributed table includes the distribution column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import sql
+
+from csvload import sql as q
+from csvload.target import LOWER, Plan
+
+NOW = sql.SQL("SELECT now()")
+
+
+def _arbiter(plan: Plan) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("lower({})").format(f.column.identifier) if match == LOWER
+        else f.column.identifier
+        for f, match in zip(plan.key_fields, plan.target.matches, strict=True)
+    )
+
+
+def upsert(plan: Plan, now: datetime) -> sql.Composed:
+    """Merge the deduplicated stage into the table in ONE statement; returns one row:
+    (distinct keys, inserted, updated).  `now` is the transaction's timestamp for the
+    touch column of updated rows.
+
+    The deduplicated stage is materialized once: the INSERT reads it and the count of
+    distinct keys is taken from it, without a second dedupe sort.
+    """
+    names, values = q._insert_lists(plan, "d")
+    touch = None
+    if plan.touch is not None:
+        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), q._type(plan.touch))
+    if q._changed(plan):
+        action = sql.SQL("DO UPDATE SET {assignments} WHERE {differs}").format(
+            assignments=q._assignments(plan, "excluded", touch),
+            differs=q._differs(plan, "excluded"),
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    return sql.SQL(
+        "WITH d AS MATERIALIZED ({latest}),"
+        " w AS (INSERT INTO {table} AS p ({names}) SELECT {values} FROM d"
+        "  ON CONFLICT ({arbiter}) {action} RETURNING (xmax = 0) AS inserted)"
+        " SELECT (SELECT count(*) FROM d), count(*) FILTER (WHERE inserted),"
+        " count(*) FILTER (WHERE NOT inserted) FROM w"
+    ).format(
+        latest=q.latest(plan),
+        table=plan.target.identifier,
+        names=names,
+        values=values,
+        arbiter=_arbiter(plan),
+        action=action,
+    )
+
+
+def kept_fields(plan: Plan) -> list:
+    """The fields whose empty value means "keep what the row holds" (NOT NULL, not text)."""
+    return [f for f in q._compared(plan) if q._keeps_stored(f.column)]
+
+
+def fill_kept(plan: Plan) -> sql.Composed | None:
+    """Before upsert(): give every staged row whose key is in the table the stored value of
+    each such field it leaves empty.
+
+    INSERT ... ON CONFLICT checks NOT NULL before it looks for the conflicting row, so an
+    empty field in a NOT NULL column would fail the statement even for a row that exists;
+    MERGE and the local statements only ever insert new keys.  None when the plan has no
+    such field.  The join only reads the stage's rows that have an empty field.
+    """
+    kept = kept_fields(plan)
+    if not kept:
+        return None
+    sets = sql.SQL(", ").join(
+        sql.SQL("{raw} = CASE WHEN s.{raw} = '' THEN {stored} ELSE s.{raw} END").format(
+            raw=q.stage_column(f.index), stored=_as_staged(plan, f.column)
+        )
+        for f in kept
+    )
+    empty = sql.SQL(" OR ").join(
+        sql.SQL("s.{} = ''").format(q.stage_column(f.index)) for f in kept
+    )
+    return sql.SQL("UPDATE {stage} s SET {sets} FROM {table} p WHERE ({empty}) AND {match}").format(
+        stage=q.STAGE,
+        sets=sets,
+        table=plan.target.identifier,
+        empty=empty,
+        match=q.stage_match(plan, "s"),
+    )
+
+
+def _as_staged(plan: Plan, column) -> sql.Composable:
+    """The stored value as the file would spell it, to be cast back like the file's."""
+    text = sql.SQL("p.{}::text").format(column.identifier)
+    if plan.decimal_comma and column.category == "N":
+        return sql.SQL("replace({}, '.', ',')").format(text)
+    return text
