@@ -21,7 +21,7 @@ import psycopg
 from csvload import __version__, citus, runs, schema, webhook
 from csvload.database import connect, describe, target, translate
 from csvload.dbcommands import db
-from csvload.errors import CsvloadError, ExitStatus, Interrupted
+from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError
 from csvload.loader import (
     DEFAULT_BATCH_SIZE,
     ImportOptions,
@@ -84,12 +84,22 @@ def init(dsn, connect_timeout, distributed, shards):
                     citus.create_distributed_products(conn, shards)
                 except psycopg.Error as e:
                     raise translate(e, "init --distributed") from e
-            else:
+            elif not _citus_manages_products(conn):
                 schema.create_products(conn)
             runs.create_runs_table(conn)
     except CsvloadError as e:
         fail(e)
     click.echo(f"csvload: products is ready in {describe(resolved)}", err=True)
+
+
+def _citus_manages_products(conn) -> bool:
+    """products exists and Citus manages it (init --distributed made it, say): then init
+    leaves it as it is, as for any existing products (its local unique index on
+    lower(sku) could not be created there)."""
+    try:
+        return citus.table_kind(conn, schema.PRODUCTS).citus_plans
+    except NoTableError:
+        return False
 
 
 class WebhookUrl(click.ParamType):
