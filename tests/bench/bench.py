@@ -48,7 +48,7 @@ import tempfile
 import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -229,14 +229,18 @@ class Floor:
         "WHERE IS DISTINCT FROM."
     )
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, script: str = FLOOR_SCRIPT) -> None:
         self.workdir = workdir
+        self.script = script
 
     def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
         if "'" in str(path):
             raise BenchError(f"cannot quote {path} for \\copy")
         script = self.workdir / "floor.sql"
-        script.write_text(FLOOR_SCRIPT.format(path=path), encoding="utf-8")
+        # {now}: the client's clock as a timestamptz literal, for a script that sets
+        # timestamps itself; a constant costs the server nothing per row.
+        now = dt.datetime.now(dt.UTC).isoformat()
+        script.write_text(self.script.format(path=path, now=now), encoding="utf-8")
         argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)]
         return Outcome(run_measured(argv, "floor (psql)"), FLOOR_STATEMENTS, {})
 
@@ -260,8 +264,11 @@ class Csvload:
     name = "csvload"
     description = "`csvload import FILE --dsn DSN --json --quiet` as a subprocess."
 
+    def __init__(self, options: Sequence[str] = ()) -> None:
+        self.options = tuple(options)  # more import options: --table, --default ...
+
     def run(self, path: Path, dsn: str, *, quiet: bool = True, tty: bool = False) -> Outcome:
-        argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json"]
+        argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json", *self.options]
         if quiet:
             argv.append("--quiet")
         finished = run_measured(argv, "csvload import", tty=tty)
@@ -316,31 +323,56 @@ def data_files(rows: int) -> tuple[Path, Path]:
     return pair
 
 
-def _digest(name: str, description: str | None) -> bytes:
+@dataclass(frozen=True)
+class TableShape:
+    """What verify() compares: `query` yields (key, *values) per row of `table`, the
+    values as the file spells them; `columns` are those values' file columns, `key` the
+    key's, and `fold` turns a file's key into the query's (str.lower for lower(sku))."""
+
+    table: str
+    query: str
+    key: str
+    fold: Callable[[str], str]
+    columns: tuple[str, ...]
+
+
+PRODUCTS = TableShape(
+    "products", "SELECT lower(sku), name, description FROM products", "sku", str.lower,
+    ("name", "description"),
+)
+
+
+def _digest(*values: str | None) -> bytes:
     # NULL and '' must not compare equal: the generator never writes an empty description.
-    text = name + "\x1f" + ("\x00" if description is None else description)
+    text = "\x1f".join("\x00" if v is None else v for v in values)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
 
-def expected_content(path: Path, into: dict[str, bytes] | None = None) -> dict[str, bytes]:
-    """lower(sku) -> digest of the last occurrence's (name, description), streaming."""
+def expected_content(
+    path: Path, into: dict[str, bytes] | None = None, shape: TableShape = PRODUCTS
+) -> dict[str, bytes]:
+    """The folded key -> digest of the last occurrence's values, streaming."""
     content = {} if into is None else into
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
-        i_name, i_sku, i_desc = (header.index(c) for c in ("name", "sku", "description"))
+        i_key = header.index(shape.key)
+        wanted = [header.index(c) for c in shape.columns]
+        fold = shape.fold
         for record in reader:
-            content[record[i_sku].lower()] = _digest(record[i_name], record[i_desc])
+            content[fold(record[i_key])] = _digest(*(record[i] for i in wanted))
     return content
 
 
-def _last_values(paths: Sequence[Path], keys: set[str]) -> dict[str, tuple[str, str]]:
-    found: dict[str, tuple[str, str]] = {}
+def _last_values(
+    paths: Sequence[Path], keys: set[str], shape: TableShape
+) -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
     for path in paths:
         with open(path, encoding="utf-8", newline="") as f:
             for record in csv.DictReader(f):
-                if record["sku"].lower() in keys:
-                    found[record["sku"].lower()] = (record["name"], record["description"])
+                if shape.fold(record[shape.key]) in keys:
+                    found[shape.fold(record[shape.key])] = tuple(record[c] for c in shape.columns)
     return found
 
 
@@ -373,17 +405,17 @@ def settle(conn: psycopg.Connection) -> None:
         conn.execute("CHECKPOINT")
 
 
-def verify(conn: psycopg.Connection, expected: Expectation, label: str) -> None:
-    """Fail unless products holds exactly one row per key with the expected values."""
+def verify(
+    conn: psycopg.Connection, expected: Expectation, label: str, shape: TableShape = PRODUCTS
+) -> None:
+    """Fail unless the table holds exactly one row per key with the expected values."""
     remaining = dict(expected.content)
-    wrong: dict[str, tuple[str, str | None]] = {}
+    wrong: dict[str, tuple[str | None, ...]] = {}
     extra: list[str] = []
     duplicated: list[str] = []
     seen: set[str] = set()
     with conn.cursor() as cur:
-        for key, name, description in cur.stream(
-            "SELECT lower(sku), name, description FROM products"
-        ):
+        for key, *values in cur.stream(shape.query):
             if key in seen:
                 duplicated.append(key)
                 continue
@@ -391,16 +423,16 @@ def verify(conn: psycopg.Connection, expected: Expectation, label: str) -> None:
             want = remaining.pop(key, None)
             if want is None:
                 extra.append(key)
-            elif want != _digest(name, description):
-                wrong[key] = (name, description)
+            elif want != _digest(*values):
+                wrong[key] = tuple(values)
     if not (remaining or wrong or extra or duplicated):
         return
     lines = [
-        f"{label}: products table is wrong: {len(wrong)} rows with other values, "
+        f"{label}: {shape.table} table is wrong: {len(wrong)} rows with other values, "
         f"{len(remaining)} missing, {len(extra)} unexpected, {len(duplicated)} duplicated"
     ]
     sample = dict(list(wrong.items())[:3])
-    want = _last_values(expected.sources, set(sample))
+    want = _last_values(expected.sources, set(sample), shape)
     for key, got in sample.items():
         lines.append(f"  {key}: table has {got!r}, file's last occurrence {want.get(key)!r}")
     lines.extend(f"  missing {key}" for key in list(remaining)[:3])
@@ -575,25 +607,10 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
         machine = machine_info(conn)
         for rows in cfg.sizes:
             files, expect = expectations(rows)
-            for run in range(cfg.runs):
-                # Rotate the order so no method always runs first or last.
-                order = methods[run % len(methods) :] + methods[: run % len(methods)]
-                for method in order:
-                    reset_table(conn, cfg.dsn, ok)
-                    for phase in PHASES:
-                        outcome = method.run(files[phase], cfg.dsn)
-                        label = f"{method.name} {rows} {phase} run {run + 1}"
-                        verify(conn, expect[phase], label)
-                        m = Measurement.of(method.name, rows, phase, run + 1, outcome)
-                        measurements.append(m)
-                        note = None
-                        if method.name == "csvload":
-                            note = _check_counts(m, expect[phase])
-                        if note:
-                            notes.append(note)
-                            log(f"WARNING {note}")
-                        log(f"[{label}] {m.seconds:.2f}s, {m.rss_kib / 1024:.0f} MiB")
-                        settle(conn)
+            measurements += rotated_runs(
+                conn, cfg, methods, rows, files, expect,
+                reset=lambda: reset_table(conn, cfg.dsn, ok), notes=notes,
+            )
             del expect
 
         if ok and "csvload" in cfg.methods:
@@ -613,11 +630,51 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
     }
 
 
-def expectations(rows: int) -> tuple[dict[str, Path], dict[str, Expectation]]:
-    """The fresh and re-import files for `rows`, and what the table must hold after each."""
-    fresh_file, reimport_file = data_files(rows)
-    fresh = expected_content(fresh_file)
-    after = expected_content(reimport_file, into=dict(fresh))
+def rotated_runs(
+    conn: psycopg.Connection,
+    cfg: Config,
+    methods: Sequence,
+    rows: int,
+    files: dict[str, Path],
+    expect: dict[str, Expectation],
+    *,
+    reset: Callable[[], None],
+    notes: list[str],
+    check: Callable[[psycopg.Connection, Expectation, str], None] = verify,
+) -> list[Measurement]:
+    """cfg.runs runs of each method on one size: a fresh import into the table `reset`
+    empties, then the re-import; each checked with `check`, csvload's counts too."""
+    out = []
+    for run in range(cfg.runs):
+        # Rotate the order so no method always runs first or last.
+        order = list(methods[run % len(methods) :]) + list(methods[: run % len(methods)])
+        for method in order:
+            reset()
+            for phase in PHASES:
+                outcome = method.run(files[phase], cfg.dsn)
+                label = f"{method.name} {rows} {phase} run {run + 1}"
+                check(conn, expect[phase], label)
+                m = Measurement.of(method.name, rows, phase, run + 1, outcome)
+                out.append(m)
+                note = None
+                if method.name == "csvload":
+                    note = _check_counts(m, expect[phase])
+                if note:
+                    notes.append(note)
+                    log(f"WARNING {note}")
+                log(f"[{label}] {m.seconds:.2f}s, {m.rss_kib / 1024:.0f} MiB")
+                settle(conn)
+    return out
+
+
+def expectations(
+    rows: int, pair: tuple[Path, Path] | None = None, shape: TableShape = PRODUCTS
+) -> tuple[dict[str, Path], dict[str, Expectation]]:
+    """The fresh and re-import files for `rows` (data_files(rows) unless given), and what
+    the table must hold after each."""
+    fresh_file, reimport_file = pair or data_files(rows)
+    fresh = expected_content(fresh_file, shape=shape)
+    after = expected_content(reimport_file, into=dict(fresh), shape=shape)
     changed = sum(1 for k, v in after.items() if fresh[k] != v)
     expect = {
         "fresh": Expectation(fresh, (fresh_file,), len(fresh), 0),
@@ -872,15 +929,22 @@ def _or_dash(value: object) -> str:
     return "–" if value is None else str(value)
 
 
+def machine_lines(mach: dict) -> list[str]:
+    """The date, commit, machine and server of a result, as markdown list items."""
+    return [
+        f"- Date: {mach['date']}, commit {mach['commit']}",
+        f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM, {mach['os']}",
+        f"- PostgreSQL {mach['postgres']} "
+        + ", ".join(f"{k}={v}" for k, v in mach["postgres_settings"].items()),
+    ]
+
+
 def render_markdown(result: dict, summary: dict) -> str:
     mach, cfg = result["machine"], result["config"]
     out = [
         "# csvload benchmark results",
         "",
-        f"- Date: {mach['date']}, commit {mach['commit']}",
-        f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM, {mach['os']}",
-        f"- PostgreSQL {mach['postgres']} "
-        + ", ".join(f"{k}={v}" for k, v in mach["postgres_settings"].items()),
+        *machine_lines(mach),
         f"- Python {mach['python']}; {cfg['runs']} runs per cell, methods in rotating order; "
         "times are medians of the whole client process (start to exit)",
         f"- Data: `csvload.generate`, seed {SEED}, {DUPLICATES:.0%} duplicate rows; the "
@@ -1023,7 +1087,15 @@ def render_markdown(result: dict, summary: dict) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
+def bench_main(
+    run: Callable[[Config, Path], dict],
+    configure: Callable[[str, str | None], Config],
+    report: Callable[[dict], tuple[dict, str]],
+    stem: str,
+) -> int:
+    """Run a benchmark on DATABASE_URL's server, else on a throwaway local one:
+    run(configure(dsn, unix_dsn), workdir) gives the result, report(result) its summary and
+    markdown, written with the result to tests/bench/{stem}.md and {stem}.json."""
     dsn = os.environ.get("DATABASE_URL", "")
     unix_dsn = os.environ.get("BENCH_UNIX_URL") if dsn else None
     started = time.perf_counter()
@@ -1036,19 +1108,26 @@ def main() -> int:
         with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as work:
             if not dsn:
                 dsn, unix_dsn = stack.enter_context(local_server())
-            result = run_bench(config_from_env(dsn, unix_dsn), Path(work))
+            result = run(configure(dsn, unix_dsn), Path(work))
     except BenchError as e:
         log(f"bench failed: {e}")
         return 1
     result["total_seconds"] = round(time.perf_counter() - started, 1)
-    summary = summarize(result)
-    result["summary"] = summary
-    markdown = render_markdown(result, summary)
-    (HERE / "results.md").write_text(markdown, encoding="utf-8")
-    (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["summary"], markdown = report(result)
+    (HERE / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    (HERE / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(markdown)
-    log(f"total {result['total_seconds']:.0f}s; wrote {HERE / 'results.md'} and results.json")
+    log(f"total {result['total_seconds']:.0f}s; wrote {HERE / stem}.md and {stem}.json")
     return 0
+
+
+def _report(result: dict) -> tuple[dict, str]:
+    summary = summarize(result)
+    return summary, render_markdown(result, summary)
+
+
+def main() -> int:
+    return bench_main(run_bench, config_from_env, _report, "results")
 
 
 if __name__ == "__main__":
