@@ -16,7 +16,7 @@ import psycopg
 from psycopg import errors
 from psycopg import sql as pgsql
 
-from csvload import sql
+from csvload import fit, sql
 from csvload.errors import ConstraintError, MappingError, MissingGuardError
 from csvload.source import Reject
 from csvload.target import Plan
@@ -27,6 +27,9 @@ MODES = ("keep", "deactivate", "delete")
 KEEP_BAD = pgsql.SQL(
     "INSERT INTO {kept} SELECT s.* FROM {stage} s WHERE s.ord IN (SELECT ord FROM {bad})"
 ).format(kept=sql.KEPT, stage=sql.STAGE, bad=sql.BAD)
+
+
+_HAS_INPUT_ERROR_15 = "SELECT to_regprocedure('pg_temp.csvload_input_error(text, text)')"
 
 
 def parse_limit(text: str) -> int | str:
@@ -110,6 +113,7 @@ class Sync:
         if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
             return
         plan, options = self.plan, self.options
+        self._drop_unusable_keys(db)
         statement = (
             sql.deactivate_missing(plan, changes)
             if options.missing == "deactivate"
@@ -135,6 +139,30 @@ class Sync:
                 " --max-missing if the file really is complete)"
             )
         setattr(result, verb, count)
+
+    def _drop_unusable_keys(self, db) -> None:
+        """A rejected row's key that is no value of its column's type (an integer key
+        'x1') names no row.  Left in csvload_kept, the statement below cast it and failed
+        the whole import ('invalid input syntax for type integer'); drop such keys first,
+        checked the way fit checks a value reject's fields."""
+        fields = [f for f in self.plan.key_fields if not f.column.is_text]
+        if not fields:
+            return
+        modern = db.cur.connection.info.server_version >= 160000
+        if not modern and db.execute(_HAS_INPUT_ERROR_15).fetchone()[0] is None:
+            db.execute(fit._INPUT_ERROR_15)  # unless fit.find made it in this session
+        db.execute(
+            pgsql.SQL("DELETE FROM {kept} WHERE {unusable}").format(
+                kept=sql.KEPT,
+                unusable=pgsql.SQL(" OR ").join(
+                    pgsql.SQL("({raw} <> '' AND {code} IS NOT NULL)").format(
+                        raw=sql.stage_column(f.index),
+                        code=fit._error_code(sql._number_text(self.plan, f), f.column, modern),
+                    )
+                    for f in fields
+                ),
+            )
+        )
 
     def _still_referenced(self, db, e, where: str) -> ConstraintError:
         detail = e.diag.message_detail or ""
