@@ -671,3 +671,42 @@ def test_verify_missing_deactivate_with_scope(dsn, tmp_path):
             "--missing", "deactivate", "--json")
     checked = cli(dsn, "verify", str(path), *args)
     assert checked.exit_code == 0, checked.stderr  # bolt's K09 is active, and not acme's
+
+
+def test_a_rejected_row_whose_key_is_not_of_the_key_type_fails_nothing(major_dsn, tmp_path):
+    """An integer key: a value reject 'xx' and a reader reject 'yy' name no row; a reader
+    reject with key 9 does, and keeps it."""
+    execute(major_dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
+                       " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
+    seed = put(tmp_path, "code,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 11)), "s.csv")
+    args = ("--table", "coded", "--key", "code")
+    assert cli(major_dsn, "import", str(seed), *args, "--quiet").exit_code == 0
+    text = "code,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 9))
+    text += "xx,n\nyy,n,surplus\n9,n9,surplus\n"
+    for mode, count in (("deactivate", "deactivated"), ("delete", "deleted")):
+        result = cli(major_dsn, "import", str(put(tmp_path, text)), *args, "--missing", mode,
+                     "--max-missing", "1", "--max-errors", "3", "--json", "--quiet")
+        assert result.exit_code == 3, result.stderr
+        s = summary(result)
+        assert (s["rejected"], s[count]) == (3, 1)
+    with psycopg.connect(major_dsn) as c:
+        assert c.execute("SELECT code, active FROM coded WHERE code > 8 ORDER BY code")\
+            .fetchall() == [(9, True)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="verify.verify_source runs sql.count_missing over csvload_kept without dropping"
+    " the rejected keys that are no value of the key's type (missing.Sync does that before"
+    " its statement), so verify fails with 'invalid input syntax for type integer'",
+)
+def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
+    execute(dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
+                 " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
+    seed = put(tmp_path, "code,name\n1,a\n2,b\n", "s.csv")
+    args = ("--table", "coded", "--key", "code")
+    assert cli(dsn, "import", str(seed), *args, "--quiet").exit_code == 0
+    path = put(tmp_path, "code,name\n1,a\n2,b\nyy,c,surplus\n")
+    checked = cli(dsn, "verify", str(path), *args, "--missing", "deactivate", "--json")
+    assert checked.exit_code == 0, checked.stderr
+    assert json.loads(checked.stdout)["rejected"] == 1
