@@ -710,3 +710,99 @@ def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
     checked = cli(dsn, "verify", str(path), *args, "--missing", "deactivate", "--json")
     assert checked.exit_code == 0, checked.stderr
     assert json.loads(checked.stdout)["rejected"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fit.find creates pg_temp.csvload_input_error with CREATE FUNCTION on PostgreSQL"
+    " 15; the function outlives a committed import, so the next import on the same"
+    " connection that has a value reject fails with 'function \"csvload_input_error\""
+    " already exists' (missing.Sync creates it too, for a non-text key)",
+)
+def test_two_full_feeds_with_rejects_on_one_connection(dsn, tmp_path):
+    from csvload.loader import ImportOptions, import_source
+    from csvload.source import Source, SourceOptions
+
+    execute(dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
+                 " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
+    options = ImportOptions(table="coded", key=("code",), missing="deactivate",
+                            max_missing="100%", max_errors=5)
+    files = [put(tmp_path, "code,name\n1,a\n2,b\n", "1.csv"),
+             put(tmp_path, "code,name\n1,a\nyy,b,surplus\n", "2.csv"),
+             put(tmp_path, "code,name,active\n1,a,true\n3,c,maybe\n", "3.csv")]
+    with psycopg.connect(dsn) as conn:
+        if conn.info.server_version >= 160000:
+            pytest.xfail("PostgreSQL 16+ has pg_input_is_valid: no temp function")
+        results = []
+        for path in files:
+            with Source(SourceOptions(str(path))) as source:
+                results.append(import_source(conn, source, options))
+    assert [(r.rejected, r.deactivated) for r in results] == [(0, 0), (1, 1), (1, 0)]
+
+
+# -- --active-column, --touch ------------------------------------------------------------------
+
+FLAGGED_DDL = """
+CREATE TABLE flagged (
+    id serial PRIMARY KEY,
+    sku text NOT NULL UNIQUE,
+    name text NOT NULL,
+    enabled boolean NOT NULL DEFAULT true,
+    seen_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def flagged(dsn: str) -> dict[str, tuple]:
+    with psycopg.connect(dsn) as c:
+        return {r[0]: r[1:] for r in c.execute(
+            "SELECT sku, enabled, seen_at, updated_at, xmin::text FROM flagged")}
+
+
+@pytest.mark.parametrize("touch", [("--touch", "seen_at"), ("--no-touch",)],
+                         ids=["touch_seen_at", "no_touch"])
+def test_active_column_and_touch_name_other_columns(dsn, tmp_path, touch):
+    execute(dsn, FLAGGED_DDL)
+    args = ("--table", "flagged", "--missing", "deactivate", "--active-column", "enabled",
+            "--max-missing", "2", *touch, "--json", "--quiet")
+    seed = put(tmp_path, "sku,name\n" + "".join(f"k{i},n{i}\n" for i in range(6)), "s.csv")
+    assert cli(dsn, "import", str(seed), *args).exit_code == 0
+    execute(dsn, "UPDATE flagged SET enabled = false WHERE sku = 'k0'")
+    before = flagged(dsn)
+    result = cli(dsn, "import", str(put(tmp_path, "sku,name\nk0,n0\nk1,n1\nk2,n2\nk3,n3\n")),
+                 *args)
+    assert result.exit_code == 0, result.stderr
+    s = summary(result)
+    assert (s["deactivated"], s["reactivated"], s["updated"]) == (2, 1, 1)
+    after = flagged(dsn)
+    touched = touch[0] == "--touch"
+    for sku in ("k0", "k4", "k5"):  # reactivated, deactivated, deactivated
+        assert after[sku][0] is (sku == "k0")
+        if touched:
+            assert after[sku][1] > before[sku][1]
+        else:
+            assert after[sku][1] is None
+        assert after[sku][2] == before[sku][2]  # updated_at is not the touch column here
+    assert after["k1"] == before["k1"]
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("name", "Error: --missing deactivate: flagged has no writable boolean name column"
+                 " (name one with --active-column)"),
+        ("nope", "Error: --missing deactivate: flagged has no writable boolean nope column"
+                 " (name one with --active-column)"),
+        ("active", "Error: --missing deactivate: flagged has no writable boolean active"
+                   " column (name one with --active-column)"),
+    ],
+)
+def test_the_active_column_must_be_a_writable_boolean(dsn, tmp_path, column, message):
+    execute(dsn, FLAGGED_DDL + "; INSERT INTO flagged (sku, name) VALUES ('a', 'A')")
+    before = checksum(dsn, "flagged")
+    result = cli(dsn, "import", str(put(tmp_path, "sku,name\nb,B\n")), "--table", "flagged",
+                 "--missing", "deactivate", "--active-column", column)
+    assert result.exit_code == 2
+    assert only_line(result.stderr) == message
+    assert checksum(dsn, "flagged") == before
