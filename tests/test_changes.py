@@ -306,3 +306,36 @@ def test_200k_changed_keys(products, tmp_path):
     assert all(seen[f"N{i}"] == ("inserted", "") for i in range(145_000))
     assert all(seen[f"S{i}"] == ("deactivated", "") for i in range(50_000, 55_000))
     assert temp_files(tmp_path) == []
+
+
+def test_a_key_repeated_in_the_file_is_one_change(products, tmp_path):
+    seeded(products, tmp_path, 3)
+    changes = tmp_path / "changes.csv"
+    path = put(tmp_path, "sku,name\nk0,x\nK0,y\nk1,N1\nk1,z\nnew,a\nNEW,b\nk2,N2\n")
+    result = cli(products, "import", str(path), "--changes", str(changes), "--json",
+                 "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["duplicates"] == 3
+    # The last occurrence of each key is the one written, and listed.
+    assert read_changes(changes)[1] == [
+        ("K0", "updated", "sku name"), ("NEW", "inserted", ""), ("k1", "updated", "name")
+    ]
+
+
+def test_a_preset_import_lists_no_skipped_rows(products, tmp_path):
+    template = Path(__file__).parent / "data" / "presets" / "shopify_product_template.csv"
+    changes = tmp_path / "changes.csv"
+    result = cli(products, "import", str(template), "--preset", "shopify", "--changes",
+                 str(changes), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    header, rows = read_changes(changes)
+    assert header == ["sku", "change", "columns"]
+    assert len(rows) == 16 and {r[1] for r in rows} == {"inserted"}
+    assert "" not in {r[0] for r in rows}
+    # The hat archived in the shop: a re-import where its Status became active again.
+    again = tmp_path / "template.csv"
+    again.write_bytes(template.read_bytes().replace(b",archived", b",active"))
+    result = cli(products, "import", str(again), "--preset", "shopify", "--missing",
+                 "deactivate", "--changes", str(changes), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert read_changes(changes)[1] == [("HAT_GRY_275", "reactivated", "active")]
