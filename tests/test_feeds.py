@@ -806,3 +806,49 @@ def test_the_active_column_must_be_a_writable_boolean(dsn, tmp_path, column, mes
     assert result.exit_code == 2
     assert only_line(result.stderr) == message
     assert checksum(dsn, "flagged") == before
+
+
+def test_two_scopes_one_of_them_an_integer_column(dsn, tmp_path):
+    execute(dsn, "CREATE TABLE multi (id serial PRIMARY KEY, shop int NOT NULL, region text"
+                 " NOT NULL, sku text NOT NULL, name text NOT NULL, active boolean NOT NULL"
+                 " DEFAULT true, UNIQUE (shop, region, sku));"
+                 " INSERT INTO multi (shop, region, sku, name) SELECT s, r, 'k' || i, 'n'"
+                 " FROM unnest(ARRAY[1, 2]) s, unnest(ARRAY['eu', 'us']) r,"
+                 " generate_series(1, 4) i")
+    others = fetch_multi(dsn, "NOT (shop = 1 AND region = 'eu')")
+    path = put(tmp_path, "sku,name\nk1,n\nk2,n\nk3,renamed\nk5,new\nk6,n,surplus\n")
+    result = cli(dsn, "import", str(path), "--table", "multi", "--scope", "shop=1", "--scope",
+                 "region=eu", "--key", "shop,region,sku", "--missing", "deactivate",
+                 "--max-missing", "1", "--max-errors", "1", "--json", "--quiet")
+    assert result.exit_code == 3, result.stderr
+    s = summary(result)
+    assert (s["inserted"], s["updated"], s["unchanged"], s["deactivated"]) == (1, 1, 2, 1)
+    assert fetch_multi(dsn, "NOT (shop = 1 AND region = 'eu')") == others
+    assert [r[:4] for r in fetch_multi(dsn, "shop = 1 AND region = 'eu'")] == [
+        (1, "eu", "k1", "n"), (1, "eu", "k2", "n"), (1, "eu", "k3", "renamed"),
+        (1, "eu", "k4", "n"), (1, "eu", "k5", "new"),
+    ]
+    assert [r[2] for r in fetch_multi(dsn, "NOT active")] == ["k4"]
+
+
+def fetch_multi(dsn: str, where: str) -> list[tuple]:
+    with psycopg.connect(dsn) as c:
+        return c.execute(f"SELECT shop, region, sku, name, active, xmin::text FROM multi"
+                         f" WHERE {where} ORDER BY shop, region, sku").fetchall()
+
+
+def test_max_missing_zero_allows_no_missing_row(dsn, tmp_path):
+    kind = PRODUCTS
+    seeded(dsn, kind, tmp_path)
+    before = checksum(dsn, "products")
+    path = put(tmp_path, kind.csv(SKUS[:19]))
+    result = load(dsn, kind, path, "--missing", "deactivate", "--max-missing", "0", "--quiet")
+    assert result.exit_code == 1
+    assert only_line(result.stderr) == (
+        f"Error: {path}: 1 rows of products would be deactivated, more than --max-missing 0;"
+        " nothing was changed (raise --max-missing if the file really is complete)"
+    )
+    assert checksum(dsn, "products") == before
+    full = load(dsn, kind, put(tmp_path, kind.csv(SKUS), "full.csv"), "--missing",
+                "deactivate", "--max-missing", "0", "--quiet")
+    assert full.exit_code == 0, full.stderr
