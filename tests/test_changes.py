@@ -257,12 +257,6 @@ def test_a_changes_file_that_cannot_be_written_fails_the_import(products, tmp_pa
     assert checksum(products, "products") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader.import_source: a dry run rolls back, then still renames the changes file"
-    " into place (changes.finish() runs after the psycopg.Rollback); the issue writes it"
-    " only when the transaction commits",
-)
 def test_a_dry_run_writes_no_changes_file(products, tmp_path):
     seeded(products, tmp_path)
     changes = tmp_path / "changes.csv"

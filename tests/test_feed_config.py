@@ -275,17 +275,7 @@ def acme_gz(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     "active_default",
     [
         " DEFAULT true",
-        pytest.param(
-            "",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="target.bind checks that new rows fill every NOT NULL column before"
-                " loader.prepare lets missing.prepare bind the active column, which the"
-                " insert fills with true: a Django table (active NOT NULL, no database"
-                " default) with --missing deactivate fails with 'catalog_product.active is"
-                " NOT NULL and has no default', so the README's example does not run",
-            ),
-        ),
+        "",
     ],
     ids=["active_default_true", "django_no_default"],
 )

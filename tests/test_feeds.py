@@ -230,11 +230,6 @@ def test_an_inactive_row_the_file_says_is_inactive_stays_so(major_dsn, tmp_path,
     assert after[kind.key("K08")].active is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader._merge: with track_counts off the WITH statement sql.merge() runs, and"
-    " nothing counts the reactivated rows there (result.reactivated stays 0)",
-)
 def test_reactivated_is_counted_when_the_server_keeps_no_table_statistics(dsn, tmp_path):
     kind = PRODUCTS
     seeded(dsn, kind, tmp_path)
@@ -694,12 +689,6 @@ def test_a_rejected_row_whose_key_is_not_of_the_key_type_fails_nothing(major_dsn
             .fetchall() == [(9, True)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.verify_source runs sql.count_missing over csvload_kept without dropping"
-    " the rejected keys that are no value of the key's type (missing.Sync does that before"
-    " its statement), so verify fails with 'invalid input syntax for type integer'",
-)
 def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
     execute(dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
                  " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
@@ -712,13 +701,6 @@ def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
     assert json.loads(checked.stdout)["rejected"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit.find creates pg_temp.csvload_input_error with CREATE FUNCTION on PostgreSQL"
-    " 15; the function outlives a committed import, so the next import on the same"
-    " connection that has a value reject fails with 'function \"csvload_input_error\""
-    " already exists' (missing.Sync creates it too, for a non-text key)",
-)
 def test_two_full_feeds_with_rejects_on_one_connection(dsn, tmp_path):
     from csvload.loader import ImportOptions, import_source
     from csvload.source import Source, SourceOptions

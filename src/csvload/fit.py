@@ -33,7 +33,7 @@ FIXABLE = (errors.DataError, errors.NotNullViolation, errors.ForeignKeyViolation
            errors.CheckViolation)
 
 _INPUT_ERROR_15 = sql.SQL(
-    "CREATE FUNCTION pg_temp.csvload_input_error(value text, type text) RETURNS text"
+    "CREATE OR REPLACE FUNCTION pg_temp.csvload_input_error(value text, type text) RETURNS text"
     " LANGUAGE plpgsql AS $$"
     " BEGIN EXECUTE format('SELECT %L::' || type, value); RETURN NULL;"
     " EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$"

@@ -124,8 +124,10 @@ def prepare(
     if options.preset is not None:
         preset = PRESETS[options.preset].bind(source.header, target.writable(), _where(source))
         source.use_preset(preset)
+    # A full feed (--missing deactivate) gives every new row active = true itself.
+    filled = (options.active_column,) if options.missing == "deactivate" else ()
     plan = bind(
-        target, source.staged_columns, _binding(source, options), _where(source), writing
+        target, source.staged_columns, _binding(source, options), _where(source), writing, filled
     )
     if options.missing != "keep":
         plan = missing.prepare(plan, options)
@@ -210,7 +212,12 @@ def import_source(
         result.statements = db.count
         result.seconds = round(time.monotonic() - started, 3)
     if changes is not None:
-        result.changes_file = str(changes.finish())
+        # Only a committed import has changed anything: a dry run lists its changes in
+        # the counts alone.
+        if options.dry_run:
+            changes.discard()
+        else:
+            result.changes_file = str(changes.finish())
     result.status = "dry_run" if options.dry_run else "succeeded"
     result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
     report(Progress("done", 0, None, result.rows_read))
@@ -428,7 +435,11 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
             result.reactivated = db.execute(sql.REACTIVATED_COUNT).fetchone()[0]
         result.inserted, result.updated = now_inserted - inserted, now_updated - updated
         return result.inserted + result.updated + unchanged
-    distinct, result.updated, result.inserted = db.execute(sql.merge(plan)).fetchone()
+    distinct, result.updated, result.inserted, reactivated = db.execute(
+        sql.merge(plan)
+    ).fetchone()
+    if plan.active is not None:
+        result.reactivated = reactivated
     return distinct
 
 

@@ -113,7 +113,7 @@ class Sync:
         if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
             return
         plan, options = self.plan, self.options
-        self._drop_unusable_keys(db)
+        self.drop_unusable_keys(db)
         statement = (
             sql.deactivate_missing(plan, changes)
             if options.missing == "deactivate"
@@ -140,7 +140,7 @@ class Sync:
             )
         setattr(result, verb, count)
 
-    def _drop_unusable_keys(self, db) -> None:
+    def drop_unusable_keys(self, db) -> None:
         """A rejected row's key that is no value of its column's type (an integer key
         'x1') names no row.  Left in csvload_kept, the statement below cast it and failed
         the whole import ('invalid input syntax for type integer'); drop such keys first,

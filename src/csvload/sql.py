@@ -304,8 +304,8 @@ def insert_latest(plan: Plan) -> sql.Composed:
 
 def merge(plan: Plan) -> sql.Composed:
     """Merge the deduplicated stage into a filled table in ONE statement, and return
-    (distinct keys, updated, inserted).  For servers without MERGE (before 15), or whose
-    table statistics are off; see merge_into().
+    (distinct keys, updated, inserted, reactivated).  For servers without MERGE (before
+    15), or whose table statistics are off; see merge_into().
 
     `pairs` matches each key with its row (one hash join) and says whether it differs;
     the UPDATE reaches the changed rows by ctid and the INSERT takes the unmatched keys,
@@ -332,16 +332,23 @@ def merge(plan: Plan) -> sql.Composed:
     keys = sql.SQL(", ").join(_key_alias(i) for i in range(len(plan.target.key)))
     return sql.SQL(
         "WITH pairs AS MATERIALIZED ("
-        "  SELECT d.*, p.ctid AS csvload_row, {same} AS csvload_same"
+        "  SELECT d.*, p.ctid AS csvload_row, {same} AS csvload_same, {back} AS csvload_back"
         "  FROM ({latest}) d LEFT JOIN {table} p ON {join}),"
         "{updated}"
         # New keys in key order, so the key's index fills left to right.
         " inserted AS (INSERT INTO {table} ({names})"
         "  SELECT {values} FROM pairs d WHERE csvload_row IS NULL ORDER BY {keys} RETURNING 1)"
         " SELECT (SELECT count(*) FROM pairs), (SELECT count(*) FROM updated),"
-        " (SELECT count(*) FROM inserted)"
+        " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back)"
     ).format(
         same=same,
+        back=(
+            sql.SQL("p.ctid IS NOT NULL AND NOT p.{} AND {}").format(
+                plan.active.identifier, _new_active(plan, "d")
+            )
+            if plan.active is not None
+            else sql.SQL("false")
+        ),
         latest=latest(plan),
         table=plan.target.identifier,
         join=_join(plan),

@@ -434,7 +434,12 @@ class Binding:
 
 
 def bind(
-    target: Target, header: Sequence[str], binding: Binding, where: str, writing: bool = True
+    target: Target,
+    header: Sequence[str],
+    binding: Binding,
+    where: str,
+    writing: bool = True,
+    filled: Sequence[str] = (),
 ) -> Plan:
     """Map the header onto the target's columns.  Raises MappingError (exit 2) for an
     option that names a column it cannot, MissingColumnError for a key column the file
@@ -524,7 +529,7 @@ def bind(
             " timestamp"
         )
     if writing:  # verify reads the table and the file, and inserts nothing
-        _check_new_rows_filled(target, seen, defaults, touch)
+        _check_new_rows_filled(target, seen, defaults, touch, filled)
     fields = tuple(Field(by_name[name], seen[name]) for name in by_name if name in seen)
     return Plan(
         target=target,
@@ -538,12 +543,15 @@ def bind(
     )
 
 
-def _check_new_rows_filled(target: Target, seen, defaults, touch: Column | None) -> None:
-    given = {c.name for c, _ in defaults}
+def _check_new_rows_filled(
+    target: Target, seen, defaults, touch: Column | None, filled: Sequence[str]
+) -> None:
+    given = {c.name for c, _ in defaults} | {f.casefold() for f in filled}
     for c in target.columns:
         if not c.not_null or c.default is not None or c.identity or c.generated:
             continue
-        if c.name in seen or c.name in given or (touch is not None and touch.name == c.name):
+        touched = touch is not None and touch.name == c.name
+        if c.name in seen or c.name in given or c.name.casefold() in given or touched:
             continue
         hint = "now" if c.type_name in ("timestamptz", "timestamp", "date") else "VALUE"
         raise TargetError(

@@ -107,6 +107,7 @@ def verify_source(
                 db.execute(fit.DELETE_BAD)
                 row = db.execute(query, {"examples": examples}).fetchone()
             if sync is not None and row[0]:
+                sync.drop_unusable_keys(db)
                 stale = db.execute(sql.count_missing(plan), {"examples": examples}).fetchone()
                 result.stale, result.stale_examples = stale[0], list(stale[1])
             raise psycopg.Rollback()
