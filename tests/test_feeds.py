@@ -714,7 +714,7 @@ def test_two_full_feeds_with_rejects_on_one_connection(dsn, tmp_path):
              put(tmp_path, "code,name,active\n1,a,true\n3,c,maybe\n", "3.csv")]
     with psycopg.connect(dsn) as conn:
         if conn.info.server_version >= 160000:
-            pytest.xfail("PostgreSQL 16+ has pg_input_is_valid: no temp function")
+            pytest.skip("PostgreSQL 16+ checks values with pg_input_is_valid(): no temp function")
         results = []
         for path in files:
             with Source(SourceOptions(str(path))) as source:

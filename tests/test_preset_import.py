@@ -264,12 +264,6 @@ def test_a_full_feed_with_a_preset_deactivates_what_the_export_lost(products, tm
     assert fetch(products, "SELECT sku FROM products WHERE NOT active") == [("S9",)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader.prepare calls source.use_keys only without a preset, so a row the preset"
-    " rules reject (here Status 'bogus') has no key in its Reject (source._key_of sees no"
-    " keys) and is not kept as present: its product is deactivated because its row was bad",
-)
 def test_a_row_the_preset_rejects_keeps_its_product(products, tmp_path):
     load(products, shopify_file(tmp_path / "1.csv", ["active"] * 10), "shopify")
     feed = load(products, shopify_file(tmp_path / "2.csv", ["active"] * 9 + ["bogus"]),

@@ -172,6 +172,11 @@ class BoundPreset:
         self.columns = [f.column for f in self._fields]
         self._key_at = self._index[_normal(preset.key_header)]
 
+    @property
+    def key_at(self) -> int:
+        """Where the key header is in the file."""
+        return self._key_at
+
     def at(self, header: str) -> int | None:
         """The position of `header` in the file, or None."""
         return self._index.get(_normal(header))

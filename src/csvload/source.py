@@ -171,6 +171,7 @@ class Source:
         # (0-based column, name) of each key column: set by use_keys() before chunks().
         self.keys: tuple[tuple[int, str], ...] = ()
         self._preset = None  # a BoundPreset rewriting every record (use_preset())
+        self._reject_keys: tuple[tuple[int, str], ...] | None = None
         self._stdin = stdin
         self.encoding = normalise_encoding(options.encoding)
         self._single_byte = self.encoding in ("iso8859-1", "cp1252", "latin-1")
@@ -482,6 +483,8 @@ class Source:
         are skipped or rejected and how the key is read."""
         self._preset = preset
         self.keys = ()
+        # A row the preset rejects still has a readable key: a full feed keeps its product.
+        self._reject_keys = ((preset.key_at, preset.key[0]),)
 
     @property
     def staged_columns(self) -> list[str]:
@@ -631,9 +634,10 @@ class Source:
 
     def _key_of(self, row: list[str]) -> tuple[str, ...] | None:
         """A rejected record's key fields, when it has them all, not blank."""
-        if not self.keys or any(i >= len(row) or not row[i].strip() for i, _ in self.keys):
+        keys = self._reject_keys if self._reject_keys is not None else self.keys
+        if not keys or any(i >= len(row) or not row[i].strip() for i, _ in keys):
             return None
-        return tuple(row[i] for i, _ in self.keys)
+        return tuple(row[i] for i, _ in keys)
 
     def _chunk(self, parts, rows: int, rejects: list[Reject], runs, skipped: int = 0) -> Chunk:
         assert self._counter is not None
