@@ -189,7 +189,7 @@ def import_source(
             if sync is not None:
                 sync.before(db)
             report(Progress("merging", 0, None, result.rows_read))
-            _write(db, plan, source, options, result, rejects, lines, changes is not None)
+            _write(db, plan, source, options, result, rejects, lines, changes is not None, sync)
             if sync is not None:
                 sync.after(db, result, changes is not None, source.name)
             if changes is not None:
@@ -351,7 +351,8 @@ _CITUS_BUSY = "failure on connection marked as essential"
 
 
 def _write(
-    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes: bool
+    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes: bool,
+    sync=None,
 ) -> None:
     """Write the stage into the table, optimistically: the statement casts every value.
     When a value does not fit (a data exception, a CHECK, a foreign key, NOT NULL), the
@@ -372,10 +373,19 @@ def _write(
             with conn.transaction():
                 if changes:
                     db.execute(sql.create_changes(plan))
-                    db.execute(sql.note_changes(plan))
-                distinct = _merge(db, plan, result, empty)
+                if sync is not None or changes:
+                    distinct = _feed(db, plan, result, empty, sync, changes, options)
+                else:
+                    distinct = _merge(db, plan, result, empty)
             break
         except fit.FIXABLE as e:
+            if (
+                sync is not None
+                and isinstance(e, errors.ForeignKeyViolation)
+                and e.diag.table_name != plan.target.name
+            ):
+                # Deleting the missing rows: another table still references one of them.
+                raise sync.still_referenced(db, e, source.name) from e
             if attempt == 2:
                 raise
             if not _set_aside(db, plan, source, options, result, rejects, lines):
@@ -440,6 +450,32 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
     ).fetchone()
     if plan.active is not None:
         result.reactivated = reactivated
+    return distinct
+
+
+def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes: bool, options) -> int:
+    """A full feed's (--missing, --changes) attempt at writing the stage: one statement,
+    sql.feed_merge(), on a table that has rows; an empty table or one Citus manages goes
+    the usual way, with the changes noted by a join first and the missing rows (there are
+    none in an empty table) handled by Sync.after()."""
+    if empty or plan.target.citus_kind != "local":
+        if changes:
+            db.execute(sql.note_changes(plan))
+        return _merge(db, plan, result, empty)
+    listed = result.rows_read - result.rejected - result.skipped
+    # An empty file, or one whose rows are all rejects, never deactivates anything.
+    gone = sync is not None and listed > 0
+    if gone:
+        sync.drop_unusable_keys(db)
+        if options.missing == "delete":
+            # Another table's deferred foreign key would otherwise fail the commit.
+            db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    row = db.execute(sql.feed_merge(plan, options.missing, changes, gone)).fetchone()
+    distinct, result.updated, result.inserted, reactivated, missing_rows = row[:5]
+    if plan.active is not None:
+        result.reactivated = reactivated
+    if sync is not None:
+        sync.done = missing_rows
     return distinct
 
 

@@ -86,6 +86,7 @@ class Sync:
         self.options = options
         self._kept: list[tuple[str, ...]] = []  # bounded by --max-errors
         self._in_scope = 0
+        self.done: int | None = None  # rows the merge itself deactivated or deleted
 
     def keep(self, rejects: list[Reject]) -> None:
         self._kept.extend(r.key for r in rejects if r.key is not None)
@@ -113,21 +114,25 @@ class Sync:
         if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
             return
         plan, options = self.plan, self.options
-        self.drop_unusable_keys(db)
-        statement = (
-            sql.deactivate_missing(plan, changes)
-            if options.missing == "deactivate"
-            else sql.delete_missing(plan, changes)
-        )
-        conn = db.cur.connection
-        try:
-            with conn.transaction():
-                if options.missing == "delete":
-                    # Another table's deferred foreign key would otherwise fail the commit.
-                    db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                count = db.execute(statement).fetchone()[0]
-        except errors.ForeignKeyViolation as e:
-            raise self._still_referenced(db, e, where) from e
+        if self.done is not None:
+            count = self.done  # sql.feed_merge() did it along with the merge
+        else:
+            self.drop_unusable_keys(db)
+            statement = (
+                sql.deactivate_missing(plan, changes)
+                if options.missing == "deactivate"
+                else sql.delete_missing(plan, changes)
+            )
+            conn = db.cur.connection
+            try:
+                with conn.transaction():
+                    if options.missing == "delete":
+                        # Another table's deferred foreign key would otherwise fail the
+                        # commit.
+                        db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    count = db.execute(statement).fetchone()[0]
+            except errors.ForeignKeyViolation as e:
+                raise self.still_referenced(db, e, where) from e
         limit = limit_for(options.max_missing, self._in_scope)
         verb = "deactivated" if options.missing == "deactivate" else "deleted"
         if count > limit:
@@ -164,7 +169,7 @@ class Sync:
             )
         )
 
-    def _still_referenced(self, db, e, where: str) -> ConstraintError:
+    def still_referenced(self, db, e, where: str) -> ConstraintError:
         detail = e.diag.message_detail or ""
         key = ""
         if detail.startswith("Key (") and ")=(" in detail:
