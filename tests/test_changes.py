@@ -10,48 +10,10 @@ import io
 import json
 from pathlib import Path
 
-import psycopg
 import pytest
-from click.testing import CliRunner
+from feed_helpers import ITEM_DDL, checksum, cli, execute, put
 
-from csvload.cli import main
-
-ITEM_DDL = """
-CREATE TABLE feed_item (
-    id serial PRIMARY KEY,
-    supplier text NOT NULL,
-    sku text NOT NULL,
-    name text NOT NULL,
-    price numeric(10, 2),
-    active boolean NOT NULL DEFAULT true,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (supplier, sku)
-)
-"""
 ITEM = ("--table", "feed_item", "--key", "supplier,sku")
-
-
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
-
-
-def put(tmp_path: Path, text: str, name: str = "feed.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def execute(dsn: str, statement: str, params=None) -> None:
-    with psycopg.connect(dsn) as c:
-        c.execute(statement, params)
-
-
-def checksum(dsn: str, table: str) -> str:
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            f"SELECT coalesce(md5(string_agg(t::text || t.xmin::text, E'\\n' ORDER BY id)), '')"
-            f" FROM {table} t"
-        ).fetchone()[0]
 
 
 def read_changes(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:

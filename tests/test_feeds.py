@@ -12,27 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from feed_helpers import ITEM_DDL, checksum, cli, execute, put
 from psycopg import conninfo
 from test_webhook import receiver  # noqa: F401 - the fixture
 
 from csvload import schema
-from csvload.cli import main
-
-# A user's table: several suppliers share it under a composite key, and it has a price
-# column for value rejects.  active and updated_at as a shop would declare them.
-ITEM_DDL = """
-CREATE TABLE feed_item (
-    id serial PRIMARY KEY,
-    supplier text NOT NULL,
-    sku text NOT NULL,
-    name text NOT NULL,
-    price numeric(10, 2),
-    active boolean NOT NULL DEFAULT true,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT feed_item_supplier_sku UNIQUE (supplier, sku)
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -93,29 +77,6 @@ def state(dsn: str, kind: Kind) -> dict[str, Row]:
             f"SELECT {kind.key_sql}, name, active, updated_at, xmin::text FROM {kind.table}"
         ).fetchall()
     return {k: Row(*rest) for k, *rest in rows}
-
-
-def checksum(dsn: str, table: str) -> str:
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            f"SELECT coalesce(md5(string_agg(t::text || t.xmin::text, E'\\n' ORDER BY id)), '')"
-            f" FROM {table} t"
-        ).fetchone()[0]
-
-
-def execute(dsn: str, statement: str, params=None) -> None:
-    with psycopg.connect(dsn) as c:
-        c.execute(statement, params)
-
-
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
-
-
-def put(tmp_path: Path, text: str, name: str = "feed.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def load(dsn: str, kind: Kind, path: Path, *args: str):

@@ -82,13 +82,16 @@ PRODUCTS_DDL = (
     "CREATE INDEX IF NOT EXISTS products_active_created_at_idx ON products (active, created_at)",
 )
 
-FLOOR_SCRIPT = """\
+# The floor's staging, shared by the floors of the other benches (Citus).
+FLOOR_STAGE = """\
 BEGIN;
 CREATE TEMP TABLE stage (
     ord bigint GENERATED ALWAYS AS IDENTITY,
     sku text, name text, description text
 ) ON COMMIT DROP;
 \\copy stage (name, sku, description) FROM '{path}' WITH (FORMAT csv, HEADER true)
+"""
+FLOOR_SCRIPT = FLOOR_STAGE + """\
 INSERT INTO products (sku, name, description)
 SELECT DISTINCT ON (lower(sku)) sku, name, description
 FROM stage

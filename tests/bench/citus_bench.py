@@ -50,13 +50,7 @@ sys.path.insert(0, str(HERE.parent))
 import bench  # noqa: E402
 from citus_cluster import CitusCluster, unavailable_reason  # noqa: E402
 
-FLOOR_SCRIPT = """\
-BEGIN;
-CREATE TEMP TABLE stage (
-    ord bigint GENERATED ALWAYS AS IDENTITY,
-    sku text, name text, description text
-) ON COMMIT DROP;
-\\copy stage (name, sku, description) FROM '{path}' WITH (FORMAT csv, HEADER true)
+FLOOR_SCRIPT = bench.FLOOR_STAGE + """\
 INSERT INTO products AS p (sku, name, description)
 SELECT DISTINCT ON (lower(sku)) sku, name, description
 FROM stage
