@@ -144,7 +144,7 @@ class WebhookUrl(click.ParamType):
     "--lock-timeout",
     type=click.FloatRange(min=0),
     default=None,
-    help="Seconds to wait for the products lock (default: wait).",
+    help="Seconds to wait for another import's lock on the table (default: wait).",
 )
 @click.option(
     "--statement-timeout",
