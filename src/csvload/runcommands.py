@@ -161,13 +161,14 @@ def runs(dsn, limit, as_json, connect_timeout):
         click.echo("csvload: no import recorded yet", err=True)
         return
     click.echo(
-        f"{'RUN ID':<36}  {'STARTED':<19}  {'STATUS':<11}  {'ROWS':>11}  SECONDS  FILE", err=True
+        f"{'RUN ID':<36}  {'STARTED':<19}  {'STATUS':<11}  {'ROWS':>11}  SECONDS  TABLE  FILE",
+        err=True,
     )
     for r in found:
         rows = r.rows_read if r.rows_read is not None else r.rows_done
         click.echo(
             f"{r.run_id}  {_when(r.started_at)}  {r.status:<11}  {rows:>11,}  "
-            f"{r.elapsed_seconds:>7,.1f}  {r.file}"
+            f"{r.elapsed_seconds:>7,.1f}  {r.table or '-'}  {r.file}"
         )
 
 
