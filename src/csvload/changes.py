@@ -10,6 +10,8 @@ transaction has committed, and removed when the import fails.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 from csvload import sql
@@ -20,13 +22,40 @@ from csvload.target import Plan
 class ChangesWriter:
     def __init__(self, path: Path):
         self._file = AtomicFile(path, "changes file")
+        self.streamed = False  # stream() wrote it; csvload_changes stays empty
 
     def fill(self, db, plan: Plan) -> None:
         """Copy csvload_changes into the temp file (before the commit)."""
+        if self.streamed:
+            return
         out = self._file.open()
         with db.copy(sql.copy_changes(plan)) as copy:
             for block in copy:
                 out.write(block)
+
+    def stream(self, db, plan: Plan, statement) -> list[int]:
+        """Run feed_merge()'s COPY, writing its rows to the temp file under the header
+        csvload_changes would give, and return the counts its last row carries.  A second
+        attempt (after rejects were set aside) starts the file again."""
+        out = self._file.file or self._file.open()
+        out.seek(0)
+        out.truncate()
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(
+            [f.column.name for f in plan.key_fields] + ["change", "columns"]
+        )
+        out.write(header.getvalue().encode("utf-8"))
+        last = None
+        with db.copy(statement) as copy:
+            for row in copy:  # COPY TO sends one row per message
+                if last is not None:
+                    out.write(last)
+                last = bytes(row)
+        self.streamed = True
+        fields = next(csv.reader([last.decode("utf-8")])) if last else []
+        if len(fields) < 2 or fields[-2] != sql.COUNTS_ROW:
+            raise AssertionError(f"feed_merge ended without its counts row: {last!r}")
+        return [int(n) for n in fields[-1].split()]
 
     def finish(self) -> Path | None:
         return self._file.finish()

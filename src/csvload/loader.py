@@ -189,7 +189,7 @@ def import_source(
             if sync is not None:
                 sync.before(db)
             report(Progress("merging", 0, None, result.rows_read))
-            _write(db, plan, source, options, result, rejects, lines, changes is not None, sync)
+            _write(db, plan, source, options, result, rejects, lines, changes, sync)
             if sync is not None:
                 sync.after(db, result, changes is not None, source.name)
             if changes is not None:
@@ -351,7 +351,7 @@ _CITUS_BUSY = "failure on connection marked as essential"
 
 
 def _write(
-    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes: bool,
+    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes,
     sync=None,
 ) -> None:
     """Write the stage into the table, optimistically: the statement casts every value.
@@ -371,9 +371,9 @@ def _write(
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                if changes:
+                if changes is not None:
                     db.execute(sql.create_changes(plan))
-                if sync is not None or changes:
+                if sync is not None or changes is not None:
                     distinct = _feed(db, plan, result, empty, sync, changes, options)
                 else:
                     distinct = _merge(db, plan, result, empty)
@@ -453,13 +453,13 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
     return distinct
 
 
-def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes: bool, options) -> int:
+def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, options) -> int:
     """A full feed's (--missing, --changes) attempt at writing the stage: one statement,
     sql.feed_merge(), on a table that has rows; an empty table or one Citus manages goes
     the usual way, with the changes noted by a join first and the missing rows (there are
     none in an empty table) handled by Sync.after()."""
     if empty or plan.target.citus_kind != "local":
-        if changes:
+        if changes is not None:
             db.execute(sql.note_changes(plan))
         return _merge(db, plan, result, empty)
     listed = result.rows_read - result.rejected - result.skipped
@@ -470,7 +470,11 @@ def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes: bool
         if options.missing == "delete":
             # Another table's deferred foreign key would otherwise fail the commit.
             db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    row = db.execute(sql.feed_merge(plan, options.missing, changes, gone)).fetchone()
+    statement = sql.feed_merge(plan, options.missing, changes is not None, gone)
+    if changes is not None:
+        row = changes.stream(db, plan, statement)
+    else:
+        row = db.execute(statement).fetchone()
     distinct, result.updated, result.inserted, reactivated, missing_rows = row[:5]
     if plan.active is not None:
         result.reactivated = reactivated

@@ -786,8 +786,10 @@ def feed_merge(plan: Plan, mode: str, changes: bool, gone: bool) -> sql.Composed
             "WITH pairs AS MATERIALIZED ("
             " SELECT d.*, p.ctid AS csvload_row, {file_row} AS csvload_listed,"
             " {same} AS csvload_same, {back} AS csvload_back{columns}"
-            " FROM ({latest}) d FULL JOIN {table} p ON {join})"
+            " FROM ({latest}) d {kind} JOIN {table} p ON {join})"
         ).format(
+            # Only the missing rows need the table's unmatched rows too.
+            kind=sql.SQL("FULL" if gone else "LEFT"),
             file_row=file_row, same=same, back=back, columns=columns,
             latest=latest(plan), table=plan.target.identifier, join=_join(plan),
         )
@@ -843,31 +845,39 @@ def feed_merge(plan: Plan, mode: str, changes: bool, gone: bool) -> sql.Composed
                 returning, plan.target.identifier
             )
         )
-    if changes:
-        change = sql.Literal("deactivated" if mode == "deactivate" else "deleted")
-        parts.append(
-            sql.SQL(
-                ", noted AS (INSERT INTO {changes}"
-                " SELECT {file_keys}, CASE WHEN csvload_row IS NULL THEN 'inserted'"
-                " WHEN csvload_back THEN 'reactivated' ELSE 'updated' END, csvload_columns"
-                " FROM pairs d WHERE csvload_listed AND (csvload_row IS NULL OR NOT csvload_same)"
-                " UNION ALL SELECT {gone_keys}, {change}, '' FROM gone g RETURNING 1)"
-            ).format(
-                changes=CHANGES,
-                file_keys=sql.SQL(", ").join(
-                    sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
-                ),
-                gone_keys=sql.SQL(", ").join(
-                    sql.SQL("g.{}::text").format(f.column.identifier) for f in plan.key_fields
-                ),
-                change=change,
-            )
-        )
+    counts = sql.SQL(
+        "(SELECT count(*) FROM pairs WHERE csvload_listed), (SELECT count(*) FROM updated),"
+        " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back),"
+        " (SELECT count(*) FROM gone)"
+    )
+    if not changes:
+        parts.append(sql.SQL(" SELECT {}").format(counts))
+        return sql.Composed(parts)
+    # With --changes the statement is COPY'd out: its rows are the changes file's, written
+    # straight to it, and a last row, csvload:counts, carries the counts (a temp table of
+    # the changes, filled and copied out afterwards, cost 0.4 s more at 245k changes).
+    change = sql.Literal("deactivated" if mode == "deactivate" else "deleted")
     parts.append(
         sql.SQL(
-            " SELECT (SELECT count(*) FROM pairs WHERE csvload_listed),"
-            " (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted),"
-            " (SELECT count(*) FROM pairs WHERE csvload_back), (SELECT count(*) FROM gone){noted}"
-        ).format(noted=sql.SQL(", (SELECT count(*) FROM noted)") if changes else sql.SQL(""))
+            " SELECT {file_keys}, CASE WHEN csvload_row IS NULL THEN 'inserted'"
+            " WHEN csvload_back THEN 'reactivated' ELSE 'updated' END, csvload_columns"
+            " FROM pairs d WHERE csvload_listed AND (csvload_row IS NULL OR NOT csvload_same)"
+            " UNION ALL SELECT {gone_keys}, {change}, '' FROM gone g"
+            " UNION ALL SELECT {nulls}, {trailer}, concat_ws(' ', {counts})"
+        ).format(
+            file_keys=sql.SQL(", ").join(
+                sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
+            ),
+            gone_keys=sql.SQL(", ").join(
+                sql.SQL("g.{}::text").format(f.column.identifier) for f in plan.key_fields
+            ),
+            change=change,
+            nulls=sql.SQL(", ").join(sql.SQL("NULL::text") for _ in plan.key_fields),
+            trailer=sql.Literal(COUNTS_ROW),
+            counts=counts,
+        )
     )
-    return sql.Composed(parts)
+    return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.Composed(parts))
+
+
+COUNTS_ROW = "csvload:counts"  # the change column of feed_merge()'s last row
