@@ -211,6 +211,23 @@ def test_dry_run_changes_nothing(distributed, files):
     assert checksum(distributed) == before
 
 
+@pytest.mark.parametrize("option", ["--missing", "--changes"])
+def test_a_full_feed_is_refused_up_front_on_a_distributed_table(
+    distributed, files, tmp_path, option
+):
+    imported(distributed, files["a"])
+    before = checksum(distributed)
+    value = "deactivate" if option == "--missing" else str(tmp_path / "c.csv")
+    result = cli(distributed, "import", str(files["renamed"]), option, value)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "Error: products: is a distributed table of Citus; --missing and --changes do not"
+        " work on tables Citus manages yet"
+    )
+    assert checksum(distributed) == before
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_status_from_another_shell_during_a_distributed_import(distributed, files):
     process = csvload_process(distributed, "import", str(files["big"]), "-q")
     try:

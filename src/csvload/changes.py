@@ -34,7 +34,7 @@ class ChangesWriter:
                 out.write(block)
 
     def stream(self, db, plan: Plan, statement) -> list[int]:
-        """Run feed_merge()'s COPY, writing its rows to the temp file under the header
+        """Run sql.merge()'s COPY (with changes), writing its rows to the temp file under the header
         csvload_changes would give, and return the counts its last row carries.  A second
         attempt (after rejects were set aside) starts the file again."""
         out = self._file.file or self._file.open()
@@ -54,7 +54,7 @@ class ChangesWriter:
         self.streamed = True
         fields = next(csv.reader([last.decode("utf-8")])) if last else []
         if len(fields) < 2 or fields[-2] != sql.COUNTS_ROW:
-            raise AssertionError(f"feed_merge ended without its counts row: {last!r}")
+            raise AssertionError(f"sql.merge() ended without its counts row: {last!r}")
         return [int(n) for n in fields[-1].split()]
 
     def finish(self) -> Path | None:

@@ -250,7 +250,6 @@ def import_(ctx, **params):
             table=p.table,
             key=tuple(p.key),
             binding=Binding(
-                mapping=tuple(p.mapping),
                 defaults=tuple(
                     (c, NOW if str(v).strip().lower() == NOW else str(v)) for c, v in p.defaults
                 ),

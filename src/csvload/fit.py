@@ -156,10 +156,6 @@ DELETE_BAD = sql.SQL("DELETE FROM {stage} s USING {bad} b WHERE s.ord = b.ord").
 )
 
 
-def _text(plan: Plan, f: Field) -> sql.Composable:
-    return q._number_text(plan, f)
-
-
 def _casts_cleanly(db, plan: Plan, f: Field) -> bool:
     """Whether every value of the column casts (PostgreSQL 15: spares the per-value
     PL/pgSQL check for the columns that are fine)."""
@@ -168,7 +164,7 @@ def _casts_cleanly(db, plan: Plan, f: Field) -> bool:
         with conn.transaction():
             db.execute(
                 sql.SQL("SELECT count(NULLIF({text}, '')::{type}) FROM {stage}").format(
-                    text=_text(plan, f), type=sql.SQL(f.column.type), stage=q.STAGE
+                    text=q._number_text(plan, f), type=sql.SQL(f.column.type), stage=q.STAGE
                 )
             )
     except errors.DataError:
@@ -187,7 +183,7 @@ def _error_code(text: sql.Composable, column: Column, modern: bool) -> sql.Compo
 
 
 def _bad_input(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
-    text = _text(plan, f)
+    text = q._number_text(plan, f)
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'type', code, NULL FROM"
         " (SELECT ord, {code} AS code FROM {stage} WHERE {raw} <> '') e WHERE code IS NOT NULL"
@@ -201,7 +197,7 @@ def _bad_input(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
 
 
 def _too_precise(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
-    text = _text(plan, f)
+    text = q._number_text(plan, f)
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'scale', NULL, NULL FROM {stage} s"
         " WHERE CASE WHEN {raw} = '' OR EXISTS (SELECT 1 FROM {bad} b WHERE b.ord = s.ord"

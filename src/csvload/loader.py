@@ -10,7 +10,7 @@ import bisect
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -19,7 +19,7 @@ from psycopg import errors
 from csvload import fit, missing, schema, sql, upsert
 from csvload.changes import ChangesWriter
 from csvload.database import translate, widen_send_buffer
-from csvload.errors import ConstraintError, TooManyRejectsError
+from csvload.errors import ConstraintError, TargetError, TooManyRejectsError
 from csvload.presets import PRESETS
 from csvload.rejects import RejectsWriter
 from csvload.schema import INDEXES, PRODUCTS
@@ -121,6 +121,13 @@ def prepare(
             target = describe(conn, options.table, options.key)
     except psycopg.Error as e:
         raise translate(e, source.name) from e
+    if target.citus_kind != "local" and (options.missing != "keep" or options.changes_path):
+        # The full feed's statement joins the table with the coordinator's stage in ways
+        # Citus refuses (a FULL JOIN, ctid): say so before reading the file.
+        raise TargetError(
+            f"{options.table}: is a {target.citus_kind} table of Citus; --missing and"
+            " --changes do not work on tables Citus manages yet"
+        )
     if options.preset is not None:
         preset = PRESETS[options.preset].bind(source.header, target.writable(), _where(source))
         source.use_preset(preset)
@@ -139,10 +146,9 @@ def prepare(
 
 
 def _binding(source: Source, options: ImportOptions) -> Binding:
+    """--map lives in SourceOptions (the reader looks for the key before connecting)."""
     mapping = source.options.mapping
-    if not mapping:
-        return options.binding
-    return Binding(**{**asdict(options.binding), "mapping": mapping})
+    return replace(options.binding, mapping=mapping) if mapping else options.binding
 
 
 def _where(source: Source) -> str:
@@ -191,7 +197,7 @@ def import_source(
             report(Progress("merging", 0, None, result.rows_read))
             _write(db, plan, source, options, result, rejects, lines, changes, sync)
             if sync is not None:
-                sync.after(db, result, changes is not None, source.name)
+                sync.after(result, source.name)
             if changes is not None:
                 changes.fill(db, plan)
             if options.dry_run:
@@ -445,9 +451,12 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
             result.reactivated = db.execute(sql.REACTIVATED_COUNT).fetchone()[0]
         result.inserted, result.updated = now_inserted - inserted, now_updated - updated
         return result.inserted + result.updated + unchanged
-    distinct, result.updated, result.inserted, reactivated = db.execute(
-        sql.merge(plan)
-    ).fetchone()
+    return _counted(plan, result, db.execute(sql.merge(plan)).fetchone())
+
+
+def _counted(plan: Plan, result: ImportResult, row) -> int:
+    """Take sql.merge()'s counts; return the distinct keys."""
+    distinct, result.updated, result.inserted, reactivated, _ = row
     if plan.active is not None:
         result.reactivated = reactivated
     return distinct
@@ -455,12 +464,11 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
 
 def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, options) -> int:
     """A full feed's (--missing, --changes) attempt at writing the stage: one statement,
-    sql.feed_merge(), on a table that has rows; an empty table or one Citus manages goes
-    the usual way, with the changes noted by a join first and the missing rows (there are
-    none in an empty table) handled by Sync.after()."""
-    if empty or plan.target.citus_kind != "local":
+    sql.merge() with the missing rows and the changes, on a table that has rows.  An
+    empty table lacks no row, and all its changes are insertions."""
+    if empty:
         if changes is not None:
-            db.execute(sql.note_changes(plan))
+            db.execute(sql.note_inserted(plan))
         return _merge(db, plan, result, empty)
     listed = result.rows_read - result.rejected - result.skipped
     # An empty file, or one whose rows are all rejects, never deactivates anything.
@@ -470,17 +478,14 @@ def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, opti
         if options.missing == "delete":
             # Another table's deferred foreign key would otherwise fail the commit.
             db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    statement = sql.feed_merge(plan, options.missing, changes is not None, gone)
+    statement = sql.merge(plan, options.missing, changes is not None, gone)
     if changes is not None:
         row = changes.stream(db, plan, statement)
     else:
         row = db.execute(statement).fetchone()
-    distinct, result.updated, result.inserted, reactivated, missing_rows = row[:5]
-    if plan.active is not None:
-        result.reactivated = reactivated
     if sync is not None:
-        sync.done = missing_rows
-    return distinct
+        sync.done = row[4]
+    return _counted(plan, result, row)
 
 
 def _upsert(db, plan: Plan, result: ImportResult) -> int:

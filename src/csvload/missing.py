@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import psycopg
-from psycopg import errors
 from psycopg import sql as pgsql
 
 from csvload import fit, sql
@@ -27,9 +25,6 @@ MODES = ("keep", "deactivate", "delete")
 KEEP_BAD = pgsql.SQL(
     "INSERT INTO {kept} SELECT s.* FROM {stage} s WHERE s.ord IN (SELECT ord FROM {bad})"
 ).format(kept=sql.KEPT, stage=sql.STAGE, bad=sql.BAD)
-
-
-_HAS_INPUT_ERROR_15 = "SELECT to_regprocedure('pg_temp.csvload_input_error(text, text)')"
 
 
 def parse_limit(text: str) -> int | str:
@@ -108,31 +103,14 @@ class Sync:
     def before(self, db) -> None:
         self._in_scope = db.execute(sql.count_in_scope(self.plan)).fetchone()[0]
 
-    def after(self, db, result, changes: bool, where: str) -> None:
-        """Deactivate or delete the rows the file does not list, unless the file staged
-        nothing (empty, or all rejects: that never deactivates anything)."""
+    def after(self, result, where: str) -> None:
+        """Hold the rows the merge deactivated or deleted (sql.merge() did it, along with
+        the rest) against --max-missing.  A file that staged nothing (empty, or all
+        rejects) deactivated nothing; nor did an import into an empty table."""
         if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
             return
         plan, options = self.plan, self.options
-        if self.done is not None:
-            count = self.done  # sql.feed_merge() did it along with the merge
-        else:
-            self.drop_unusable_keys(db)
-            statement = (
-                sql.deactivate_missing(plan, changes)
-                if options.missing == "deactivate"
-                else sql.delete_missing(plan, changes)
-            )
-            conn = db.cur.connection
-            try:
-                with conn.transaction():
-                    if options.missing == "delete":
-                        # Another table's deferred foreign key would otherwise fail the
-                        # commit.
-                        db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                    count = db.execute(statement).fetchone()[0]
-            except errors.ForeignKeyViolation as e:
-                raise self.still_referenced(db, e, where) from e
+        count = self.done or 0
         limit = limit_for(options.max_missing, self._in_scope)
         verb = "deactivated" if options.missing == "deactivate" else "deleted"
         if count > limit:
@@ -147,15 +125,15 @@ class Sync:
 
     def drop_unusable_keys(self, db) -> None:
         """A rejected row's key that is no value of its column's type (an integer key
-        'x1') names no row.  Left in csvload_kept, the statement below cast it and failed
+        'x1') names no row.  Left in csvload_kept, the merge would cast it and fail
         the whole import ('invalid input syntax for type integer'); drop such keys first,
         checked the way fit checks a value reject's fields."""
         fields = [f for f in self.plan.key_fields if not f.column.is_text]
         if not fields:
             return
         modern = db.cur.connection.info.server_version >= 160000
-        if not modern and db.execute(_HAS_INPUT_ERROR_15).fetchone()[0] is None:
-            db.execute(fit._INPUT_ERROR_15)  # unless fit.find made it in this session
+        if not modern:
+            db.execute(fit._INPUT_ERROR_15)  # CREATE OR REPLACE: fit.find may have made it
         db.execute(
             pgsql.SQL("DELETE FROM {kept} WHERE {unusable}").format(
                 kept=sql.KEPT,
@@ -201,5 +179,3 @@ class Sync:
             f" {e.diag.constraint_name}); nothing was changed (--missing deactivate keeps them)"
         )
 
-
-__all__ = ["MODES", "Sync", "limit_for", "parse_limit", "prepare", "psycopg"]

@@ -86,8 +86,7 @@ class LimitParam(click.ParamType):
     name = "N|P%"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int) or (isinstance(value, str) and value.endswith("%") and
-                                       param is None):
+        if isinstance(value, int):  # from a feed's config, already checked
             return value
         try:
             return parse_limit(str(value))

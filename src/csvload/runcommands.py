@@ -257,9 +257,7 @@ def verify(
             options = ImportOptions(
                 table=table,
                 key=key,
-                binding=Binding(
-                    mapping=tuple(mapping), decimal_comma=decimal_comma, scope=tuple(scope)
-                ),
+                binding=Binding(decimal_comma=decimal_comma, scope=tuple(scope)),
                 preset=preset,
                 missing=missing,
                 active_column=active_column,

@@ -302,63 +302,6 @@ def insert_latest(plan: Plan) -> sql.Composed:
     )
 
 
-def merge(plan: Plan) -> sql.Composed:
-    """Merge the deduplicated stage into a filled table in ONE statement, and return
-    (distinct keys, updated, inserted, reactivated).  For servers without MERGE (before
-    15), or whose table statistics are off; see merge_into().
-
-    `pairs` matches each key with its row (one hash join) and says whether it differs;
-    the UPDATE reaches the changed rows by ctid and the INSERT takes the unmatched keys,
-    so there is no per-row conflict check.  All parts run on one snapshot; that is safe
-    because the caller holds a lock that keeps every other writer out of the table, and
-    no row is touched twice (keys are unique).  Against a temp table of pairs followed by
-    a separate UPDATE and INSERT this saved 0.5 s of 3.9 s on the 500k re-import.
-    """
-    compared = _changed(plan)
-    same = (
-        sql.SQL("p.ctid IS NOT NULL AND NOT ({})").format(_differs(plan, "d"))
-        if compared
-        else sql.SQL("true")
-    )
-    names, values = _insert_lists(plan, "d")
-    updated = (
-        sql.SQL(
-            " updated AS (UPDATE {table} p SET {assignments}"
-            "  FROM pairs m WHERE p.ctid = m.csvload_row AND NOT m.csvload_same RETURNING 1),"
-        ).format(table=plan.target.identifier, assignments=_assignments(plan, "m"))
-        if compared
-        else sql.SQL(" updated AS (SELECT 1 WHERE false),")
-    )
-    keys = sql.SQL(", ").join(_key_alias(i) for i in range(len(plan.target.key)))
-    return sql.SQL(
-        "WITH pairs AS MATERIALIZED ("
-        "  SELECT d.*, p.ctid AS csvload_row, {same} AS csvload_same, {back} AS csvload_back"
-        "  FROM ({latest}) d LEFT JOIN {table} p ON {join}),"
-        "{updated}"
-        # New keys in key order, so the key's index fills left to right.
-        " inserted AS (INSERT INTO {table} ({names})"
-        "  SELECT {values} FROM pairs d WHERE csvload_row IS NULL ORDER BY {keys} RETURNING 1)"
-        " SELECT (SELECT count(*) FROM pairs), (SELECT count(*) FROM updated),"
-        " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back)"
-    ).format(
-        same=same,
-        back=(
-            sql.SQL("p.ctid IS NOT NULL AND NOT p.{} AND {}").format(
-                plan.active.identifier, _new_active(plan, "d")
-            )
-            if plan.active is not None
-            else sql.SQL("false")
-        ),
-        latest=latest(plan),
-        table=plan.target.identifier,
-        join=_join(plan),
-        updated=updated,
-        names=names,
-        values=values,
-        keys=keys,
-    )
-
-
 # Count the rows MERGE matched and left alone, and those it made active again: MERGE has
 # no RETURNING before PostgreSQL 17.  Owned by the stage's ord column, so they go when the
 # stage does.
@@ -512,26 +455,6 @@ def _table_key(plan: Plan) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("p.{}").format(f.column.identifier) for f in plan.key_fields)
 
 
-def deactivate_missing(plan: Plan, changes: bool) -> sql.Composed:
-    """Set active = false (and touch) on every active row in scope that the file does not
-    list; with `changes`, note each one in csvload_changes.  Returns the count."""
-    assert plan.active is not None
-    touch = (
-        sql.SQL(", {} = {}").format(plan.touch.identifier, _touch_value(plan))
-        if plan.touch is not None
-        else sql.SQL("")
-    )
-    update = sql.SQL(
-        "UPDATE {table} p SET {active} = false{touch} WHERE p.{active} AND {missing}"
-    ).format(
-        table=plan.target.identifier,
-        active=plan.active.identifier,
-        touch=touch,
-        missing=_missing(plan),
-    )
-    return _noted(plan, update, "deactivated", changes)
-
-
 def count_missing(plan: Plan) -> sql.Composed:
     """For verify: the rows in scope the file does not list that an import with --missing
     would still have to change (active ones under deactivate, any under delete), and up
@@ -547,31 +470,6 @@ def count_missing(plan: Plan) -> sql.Composed:
     )
 
 
-def delete_missing(plan: Plan, changes: bool) -> sql.Composed:
-    """Delete every row in scope that the file does not list.  Returns the count."""
-    delete = sql.SQL("DELETE FROM {table} p WHERE {missing}").format(
-        table=plan.target.identifier, missing=_missing(plan)
-    )
-    return _noted(plan, delete, "deleted", changes)
-
-
-def _noted(plan: Plan, statement: sql.Composable, change: str, changes: bool) -> sql.Composed:
-    if not changes:
-        return sql.SQL("WITH w AS ({} RETURNING 1) SELECT count(*) FROM w").format(statement)
-    return sql.SQL(
-        "WITH w AS ({statement} RETURNING {key}), n AS (INSERT INTO {changes}"
-        " SELECT {keys}, {change}, '' FROM w RETURNING 1) SELECT count(*) FROM n"
-    ).format(
-        statement=statement,
-        key=_table_key(plan),
-        changes=CHANGES,
-        keys=sql.SQL(", ").join(
-            sql.SQL("w.{}::text").format(f.column.identifier) for f in plan.key_fields
-        ),
-        change=sql.Literal(change),
-    )
-
-
 CHANGES = sql.Identifier("csvload_changes")
 
 
@@ -583,49 +481,17 @@ def create_changes(plan: Plan) -> sql.Composed:
     )
 
 
-def note_changes(plan: Plan) -> sql.Composed:
-    """Before the merge, in its savepoint: every key it will insert or change, with the
-    changed columns, into csvload_changes.  (MERGE cannot return rows before PostgreSQL
-    17, so this is one more join of the deduplicated stage with the table.)"""
-    compared = _compared(plan)
-    names = (
-        sql.SQL(", ").join(
-            sql.SQL("CASE WHEN {mine} IS DISTINCT FROM {theirs} THEN {name} END").format(
-                mine=_comparable(f.column, _new_value(f, "d")),
-                theirs=_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)),
-                name=sql.Literal(f.column.name),
-            )
-            for f in compared
-        )
-        if compared
-        else sql.SQL("NULL")
-    )
-    reactivated = (
-        sql.SQL("WHEN NOT p.{active} AND {new} THEN 'reactivated'").format(
-            active=plan.active.identifier, new=_new_active(plan, "d")
-        )
-        if plan.active is not None
-        else sql.SQL("")
-    )
+def note_inserted(plan: Plan) -> sql.Composed:
+    """Filling an empty table: every distinct key of the file is inserted, so that is
+    what csvload_changes lists (merge() notes the changes of a filled table itself)."""
     return sql.SQL(
-        "INSERT INTO {changes} SELECT {keys}, change, columns FROM ("
-        " SELECT d.*, CASE WHEN p.ctid IS NULL THEN 'inserted' {reactivated}"
-        " ELSE 'updated' END AS change,"
-        " CASE WHEN p.ctid IS NULL THEN '' ELSE"
-        " array_to_string(ARRAY[{names}]::text[], ' ') END AS columns,"
-        " p.ctid IS NULL OR {differs} AS written"
-        " FROM ({latest}) d LEFT JOIN {table} p ON {join}) c WHERE written"
+        "INSERT INTO {changes} SELECT {keys}, 'inserted', '' FROM ({latest}) d"
     ).format(
         changes=CHANGES,
         keys=sql.SQL(", ").join(
-            sql.SQL("c.{}::text").format(f.column.identifier) for f in plan.key_fields
+            sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
         ),
-        reactivated=reactivated,
-        names=names,
-        differs=_differs(plan, "d") if _changed(plan) else sql.SQL("false"),
         latest=latest(plan),
-        table=plan.target.identifier,
-        join=_join(plan),
     )
 
 
@@ -732,18 +598,25 @@ def absent(plan: Plan) -> sql.Composed:
 ANALYZE_STAGE = sql.SQL("ANALYZE {}").format(STAGE)
 
 
-def feed_merge(plan: Plan, mode: str, changes: bool, gone: bool) -> sql.Composed:
-    """A full feed's merge in ONE statement: what merge() does, plus what the file no
-    longer lists (mode deactivate or delete, when `gone`) and, with `changes`, a row in
-    csvload_changes for each key written.  Returns (distinct keys, updated, inserted,
-    reactivated, deactivated or deleted).
+def merge(
+    plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False
+) -> sql.Composed:
+    """Merge the deduplicated stage into a filled table in ONE statement, and return
+    (distinct keys, updated, inserted, reactivated, deactivated or deleted).  For servers
+    without MERGE (before 15) or whose table statistics are off (see merge_into()), and
+    for full feeds: with `gone`, what the file no longer lists is deactivated or deleted
+    (mode), and with `changes` the statement is COPY'd out, its rows the changes file's.
 
-    The deduplicated file is FULL JOINed with the table once: the rows with no file row
-    are the missing ones, and the matched rows' differences give the changed columns.
-    Done as separate statements (a join for the changes, MERGE, an anti-join for the
-    missing rows), the 500k re-import took 1.7 + 1.9 + 1.5 s of statements; see the
-    README's full-feed figures for this form.  Rows in scope that a rejected row names
-    (csvload_kept) are never missing.
+    `pairs` matches each key with its row (one hash join; a FULL JOIN when the rows the
+    file lacks matter) and says whether it differs; the UPDATE reaches the changed rows
+    by ctid and the INSERT takes the unmatched keys, so there is no per-row conflict
+    check.  All parts run on one snapshot; that is safe because the caller holds a lock
+    that keeps every other writer out of the table, and no row is touched twice (keys are
+    unique).  Against a temp table of pairs followed by a separate UPDATE and INSERT this
+    saved 0.5 s of 3.9 s on the 500k re-import; for a full feed, separate statements (a
+    join for the changes, MERGE, an anti-join for the missing rows) took 1.7 + 1.9 + 1.5 s
+    against 3.9-4.4 s.  Rows in scope that a rejected row names (csvload_kept) are never
+    missing.
     """
     compared = _changed(plan)
     file_row = sql.SQL("d.{} IS NOT NULL").format(_key_alias(0))
@@ -880,4 +753,4 @@ def feed_merge(plan: Plan, mode: str, changes: bool, gone: bool) -> sql.Composed
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.Composed(parts))
 
 
-COUNTS_ROW = "csvload:counts"  # the change column of feed_merge()'s last row
+COUNTS_ROW = "csvload:counts"  # the change column of merge()'s last row, with changes
