@@ -145,34 +145,14 @@ def csv_records(text: str) -> list[tuple[int, list[str]]]:
 PG_MAJORS = ("15", "18")
 
 
-def _bindir_for(major: str) -> Path | None:
-    """The first of find_bindirs() whose `postgres --version` is of this major."""
-    from csvload.embedded import find_bindirs
-
-    for bindir in find_bindirs():
-        try:
-            out = subprocess.run(
-                [str(bindir / "postgres"), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        version = out.strip().rsplit(") ", 1)[-1].split()[0] if ") " in out else ""
-        if version.split(".")[0] == major:
-            return bindir
-    return None
-
-
 @pytest.fixture(scope="session", params=PG_MAJORS, ids=[f"pg{m}" for m in PG_MAJORS])
 def major_server_dsn(request):
     """A throwaway csvload.embedded.LocalServer of one PostgreSQL major (15, then 18);
     skipped with the reason when no binaries of that major are installed."""
-    from csvload.embedded import LocalServer
+    from csvload.embedded import LocalServer, find_bindir
 
     major = request.param
-    bindir = _bindir_for(major)
+    bindir = find_bindir(major)
     if bindir is None:
         pytest.skip(f"no PostgreSQL {major} server binaries among csvload's candidates")
     home = Path(tempfile.mkdtemp(prefix=f"csvload-pg{major}-", dir="/tmp"))

@@ -27,6 +27,13 @@ def temp_files(directory: Path) -> list[Path]:
 
 
 @pytest.fixture
+def dsn(major_dsn):
+    """Every test here on PostgreSQL 15 and 18: a full feed is sql.merge()'s WITH statement
+    before 17 (18 with --changes) and one MERGE with WHEN NOT MATCHED BY SOURCE after."""
+    return major_dsn
+
+
+@pytest.fixture
 def items(dsn):
     execute(dsn, ITEM_DDL)
     return dsn

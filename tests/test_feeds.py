@@ -19,6 +19,13 @@ from test_webhook import receiver  # noqa: F401 - the fixture
 from csvload import schema
 
 
+@pytest.fixture
+def dsn(major_dsn):
+    """Every test here on PostgreSQL 15 and 18: a full feed is sql.merge()'s WITH statement
+    before 17 (18 with --changes) and one MERGE with WHEN NOT MATCHED BY SOURCE after."""
+    return major_dsn
+
+
 @dataclass(frozen=True)
 class Kind:
     """How one kind of target is set up, written to and read back."""

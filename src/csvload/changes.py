@@ -33,10 +33,11 @@ class ChangesWriter:
             for block in copy:
                 out.write(block)
 
-    def stream(self, db, plan: Plan, statement) -> list[int]:
-        """Run sql.merge()'s COPY (with changes), writing its rows to the temp file under the header
-        csvload_changes would give, and return the counts its last row carries.  A second
-        attempt (after rejects were set aside) starts the file again."""
+    def stream(self, db, plan: Plan, statement, counted: bool = True) -> list[int] | None:
+        """Run a merge's COPY of its changes, writing its rows to the temp file under the
+        header csvload_changes would give.  sql.merge()'s (`counted`) ends with a row of
+        counts: return them.  A second attempt (after rejects were set aside) starts the
+        file again."""
         out = self._file.file or self._file.open()
         out.seek(0)
         out.truncate()
@@ -47,6 +48,11 @@ class ChangesWriter:
         out.write(header.getvalue().encode("utf-8"))
         last = None
         with db.copy(statement) as copy:
+            if not counted:
+                for block in copy:
+                    out.write(block)
+                self.streamed = True
+                return None
             for row in copy:  # COPY TO sends one row per message
                 if last is not None:
                     out.write(last)

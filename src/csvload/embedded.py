@@ -128,6 +128,26 @@ def find_bindirs() -> list[Path]:
     return unique
 
 
+def find_bindir(major: str) -> Path | None:
+    """The first of find_bindirs() whose server is of this PostgreSQL major ("18"), for
+    the tests and benchmarks that run on each major; None when there is none."""
+    for bindir in find_bindirs():
+        try:
+            out = subprocess.run(
+                [str(bindir / "postgres"), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=_PROBE_TIMEOUT,
+                env=_CHILD_ENV,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        version = out.strip().rsplit(") ", 1)[-1].split()[0] if ") " in out else ""
+        if version.split(".")[0] == major:
+            return bindir
+    return None
+
+
 @dataclass(frozen=True)
 class Binaries:
     """A folder of PostgreSQL server programs that the server uid can run."""

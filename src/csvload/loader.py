@@ -439,19 +439,39 @@ def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
         return _upsert(db, plan, result)
     # MERGE (PostgreSQL 15+) pairs each key with its row in one join; counting it needs
     # the transaction's table statistics, so without them the WITH form runs.
-    counted, inserted, updated = db.execute(sql.written(plan)).fetchone()
+    counted, *before = db.execute(sql.written(plan)).fetchone()
     if counted and db.cur.connection.info.server_version >= 150000:
-        # Created inside the savepoint: an attempt rolled back takes it along.
-        db.execute(sql.CREATE_UNCHANGED)
-        if plan.active is not None:
-            db.execute(sql.CREATE_REACTIVATED)
-        db.execute(sql.merge_into(plan))
-        unchanged, now_inserted, now_updated = db.execute(sql.merge_counts(plan)).fetchone()
-        if plan.active is not None:
-            result.reactivated = db.execute(sql.REACTIVATED_COUNT).fetchone()[0]
-        result.inserted, result.updated = now_inserted - inserted, now_updated - updated
-        return result.inserted + result.updated + unchanged
+        return _merge_into(db, plan, result, before)[0]
     return _counted(plan, result, db.execute(sql.merge(plan)).fetchone())
+
+
+def _merge_into(
+    db, plan: Plan, result: ImportResult, before, mode: str = "keep", gone: bool = False,
+    changes=None,
+) -> tuple[int, int]:
+    """sql.merge_into(), counted: sets inserted, updated and reactivated; returns (the
+    distinct keys, the rows deactivated or deleted).  `before` is what written() read."""
+    # Created inside the savepoint: an attempt rolled back takes them along.
+    counters = [sql.UNCHANGED]
+    if plan.active is not None:
+        counters.append(sql.REACTIVATED)
+    if gone:
+        counters.append(sql.GONE)
+    for counter in counters:
+        db.execute(sql.create_counter(counter))
+    statement = sql.merge_into(plan, mode, gone, changes is not None)
+    if changes is not None:
+        changes.stream(db, plan, statement, counted=False)
+    else:
+        db.execute(statement)
+    unchanged, inserted, updated = db.execute(sql.merge_counts(plan)).fetchone()
+    missing = db.execute(sql.counter_value(sql.GONE)).fetchone()[0] if gone else 0
+    if plan.active is not None:
+        result.reactivated = db.execute(sql.counter_value(sql.REACTIVATED)).fetchone()[0]
+    result.inserted = inserted - before[0]
+    # Deactivating a row updates it; deleting one is no update.
+    result.updated = updated - before[1] - (missing if mode == "deactivate" else 0)
+    return result.inserted + result.updated + unchanged, missing
 
 
 def _counted(plan: Plan, result: ImportResult, row) -> int:
@@ -463,9 +483,10 @@ def _counted(plan: Plan, result: ImportResult, row) -> int:
 
 
 def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, options) -> int:
-    """A full feed's (--missing, --changes) attempt at writing the stage: one statement,
-    sql.merge() with the missing rows and the changes, on a table that has rows.  An
-    empty table lacks no row, and all its changes are insertions."""
+    """A full feed's (--missing, --changes) attempt at writing the stage, in one
+    statement on a table that has rows: MERGE with WHEN NOT MATCHED BY SOURCE on
+    PostgreSQL 17 and later (18 with --changes, for RETURNING old), else sql.merge()'s
+    WITH form.  An empty table lacks no row, and all its changes are insertions."""
     if empty:
         if changes is not None:
             db.execute(sql.note_inserted(plan))
@@ -478,14 +499,22 @@ def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, opti
         if options.missing == "delete":
             # Another table's deferred foreign key would otherwise fail the commit.
             db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    statement = sql.merge(plan, options.missing, changes is not None, gone)
-    if changes is not None:
-        row = changes.stream(db, plan, statement)
+    counted, *before = db.execute(sql.written(plan)).fetchone()
+    version = db.cur.connection.info.server_version
+    if counted and version >= (170000 if changes is None else 180000):
+        distinct, missing = _merge_into(
+            db, plan, result, before, options.missing, gone, changes
+        )
     else:
-        row = db.execute(statement).fetchone()
+        statement = sql.merge(plan, options.missing, changes is not None, gone)
+        if changes is not None:
+            row = changes.stream(db, plan, statement)
+        else:
+            row = db.execute(statement).fetchone()
+        distinct, missing = _counted(plan, result, row), row[4]
     if sync is not None:
-        sync.done = row[4]
-    return _counted(plan, result, row)
+        sync.done = missing
+    return distinct
 
 
 def _upsert(db, plan: Plan, result: ImportResult) -> int:

@@ -302,20 +302,25 @@ def insert_latest(plan: Plan) -> sql.Composed:
     )
 
 
-# Count the rows MERGE matched and left alone, and those it made active again: MERGE has
-# no RETURNING before PostgreSQL 17.  Owned by the stage's ord column, so they go when the
-# stage does.
+# Count what MERGE did that the table statistics do not tell apart: the rows it matched
+# and left alone (MERGE has no RETURNING before PostgreSQL 17), those it made active
+# again, and those a full feed deactivated or deleted.  Owned by the stage's ord column,
+# so they go when the stage does (and with a savepoint rolled back).
 UNCHANGED = sql.Identifier("csvload_unchanged")
-CREATE_UNCHANGED = sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(
-    seq=UNCHANGED, stage=STAGE
-)
 REACTIVATED = sql.Identifier("csvload_reactivated")
-CREATE_REACTIVATED = sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(
-    seq=REACTIVATED, stage=STAGE
-)
-REACTIVATED_COUNT = sql.SQL(
-    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}"
-).format(REACTIVATED)
+GONE = sql.Identifier("csvload_gone")
+
+
+def create_counter(seq: sql.Identifier) -> sql.Composed:
+    return sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(seq=seq, stage=STAGE)
+
+
+def counter_value(seq: sql.Identifier) -> sql.Composed:
+    return sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}").format(seq)
+
+
+def _take(seq: sql.Identifier) -> sql.Composed:
+    return sql.SQL("nextval({}) > 0").format(sql.Literal(seq.as_string(None)))
 
 
 def written(plan: Plan) -> sql.Composed:
@@ -337,7 +342,9 @@ def merge_counts(plan: Plan) -> sql.Composed:
     ).format(seq=UNCHANGED, oid=sql.Literal(plan.target.oid))
 
 
-def merge_into(plan: Plan) -> sql.Composed:
+def merge_into(
+    plan: Plan, mode: str = "keep", gone: bool = False, changes: bool = False
+) -> sql.Composed:
     """Merge the deduplicated stage into a filled table with MERGE (PostgreSQL 15 and
     later): one join of the stage's keys with the table drives both the UPDATE of the
     changed rows and the INSERT of the new keys, with no per-row conflict check.
@@ -349,6 +356,12 @@ def merge_into(plan: Plan) -> sql.Composed:
     the transaction's table statistics (written() before, merge_counts() after).
     On the 500k re-import this ran in 1.55-1.7 s, against 1.8-1.9 s for the WITH
     statement of merge() (both on the fillfactor-70 table).
+
+    A full feed on PostgreSQL 17 and later (`gone`): WHEN NOT MATCHED BY SOURCE
+    deactivates or deletes (mode) the rows in scope the file no longer lists, and not
+    those a rejected row names (csvload_kept), each counted by GONE; the join becomes a
+    full one.  With `changes` (PostgreSQL 18: RETURNING old and new) the statement is
+    COPY'd out, one row per key it changed, in the changes file's columns.
     """
     names, values = _insert_lists(plan, "d")
     differs = _differs(plan, "d")
@@ -356,13 +369,13 @@ def merge_into(plan: Plan) -> sql.Composed:
         # Counts the rows coming back to active: whenever this CASE takes a number the row
         # differs (its active changes), so it is updated, exactly once.
         differs = sql.SQL(
-            "{differs} AND CASE WHEN NOT p.{active} AND {new} THEN nextval({seq}) > 0"
+            "{differs} AND CASE WHEN NOT p.{active} AND {new} THEN {take}"
             " ELSE true END"
         ).format(
             differs=differs,
             active=plan.active.identifier,
             new=_new_active(plan, "d"),
-            seq=sql.Literal("csvload_reactivated"),
+            take=_take(REACTIVATED),
         )
     update = (
         sql.SQL(" WHEN MATCHED AND {differs} THEN UPDATE SET {assignments}").format(
@@ -371,18 +384,96 @@ def merge_into(plan: Plan) -> sql.Composed:
         if _changed(plan)
         else sql.SQL("")
     )
-    return sql.SQL(
-        "MERGE INTO {table} p USING ({latest}) d ON {join}{update}"
-        " WHEN MATCHED AND nextval({seq}) > 0 THEN DO NOTHING"
-        " WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    parts = [
+        sql.SQL(
+            "MERGE INTO {table} p USING ({latest}) d ON {join}{update}"
+            " WHEN MATCHED AND {take} THEN DO NOTHING"
+            " WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+        ).format(
+            take=_take(UNCHANGED),
+            latest=latest(plan),
+            table=plan.target.identifier,
+            join=_join(plan),
+            update=update,
+            names=names,
+            values=values,
+        )
+    ]
+    if gone:
+        parts.append(_by_source(plan, mode))
+    if not changes:
+        return sql.Composed(parts)
+    parts.append(_returning_changes(plan, mode))
+    return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.Composed(parts))
+
+
+def _by_source(plan: Plan, mode: str) -> sql.Composed:
+    """merge_into()'s clause for the rows the file no longer lists."""
+    still = sql.SQL(" AND p.{}").format(plan.active.identifier) if mode == "deactivate" else (
+        sql.SQL(""))
+    condition = sql.SQL(
+        "CASE WHEN {scope}{still} AND NOT EXISTS (SELECT 1 FROM {kept} k WHERE {in_kept})"
+        " THEN {take} ELSE false END"
     ).format(
-        seq=sql.Literal("csvload_unchanged"),
-        latest=latest(plan),
-        table=plan.target.identifier,
-        join=_join(plan),
-        update=update,
-        names=names,
-        values=values,
+        scope=in_scope(plan), still=still, kept=KEPT, in_kept=stage_match(plan, "k"),
+        take=_take(GONE),
+    )
+    if mode == "delete":
+        return sql.SQL(" WHEN NOT MATCHED BY SOURCE AND {} THEN DELETE").format(condition)
+    assert mode == "deactivate" and plan.active is not None
+    touch = (
+        sql.SQL(", {} = {}").format(plan.touch.identifier, _touch_value(plan))
+        if plan.touch is not None
+        else sql.SQL("")
+    )
+    return sql.SQL(
+        " WHEN NOT MATCHED BY SOURCE AND {condition} THEN UPDATE SET {active} = false{touch}"
+    ).format(condition=condition, active=plan.active.identifier, touch=touch)
+
+
+def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
+    """merge_into()'s RETURNING with changes: the key, the change and, for an update,
+    the columns whose old and new values differ.  A row the file does not list (d's key
+    is NULL) was deactivated or deleted."""
+    listed = sql.SQL("d.{} IS NOT NULL").format(_key_alias(0))
+    keys = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN {listed} THEN d.{c}::text ELSE old.{c}::text END").format(
+            listed=listed, c=f.column.identifier
+        )
+        for f in plan.key_fields
+    )
+    back = (
+        sql.SQL(" WHEN NOT old.{a} AND new.{a} THEN 'reactivated'").format(
+            a=plan.active.identifier
+        )
+        if plan.active is not None
+        else sql.SQL("")
+    )
+    names = [
+        sql.SQL("CASE WHEN {old} IS DISTINCT FROM {new} THEN {name} END").format(
+            old=_comparable(f.column, sql.SQL("old.{}").format(f.column.identifier)),
+            new=_comparable(f.column, sql.SQL("new.{}").format(f.column.identifier)),
+            name=sql.Literal(f.column.name),
+        )
+        for f in _compared(plan)
+    ]
+    columns = (
+        sql.SQL(
+            "CASE WHEN merge_action() = 'UPDATE' AND {listed} THEN"
+            " array_to_string(ARRAY[{names}]::text[], ' ') ELSE '' END"
+        ).format(listed=listed, names=sql.SQL(", ").join(names))
+        if names
+        else sql.SQL("''")
+    )
+    return sql.SQL(
+        " RETURNING {keys}, CASE WHEN NOT {listed} THEN {gone}"
+        " WHEN merge_action() = 'INSERT' THEN 'inserted'{back} ELSE 'updated' END, {columns}"
+    ).format(
+        keys=keys,
+        listed=listed,
+        gone=sql.Literal("deactivated" if mode == "deactivate" else "deleted"),
+        back=back,
+        columns=columns,
     )
 
 
