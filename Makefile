@@ -28,6 +28,7 @@ test: venv
 bench: venv
 	$(BIN)/python tests/bench/bench.py
 	$(BIN)/python tests/bench/typed_bench.py
+	$(BIN)/python tests/bench/feed_bench.py
 	$(BIN)/python tests/bench/citus_bench.py
 
 clean:
