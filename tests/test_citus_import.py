@@ -311,14 +311,17 @@ def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, fil
     assert (report["missing"], report["different"]) == (0, 0)
 
 
+# Staging, or merging: with the distributed stage the worker is then at work for the
+# import, and Citus passes on its "terminating connection due to administrator command".
+@pytest.mark.parametrize("during", ["COPY%", "WITH % AS %INSERT INTO%"])
 def test_a_worker_stopped_mid_import_fails_in_one_line_and_writes_nothing(
-    citus, distributed, files
+    citus, distributed, files, during
 ):
     imported(distributed, files["a"])
     before = checksum(distributed)
     process = csvload_process(distributed, "import", str(files["big"]), "-q")
     try:
-        wait_for(lambda: active_query(citus, "COPY%"), what="the import to stage")
+        wait_for(lambda: active_query(citus, during), what="the import to stage or merge")
         citus.stop_worker(0)
         code = process.wait(60)
     finally:
