@@ -105,6 +105,20 @@ def recovered(citus) -> None:
         c.execute("SELECT recover_prepared_transactions()")
 
 
+# csvload.distributed_stage's schemas, one per import while it runs.
+STAGE_SCHEMAS = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'csvload\\_stage\\_%'"
+
+
+def leftovers(citus) -> list[int]:
+    """Stage schemas and prepared transactions on each node: all 0 between imports."""
+    counts = []
+    for node in range(3):
+        with citus.connect(node, autocommit=True) as c:
+            counts.append(c.execute(STAGE_SCHEMAS).fetchone()[0])
+            counts.append(c.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone()[0])
+    return counts
+
+
 def products_kind(dsn: str, table: str = "products") -> str:
     from csvload.citus import table_kind
 
@@ -256,12 +270,14 @@ def test_kill_9_mid_merge_leaves_the_table_as_before_or_after(citus, distributed
     before = checksum(distributed)
     process = csvload_process(distributed, "import", str(files["big2"]), "-q")
     try:
-        wait_for(lambda: active_query(citus, "WITH d AS MATERIALIZED%"), what="the merge")
+        # The merge: distributed_stage's pushed-down upsert (or upsert.upsert()).
+        wait_for(lambda: active_query(citus, "WITH % AS %INSERT INTO%"), what="the merge")
         time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     recovered(citus)
+    assert leftovers(citus) == [0] * 6  # the distributed stage went with the transaction
     after = checksum(distributed)
     imported(distributed, files["big2"])
     assert after in (before, checksum(distributed))
@@ -295,14 +311,17 @@ def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, fil
     assert (report["missing"], report["different"]) == (0, 0)
 
 
+# Staging, or merging: with the distributed stage the worker is then at work for the
+# import, and Citus passes on its "terminating connection due to administrator command".
+@pytest.mark.parametrize("during", ["COPY%", "WITH % AS %INSERT INTO%"])
 def test_a_worker_stopped_mid_import_fails_in_one_line_and_writes_nothing(
-    citus, distributed, files
+    citus, distributed, files, during
 ):
     imported(distributed, files["a"])
     before = checksum(distributed)
     process = csvload_process(distributed, "import", str(files["big"]), "-q")
     try:
-        wait_for(lambda: active_query(citus, "COPY%"), what="the import to stage")
+        wait_for(lambda: active_query(citus, during), what="the import to stage or merge")
         citus.stop_worker(0)
         code = process.wait(60)
     finally:

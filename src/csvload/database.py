@@ -91,6 +91,8 @@ def _first_line(message: str, dsn: str | None = None) -> str:
 # cannot connect, 58030 when a COPY to a shard fails, XX000 when the worker's connection
 # broke mid-transaction (with CONTEXT "while executing command on <worker>").  The
 # client's own connection is fine; the transaction is aborted.
+# admin_shutdown, crash_shutdown, cannot_connect_now
+_SHUTDOWN = ("57P01", "57P02", "57P03")
 _WORKER_DOWN = (
     "connection to the remote node",
     "failed to COPY to shard",
@@ -102,13 +104,19 @@ _WORKER_DOWN = (
 
 
 def _worker_down(e: psycopg.Error) -> bool:
+    context = (e.diag.context if e.diag else None) or ""
+    if e.sqlstate in _SHUTDOWN and context.startswith("while executing command on"):
+        # A worker shutting down while it works for this transaction (a distributed
+        # stage's COPY or merge): Citus passes on the worker's own FATAL, SQLSTATE and
+        # all; the client's connection to the coordinator is fine.
+        return True
     if e.sqlstate not in ("08006", "58030", "XX000"):
         return False
     primary = (e.diag.message_primary if e.diag else None) or ""
     if not primary.startswith(_WORKER_DOWN):
         return False
     # "server closed the connection" is also libpq's own word for the client's connection.
-    return e.sqlstate != "XX000" or "while executing command on" in (e.diag.context or "")
+    return e.sqlstate != "XX000" or "while executing command on" in context
 
 
 def translate(e: psycopg.Error, where: str) -> DatabaseError:

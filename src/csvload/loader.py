@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import errors
 
-from csvload import fit, missing, schema, sql, upsert
+from csvload import distributed_stage, fit, missing, schema, sql, upsert
 from csvload.changes import ChangesWriter
 from csvload.database import translate, widen_send_buffer
 from csvload.errors import ConstraintError, TargetError, TooManyRejectsError
@@ -188,14 +188,16 @@ def import_source(
         with conn.transaction():
             _configure(db, options)
             _check_now(db, plan)
-            stage(db, source, options, result, rejects, report, lines, plan, sync)
+            distributed = stage(
+                db, source, options, result, rejects, report, lines, plan, sync, distribute=True
+            )
             if result.rejected > options.max_errors:
                 raise TooManyRejectsError(_too_many(result, options, rejects))
             _lock(db, plan, report, result)
             if sync is not None:
                 sync.before(db)
             report(Progress("merging", 0, None, result.rows_read))
-            _write(db, plan, source, options, result, rejects, lines, changes, sync)
+            _write(db, plan, source, options, result, rejects, lines, changes, sync, distributed)
             if sync is not None:
                 sync.after(result, source.name)
             if changes is not None:
@@ -291,10 +293,15 @@ class LineMap:
 
 
 def stage(
-    db, source: Source, options, result, rejects, report, lines=None, plan=None, sync=None
-) -> None:
+    db, source: Source, options, result, rejects, report, lines=None, plan=None, sync=None,
+    distribute: bool = False,
+) -> distributed_stage.DistributedStage | None:
     """COPY the source's good records into the temp table sql.STAGE, chunk by chunk,
     counting rows_read and rejected into result.  Shared with verify.
+
+    With `distribute` (an import), a hash-distributed Citus target gets a stage
+    co-located with it instead, when distributed_stage allows: returned, for _write()
+    and for dropping before the commit.
 
     All chunks go through ONE streaming COPY: while Python parses the next chunk, the
     server parses the last one from the socket buffer.  Measured on the 500k file, this
@@ -304,7 +311,11 @@ def stage(
     ncols = len(source.staged_columns)
     constants = tuple(value for _, value in plan.scope) if plan is not None else ()
     widen_send_buffer(db.cur.connection)
-    db.execute(sql.create_stage(ncols, constants))
+    distributed = None
+    if distribute and plan is not None:
+        distributed = distributed_stage.create(db, plan, ncols, constants, result.run_id)
+    if distributed is None:
+        db.execute(sql.create_stage(ncols, constants))
     report(Progress("reading", 0, source.size, 0))
     with db.copy(sql.copy_stage(ncols, source.delimiter)) as copy:
         for chunk in source.chunks(options.batch_size):
@@ -324,6 +335,7 @@ def stage(
             report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
     if sync is not None:
         sync.stage_kept(db)
+    return distributed
 
 
 def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
@@ -358,18 +370,20 @@ _CITUS_BUSY = "failure on connection marked as essential"
 
 def _write(
     db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes,
-    sync=None,
+    sync=None, distributed=None,
 ) -> None:
     """Write the stage into the table, optimistically: the statement casts every value.
     When a value does not fit (a data exception, a CHECK, a foreign key, NOT NULL), the
     statement is rolled back to its savepoint, fit.find() names the rows to blame, they
-    become rejects, and the statement runs again without them."""
+    become rejects, and the statement runs again without them.  A distributed stage
+    (`distributed`) is dropped here once written, or moved to the coordinator for
+    fit.find()."""
     conn = db.cur.connection
     empty = db.execute(sql.is_empty(plan)).fetchone()[0]
     primary_key = None
     if empty and plan.target.own:
         primary_key = _drop_own_indexes(db, plan)
-    elif not empty:
+    elif not empty and distributed is None:
         # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at 500k
         # rows) lets it hash-join the stage with the table instead of probing the index
         # once per row.  Filling an empty table joins nothing, so it skips this.
@@ -381,6 +395,8 @@ def _write(
                     db.execute(sql.create_changes(plan))
                 if sync is not None or changes is not None:
                     distinct = _feed(db, plan, result, empty, sync, changes, options)
+                elif distributed is not None:
+                    distinct = distributed_stage.merge(db, plan, result, empty, distributed)
                 else:
                     distinct = _merge(db, plan, result, empty)
             break
@@ -394,12 +410,17 @@ def _write(
                 raise sync.still_referenced(db, e, source.name) from e
             if attempt == 2:
                 raise
+            if distributed is not None:
+                distributed_stage.localize(db, distributed)
+                distributed = None
             if not _set_aside(db, plan, source, options, result, rejects, lines):
                 raise translate(e, source.name) from e
         except errors.UniqueViolation as e:
             raise _unique_violation(db, plan, source, e, lines) from e
     if empty and plan.target.own:
         _rebuild_own_indexes(db, plan, primary_key)
+    if distributed is not None:
+        distributed_stage.drop(db, distributed)
     result.unchanged = distinct - result.inserted - result.updated
     result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
 

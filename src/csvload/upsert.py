@@ -48,16 +48,6 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
     distinct keys is taken from it, without a second dedupe sort.
     """
     names, values = q._insert_lists(plan, "d")
-    touch = None
-    if plan.touch is not None:
-        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), q._type(plan.touch))
-    if q._changed(plan):
-        action = sql.SQL("DO UPDATE SET {assignments} WHERE {differs}").format(
-            assignments=q._assignments(plan, "excluded", touch),
-            differs=q._differs(plan, "excluded"),
-        )
-    else:
-        action = sql.SQL("DO NOTHING")
     return sql.SQL(
         "WITH d AS MATERIALIZED ({latest}),"
         " w AS (INSERT INTO {table} AS p ({names}) SELECT {values} FROM d"
@@ -70,7 +60,20 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
         names=names,
         values=values,
         arbiter=_arbiter(plan),
-        action=action,
+        action=action(plan, now),
+    )
+
+
+def action(plan: Plan, now: datetime) -> sql.Composed:
+    """ON CONFLICT's action: update the rows that differ, the touch column set to `now`."""
+    touch = None
+    if plan.touch is not None:
+        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), q._type(plan.touch))
+    if not q._changed(plan):
+        return sql.SQL("DO NOTHING")
+    return sql.SQL("DO UPDATE SET {assignments} WHERE {differs}").format(
+        assignments=q._assignments(plan, "excluded", touch),
+        differs=q._differs(plan, "excluded"),
     )
 
 

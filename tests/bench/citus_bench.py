@@ -104,6 +104,8 @@ def statement_times(log_file: Path, start: int) -> dict[str, float]:
         head = statement.split(None, 1)[0].upper() if statement else "?"
         if statement.startswith("WITH d AS MATERIALIZED"):
             kind = "upsert (INSERT ... ON CONFLICT)"
+        elif statement.startswith("WITH w AS (INSERT"):
+            kind = "pushed-down upsert"
         elif head == "WITH" and " INSERT " in statement[:3000]:
             kind = "merge (WITH ... INSERT)"
         elif head in ("MERGE", "INSERT", "COPY", "ANALYZE", "LOCK", "UPDATE"):
