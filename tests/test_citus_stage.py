@@ -8,9 +8,12 @@ still rejects.
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 import test_citus_import
+from psycopg import conninfo
 from test_citus_import import STAGE_SCHEMAS, cli, imported, leftovers
 
 from csvload import distributed_stage
@@ -165,6 +168,36 @@ def test_rows_that_do_not_fit_are_rejects_from_a_distributed_stage(citus_dsn, tm
     with psycopg.connect(citus_dsn) as c:
         assert c.execute("SELECT code, label, qty FROM items").fetchall() == [("abc", "b", 3)]
         assert c.execute(STAGE_SCHEMAS).fetchone()[0] == 0
+
+
+def test_a_user_who_cannot_create_schemas_stages_on_the_coordinator(distributed, tmp_path):
+    # The distributed stage needs CREATE on the database (for its schema), which a role
+    # does not have by default: create() rolls back to before it, and the import runs as
+    # on the coordinator's temp stage, with the same result.
+    role = f"csvload_user_{uuid.uuid4().hex[:8]}"
+    schema = conninfo.conninfo_to_dict(distributed)["options"].split("=", 1)[1]
+    with psycopg.connect(distributed, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        c.execute(f"GRANT SELECT, INSERT, UPDATE ON products TO {role}")
+        c.execute(f"GRANT USAGE ON SEQUENCE products_id_seq TO {role}")
+    as_role = conninfo.make_conninfo(distributed, user=role)
+    f = _write(tmp_path / "p.csv", "sku,name\nAB-1,one\nab-1,one again\nc-3,three\n")
+    try:
+        kind, result = stage_kind(as_role, f)
+        assert kind is None
+        assert (result.inserted, result.duplicates) == (2, 1)
+        kind, again = stage_kind(as_role, _write(f, "sku,name\nab-1,one again\nC-3,3\n"))
+        assert kind is None
+        assert (again.inserted, again.updated, again.unchanged) == (0, 1, 1)
+        with psycopg.connect(distributed) as c:
+            rows = c.execute("SELECT sku::text, name FROM products").fetchall()
+            assert sorted(rows) == [("C-3", "3"), ("ab-1", "one again")]
+            assert c.execute(STAGE_SCHEMAS).fetchone()[0] == 0
+    finally:
+        with psycopg.connect(distributed, autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")
 
 
 def test_nothing_is_left_behind(citus, distributed, files, tmp_path):

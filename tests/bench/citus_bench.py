@@ -6,7 +6,8 @@ plain local table on the same coordinator.
 
 Environment:
     BENCH_RUNS      runs per method and phase at each size; medians reported (default 3).
-    BENCH_SIZES     comma-separated row counts (default 500000).
+    BENCH_SIZES     comma-separated row counts (default 500000); empty ("") for a run of
+                    the scale rows alone, which writes citus_scale_results.md/json.
     BENCH_SCALE     comma-separated row counts for the csvload-only scale runs, one run
                     each (default none; e.g. 2000000,10000000).
     BENCH_SHARDS    shards of the distributed products (default 32, Citus's default).
@@ -300,9 +301,11 @@ def main() -> int:
         "measurements": measurements,
         "scale": scaled,
     }
-    (HERE / "citus_results.json").write_text(json.dumps(result, indent=1) + "\n")
+    # A scale-only run (BENCH_SIZES empty) keeps the 500k results where they are.
+    stem = "citus_results" if sizes else "citus_scale_results"
+    (HERE / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     text = render(result)
-    (HERE / "citus_results.md").write_text(text)
+    (HERE / f"{stem}.md").write_text(text)
     sys.stdout.write(text)
     return 0
 
