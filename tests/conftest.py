@@ -8,6 +8,7 @@ selected through the DSN's search_path, so tests never see each other's products
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -72,9 +74,9 @@ def with_search_path(dsn: str, schema_name: str) -> str:
     return conninfo.make_conninfo(dsn, options=f"-c search_path={schema_name}")
 
 
-@pytest.fixture
-def dsn(server_dsn):
-    """A DSN whose search_path is a fresh, empty schema of this test's own."""
+@contextlib.contextmanager
+def own_schema(server_dsn: str) -> Iterator[str]:
+    """A DSN whose search_path is a fresh, empty schema, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{name}"')
@@ -83,6 +85,13 @@ def dsn(server_dsn):
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def dsn(server_dsn):
+    """A DSN whose search_path is a fresh, empty schema of this test's own."""
+    with own_schema(server_dsn) as d:
+        yield d
 
 
 @pytest.fixture
@@ -171,11 +180,5 @@ def major_server_dsn(request):
 @pytest.fixture
 def major_dsn(major_server_dsn):
     """Like dsn, on major_server_dsn: a fresh schema of this test's own as search_path."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(major_server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield with_search_path(major_server_dsn, name)
-    finally:
-        with psycopg.connect(major_server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    with own_schema(major_server_dsn) as d:
+        yield d

@@ -2,10 +2,10 @@
 the key column(s), the change (inserted, updated, deactivated, reactivated, deleted) and,
 for updated, the changed columns separated by spaces.  Unchanged keys are not listed.
 
-The rows are gathered in a temp table inside the import's transaction and streamed out
-with COPY TO STDOUT into a temp file beside the target, block by block (the client's
-memory does not grow with the number of changes); the file is renamed into place once the
-transaction has committed, and removed when the import fails.
+The merge statement itself yields the rows, COPY'd out (COPY ... TO STDOUT) inside the
+import's transaction straight into a temp file beside the target, row by row (the
+client's memory does not grow with the number of changes); the file is renamed into
+place once the transaction has committed, and removed when the import fails.
 """
 
 from __future__ import annotations
@@ -22,22 +22,12 @@ from csvload.target import Plan
 class ChangesWriter:
     def __init__(self, path: Path):
         self._file = AtomicFile(path, "changes file")
-        self.streamed = False  # stream() wrote it; csvload_changes stays empty
-
-    def fill(self, db, plan: Plan) -> None:
-        """Copy csvload_changes into the temp file (before the commit)."""
-        if self.streamed:
-            return
-        out = self._file.open()
-        with db.copy(sql.copy_changes(plan)) as copy:
-            for block in copy:
-                out.write(block)
 
     def stream(self, db, plan: Plan, statement, counted: bool = True) -> list[int] | None:
         """Run a merge's COPY of its changes, writing its rows to the temp file under the
-        header csvload_changes would give.  sql.merge()'s (`counted`) ends with a row of
-        counts: return them.  A second attempt (after rejects were set aside) starts the
-        file again."""
+        header (the key columns, change, columns).  sql.merge()'s (`counted`) ends with a
+        row of counts: return them.  A second attempt (after rejects were set aside)
+        starts the file again."""
         out = self._file.file or self._file.open()
         out.seek(0)
         out.truncate()
@@ -46,18 +36,16 @@ class ChangesWriter:
             [f.column.name for f in plan.key_fields] + ["change", "columns"]
         )
         out.write(header.getvalue().encode("utf-8"))
-        last = None
         with db.copy(statement) as copy:
             if not counted:
                 for block in copy:
                     out.write(block)
-                self.streamed = True
                 return None
+            last = None
             for row in copy:  # COPY TO sends one row per message
                 if last is not None:
                     out.write(last)
                 last = bytes(row)
-        self.streamed = True
         fields = next(csv.reader([last.decode("utf-8")])) if last else []
         if len(fields) < 2 or fields[-2] != sql.COUNTS_ROW:
             raise AssertionError(f"sql.merge() ended without its counts row: {last!r}")

@@ -293,22 +293,18 @@ def _quote(name: str) -> str:
 def _latest(plan: Plan, stage: DistributedStage) -> sql.Composed:
     """sql.latest() with the distribution column itself last in DISTINCT ON (Citus pushes
     DISTINCT ON down only then) and each row's ord, for the identity."""
-    parts = q._key_parts(plan)
-    select = sql.SQL(", ").join(
-        [sql.SQL("{} AS {}").format(carried, q._key_alias(i))
-         for i, (carried, _, _) in enumerate(parts)]
-        + [sql.SQL("{} AS {}").format(q.value(plan, f), f.column.identifier) for f in plan.fields]
-        + [sql.SQL("s.ord AS csvload_ord")]
-    )
-    order = sql.SQL(", ").join(_groups(parts, stage))
-    return sql.SQL(
-        "SELECT DISTINCT ON ({order}) {select} FROM {stage} s ORDER BY {order}, s.ord DESC"
-    ).format(order=order, select=select, stage=q.STAGE)
+    return q.latest(plan, also_by=_distribution_column(stage), with_ord=True)
 
 
-def _groups(parts, stage: DistributedStage) -> list[sql.Composable]:
+def _groups(plan: Plan, stage: DistributedStage) -> sql.Composable:
     """The key's sort expressions, then the distribution column itself (for Citus)."""
-    return [o for _, o, _ in parts] + [sql.SQL("s.{}").format(stage.distribution)]
+    return sql.SQL(", ").join(
+        [o for _, o, _ in q._key_parts(plan)] + [_distribution_column(stage)]
+    )
+
+
+def _distribution_column(stage: DistributedStage) -> sql.Composable:
+    return sql.SQL("s.{}").format(stage.distribution)
 
 
 def _insert_head(plan: Plan, stage: DistributedStage, first: int | None) -> sql.Composed:
@@ -334,15 +330,11 @@ def _insert_head(plan: Plan, stage: DistributedStage, first: int | None) -> sql.
 def _upsert(plan: Plan, stage: DistributedStage, first: int | None, now) -> sql.Composed:
     """upsert.upsert() without the MATERIALIZED CTE (Citus would pull it to the
     coordinator): one row (distinct keys, inserted, updated)."""
-    groups = sql.SQL(", ").join(_groups(q._key_parts(plan), stage))
-    return sql.SQL(
-        "WITH w AS ({insert} ON CONFLICT ({arbiter}) {action} RETURNING (xmax = 0) AS inserted)"
-        " SELECT (SELECT count(*) FROM (SELECT 1 FROM {stage} s GROUP BY {groups}) k),"
-        " count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w"
-    ).format(
-        insert=_insert_head(plan, stage, first),
-        arbiter=upsert._arbiter(plan),
-        action=upsert.action(plan, now),
-        stage=q.STAGE,
-        groups=groups,
+    return upsert.counted(
+        plan,
+        now,
+        _insert_head(plan, stage, first),
+        distinct=sql.SQL(
+            "SELECT count(*) FROM (SELECT 1 FROM {stage} s GROUP BY {groups}) k"
+        ).format(stage=q.STAGE, groups=_groups(plan, stage)),
     )

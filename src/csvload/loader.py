@@ -200,8 +200,6 @@ def import_source(
             _write(db, plan, source, options, result, rejects, lines, changes, sync, distributed)
             if sync is not None:
                 sync.after(result, source.name)
-            if changes is not None:
-                changes.fill(db, plan)
             if options.dry_run:
                 raise psycopg.Rollback()
             report(Progress("committing", 0, None, result.rows_read))
@@ -391,8 +389,6 @@ def _write(
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                if changes is not None:
-                    db.execute(sql.create_changes(plan))
                 if sync is not None or changes is not None:
                     distinct = _feed(db, plan, result, empty, sync, changes, options)
                 elif distributed is not None:
@@ -485,10 +481,10 @@ def _merge_into(
         changes.stream(db, plan, statement, counted=False)
     else:
         db.execute(statement)
-    unchanged, inserted, updated = db.execute(sql.merge_counts(plan)).fetchone()
-    missing = db.execute(sql.counter_value(sql.GONE)).fetchone()[0] if gone else 0
+    inserted, updated, unchanged, *more = db.execute(sql.merge_counts(plan, counters)).fetchone()
     if plan.active is not None:
-        result.reactivated = db.execute(sql.counter_value(sql.REACTIVATED)).fetchone()[0]
+        result.reactivated = more.pop(0)
+    missing = more.pop(0) if gone else 0
     result.inserted = inserted - before[0]
     # Deactivating a row updates it; deleting one is no update.
     result.updated = updated - before[1] - (missing if mode == "deactivate" else 0)
@@ -510,7 +506,7 @@ def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, opti
     WITH form.  An empty table lacks no row, and all its changes are insertions."""
     if empty:
         if changes is not None:
-            db.execute(sql.note_inserted(plan))
+            changes.stream(db, plan, sql.inserted_changes(plan), counted=False)
         return _merge(db, plan, result, empty)
     listed = result.rows_read - result.rejected - result.skipped
     # An empty file, or one whose rows are all rejects, never deactivates anything.

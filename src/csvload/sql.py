@@ -138,10 +138,13 @@ def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Com
     return parts
 
 
-def latest(plan: Plan) -> sql.Composed:
+def latest(
+    plan: Plan, also_by: sql.Composable | None = None, with_ord: bool = False
+) -> sql.Composed:
     """The deduplicated stage, exactly as the import merges it: one row per key (matched
     as the key's unique index matches), the last occurrence in the file winning; each
-    field as its column's type."""
+    field as its column's type.  `also_by` ends the DISTINCT ON list (for Citus, see
+    distributed_stage), and `with_ord` adds each row's s.ord as csvload_ord."""
     parts = _key_parts(plan)
     select = sql.SQL(", ").join(
         [sql.SQL("{} AS {}").format(carried, _key_alias(i)) for i, (carried, _, _) in
@@ -150,8 +153,9 @@ def latest(plan: Plan) -> sql.Composed:
             sql.SQL("{} AS {}").format(value(plan, f), f.column.identifier)
             for f in plan.fields
         ]
+        + ([sql.SQL("s.ord AS csvload_ord")] if with_ord else [])
     )
-    order = sql.SQL(", ").join(o for _, o, _ in parts)
+    order = sql.SQL(", ").join([o for _, o, _ in parts] + ([also_by] if also_by else []))
     # s.ord, not ord: a bare name in ORDER BY means an output column first, and a table
     # with a column named ord (an output column here) made this "ambiguous".
     return sql.SQL(
@@ -315,10 +319,6 @@ def create_counter(seq: sql.Identifier) -> sql.Composed:
     return sql.SQL("CREATE TEMP SEQUENCE {seq} OWNED BY {stage}.ord").format(seq=seq, stage=STAGE)
 
 
-def counter_value(seq: sql.Identifier) -> sql.Composed:
-    return sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}").format(seq)
-
-
 def _take(seq: sql.Identifier) -> sql.Composed:
     return sql.SQL("nextval({}) > 0").format(sql.Literal(seq.as_string(None)))
 
@@ -334,12 +334,19 @@ def written(plan: Plan) -> sql.Composed:
     ).format(oid=sql.Literal(plan.target.oid))
 
 
-def merge_counts(plan: Plan) -> sql.Composed:
+def merge_counts(plan: Plan, counters: list[sql.Identifier]) -> sql.Composed:
+    """After merge_into(): what this transaction has inserted into and updated in the
+    table so far, then the number each of `counters` has given out (0 if none)."""
     return sql.SQL(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END,"  # never called: none
-        " pg_stat_get_xact_tuples_inserted({oid}::oid),"
-        " pg_stat_get_xact_tuples_updated({oid}::oid) FROM {seq}"
-    ).format(seq=UNCHANGED, oid=sql.Literal(plan.target.oid))
+        "SELECT pg_stat_get_xact_tuples_inserted({oid}::oid),"
+        " pg_stat_get_xact_tuples_updated({oid}::oid), {counted}"
+    ).format(
+        oid=sql.Literal(plan.target.oid),
+        counted=sql.SQL(", ").join(
+            sql.SQL("(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {})").format(c)
+            for c in counters
+        ),
+    )
 
 
 def merge_into(
@@ -561,33 +568,18 @@ def count_missing(plan: Plan) -> sql.Composed:
     )
 
 
-CHANGES = sql.Identifier("csvload_changes")
-
-
-def create_changes(plan: Plan) -> sql.Composed:
-    """The temp table the changes file is written from: one row per key changed."""
-    columns = [sql.SQL("{} text").format(f.column.identifier) for f in plan.key_fields]
-    return sql.SQL("CREATE TEMP TABLE {} ({}, change text, columns text) ON COMMIT DROP").format(
-        CHANGES, sql.SQL(", ").join(columns)
-    )
-
-
-def note_inserted(plan: Plan) -> sql.Composed:
-    """Filling an empty table: every distinct key of the file is inserted, so that is
-    what csvload_changes lists (merge() notes the changes of a filled table itself)."""
+def inserted_changes(plan: Plan) -> sql.Composed:
+    """Filling an empty table: every distinct key of the file is inserted, so those are
+    the changes file's rows (merge() and merge_into() list a filled table's changes
+    themselves), COPY'd out in the same columns."""
     return sql.SQL(
-        "INSERT INTO {changes} SELECT {keys}, 'inserted', '' FROM ({latest}) d"
+        "COPY (SELECT {keys}, 'inserted', '' FROM ({latest}) d) TO STDOUT (FORMAT csv)"
     ).format(
-        changes=CHANGES,
         keys=sql.SQL(", ").join(
             sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
         ),
         latest=latest(plan),
     )
-
-
-def copy_changes(plan: Plan) -> sql.Composed:
-    return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(CHANGES)
 
 
 def lock(plan: Plan, mode: str = "SHARE ROW EXCLUSIVE", nowait: bool = False) -> sql.Composed:

@@ -48,19 +48,38 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
     distinct keys is taken from it, without a second dedupe sort.
     """
     names, values = q._insert_lists(plan, "d")
+    return counted(
+        plan,
+        now,
+        sql.SQL("INSERT INTO {table} AS p ({names}) SELECT {values} FROM d").format(
+            table=plan.target.identifier, names=names, values=values
+        ),
+        distinct=sql.SQL("SELECT count(*) FROM d"),
+        ctes=sql.SQL("d AS MATERIALIZED ({}), ").format(q.latest(plan)),
+    )
+
+
+def counted(
+    plan: Plan,
+    now: datetime,
+    insert: sql.Composable,
+    distinct: sql.Composable,
+    ctes: sql.Composable | None = None,
+) -> sql.Composed:
+    """`insert` (an INSERT ... SELECT into the table p) ON CONFLICT on the key, counted:
+    one row of (the scalar query `distinct`, inserted, updated), read from RETURNING
+    (xmax = 0): true for a row inserted, false for one updated."""
     return sql.SQL(
-        "WITH d AS MATERIALIZED ({latest}),"
-        " w AS (INSERT INTO {table} AS p ({names}) SELECT {values} FROM d"
-        "  ON CONFLICT ({arbiter}) {action} RETURNING (xmax = 0) AS inserted)"
-        " SELECT (SELECT count(*) FROM d), count(*) FILTER (WHERE inserted),"
+        "WITH {ctes}w AS ({insert} ON CONFLICT ({arbiter}) {action}"
+        " RETURNING (xmax = 0) AS inserted)"
+        " SELECT ({distinct}), count(*) FILTER (WHERE inserted),"
         " count(*) FILTER (WHERE NOT inserted) FROM w"
     ).format(
-        latest=q.latest(plan),
-        table=plan.target.identifier,
-        names=names,
-        values=values,
+        ctes=ctes or sql.SQL(""),
+        insert=insert,
         arbiter=_arbiter(plan),
         action=action(plan, now),
+        distinct=distinct,
     )
 
 
