@@ -115,3 +115,83 @@ def test_as_created_products_still_takes_the_fast_path(products):
         assert schema.indexes_as_created(conn, oid)
         conn.execute("COMMENT ON INDEX products_active_idx IS 'mine'")
         assert not schema.indexes_as_created(conn, oid)
+
+
+# -- 7: counts stay exact whatever triggers do ------------------------------------------------
+
+TRIGGERED = """
+CREATE TABLE items (sku text PRIMARY KEY, name text NOT NULL, touched int NOT NULL DEFAULT 0);
+CREATE FUNCTION touch_own_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE items SET touched = touched + 1 WHERE sku = NEW.sku; RETURN NULL; END $$;
+CREATE FUNCTION refuse_x() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.name LIKE 'x%' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+"""
+
+
+def triggered_table(dsn: str, kind: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(TRIGGERED)
+        if kind == "after_insert_updates_own_row":
+            conn.execute("CREATE TRIGGER t AFTER INSERT ON items FOR EACH ROW"
+                         " EXECUTE FUNCTION touch_own_row()")
+        else:
+            conn.execute("CREATE TRIGGER t BEFORE INSERT OR UPDATE ON items FOR EACH ROW"
+                         " EXECUTE FUNCTION refuse_x()")
+
+
+def items(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT sku, name FROM items ORDER BY sku").fetchall()
+
+
+def test_after_insert_trigger_updating_its_own_row(major_dsn, tmp_path):
+    """Was: inserted 3, updated 3, duplicates -3 for three new rows on a filled table."""
+    triggered_table(major_dsn, "after_insert_updates_own_row")
+    first = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\n"), "--table", "items",
+                "--json", "-q")
+    assert summary(first)["inserted"] == 1
+    result = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\nC,c\nD,d\n", "q.csv"),
+                 "--table", "items", "--json", "-q")
+    s = summary(result)
+    assert (s["inserted"], s["updated"], s["unchanged"], s["duplicates"], s["suppressed"]) == (
+        3, 0, 1, 0, 0)
+    assert_balanced(s)
+
+
+@pytest.mark.parametrize("fill_first", [False, True], ids=["empty", "filled"])
+def test_before_trigger_suppressing_rows_is_counted_and_named(major_dsn, tmp_path, fill_first):
+    """Was: the rows a BEFORE trigger returned NULL for were reported as duplicates."""
+    triggered_table(major_dsn, "before_refuses")
+    if fill_first:
+        run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\n", "first.csv"),
+            "--table", "items", "-q")
+    # A and B exist when filled: A changes to a refused name, B to an accepted one.
+    text = "sku,name\nA,xa\nB,b2\nC,c\nD,xd\nE,xe\n"
+    result = run(major_dsn, "import", write(tmp_path, text), "--table", "items", "--json")
+    s = summary(result)
+    assert_balanced(s)
+    if fill_first:
+        assert (s["inserted"], s["updated"], s["unchanged"], s["suppressed"]) == (1, 1, 0, 3)
+        assert items(major_dsn) == [("A", "a"), ("B", "b2"), ("C", "c")]
+    else:
+        assert (s["inserted"], s["updated"], s["unchanged"], s["suppressed"]) == (2, 0, 0, 3)
+        assert items(major_dsn) == [("B", "b2"), ("C", "c")]
+    assert s["duplicates"] == 0
+    assert "3 suppressed by a trigger" in result.stderr
+
+
+def test_full_feed_with_triggers_counts_exactly(major_dsn, tmp_path):
+    with psycopg.connect(major_dsn) as conn:
+        conn.execute(TRIGGERED)
+        conn.execute("ALTER TABLE items ADD COLUMN active boolean NOT NULL DEFAULT true")
+        conn.execute("CREATE TRIGGER t AFTER INSERT OR UPDATE OF name ON items FOR EACH ROW"
+                     " EXECUTE FUNCTION touch_own_row()")
+    run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\nC,c\n", "first.csv"),
+        "--table", "items", "-q")
+    result = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a2\nB,b\nD,d\n"),
+                 "--table", "items", "--missing", "deactivate", "--max-missing", "100%",
+                 "--json", "-q")
+    s = summary(result)
+    assert (s["inserted"], s["updated"], s["unchanged"], s["deactivated"], s["suppressed"]) == (
+        1, 1, 1, 1, 0)
+    assert_balanced(s)

@@ -198,6 +198,7 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
         "duplicates",
         "rejected",
         "skipped",
+        "suppressed",
         "deactivated",
         "reactivated",
         "deleted",

@@ -62,6 +62,13 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], None]
 
+# The ledger: rows_read is the sum of the counts in LEDGER_PARTS.  OPTIONAL_COUNTS are
+# shown only when they are not 0 (full feeds, presets and triggers make them).
+LEDGER_PARTS = (
+    "inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped",
+)  # fmt: skip
+OPTIONAL_COUNTS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
+
 
 @dataclass
 class ImportResult:
@@ -76,6 +83,7 @@ class ImportResult:
     duplicates: int = 0
     rejected: int = 0
     skipped: int = 0  # rows a preset's rules skip (a shop export's image rows)
+    suppressed: int = 0  # new or changed rows a trigger of the table kept from being written
     deactivated: int = 0  # --missing deactivate: rows the file no longer lists
     reactivated: int = 0  # inactive rows the file lists again (counted in updated too)
     deleted: int = 0  # --missing delete
@@ -415,7 +423,7 @@ def _write(
         _rebuild_own_indexes(db, plan, rebuild.primary_key)
     if distributed is not None:
         distributed_stage.drop(db, distributed)
-    result.unchanged = distinct - result.inserted - result.updated
+    result.unchanged = distinct - result.inserted - result.updated - result.suppressed
     result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
 
 
@@ -455,18 +463,26 @@ def _rebuild_own_indexes(db, plan: Plan, primary_key: str | None) -> None:
 def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
     """One attempt at writing the stage; sets inserted and updated, returns the number of
     distinct keys."""
-    if empty:
+    if empty and not plan.target.triggers:
         result.inserted = db.execute(sql.insert_latest(plan)).rowcount
         result.updated = 0
         return result.inserted
     if plan.target.citus_kind != "local":
         return _upsert(db, plan, result)
     # MERGE (PostgreSQL 15+) pairs each key with its row in one join; counting it needs
-    # the transaction's table statistics, so without them the WITH form runs.
+    # the transaction's table statistics, so without them (or with triggers, whose own
+    # writes they count too) the WITH form runs, counted by RETURNING.
     counted, *before = db.execute(sql.written(plan)).fetchone()
-    if counted and db.cur.connection.info.server_version >= 150000:
+    if _statistics_count(plan, counted) and db.cur.connection.info.server_version >= 150000:
         return _merge_into(db, plan, result, before)[0]
     return _counted(plan, result, db.execute(sql.merge(plan)).fetchone())
+
+
+def _statistics_count(plan: Plan, track_counts: bool) -> bool:
+    """Whether the transaction's table statistics count exactly what the merge writes:
+    not when they are off, nor when a trigger may write the table itself (an AFTER INSERT
+    trigger updating its own row counts as an update) or keep a row from being written."""
+    return track_counts and not plan.target.triggers
 
 
 def _merge_into(
@@ -499,8 +515,10 @@ def _merge_into(
 
 
 def _counted(plan: Plan, result: ImportResult, row) -> int:
-    """Take sql.merge()'s counts; return the distinct keys."""
-    distinct, result.updated, result.inserted, reactivated, _ = row
+    """Take sql.merge()'s counts; return the distinct keys.  The rows it meant to insert
+    or update but did not were kept back by a trigger (a BEFORE trigger returning NULL)."""
+    distinct, result.updated, result.inserted, reactivated, _, inserting, updating = row
+    result.suppressed = inserting - result.inserted + updating - result.updated
     if plan.active is not None:
         result.reactivated = reactivated
     return distinct
@@ -525,7 +543,7 @@ def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, opti
             db.execute("SET CONSTRAINTS ALL IMMEDIATE")
     counted, *before = db.execute(sql.written(plan)).fetchone()
     version = db.cur.connection.info.server_version
-    if counted and version >= (170000 if changes is None else 180000):
+    if _statistics_count(plan, counted) and version >= (170000 if changes is None else 180000):
         distinct, missing = _merge_into(
             db, plan, result, before, options.missing, gone, changes
         )

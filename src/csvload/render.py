@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from csvload.loader import ImportResult
+from csvload.loader import OPTIONAL_COUNTS, ImportResult
 from csvload.loader import Progress as LoadProgress
 
 if TYPE_CHECKING:
@@ -166,6 +166,9 @@ def display_for(quiet: bool, name: str, stream: TextIO | None = None):
     return LineDisplay(stream, name)
 
 
+_LABELS = {"suppressed": "suppressed by a trigger"}
+
+
 def summary_line(r: ImportResult) -> str:
     verb = {"dry_run": "dry run, nothing written", "succeeded": "imported"}.get(r.status, r.status)
     line = (
@@ -173,9 +176,9 @@ def summary_line(r: ImportResult) -> str:
         f"{r.updated:,} updated, {r.unchanged:,} unchanged, {r.duplicates:,} duplicates, "
         f"{r.rejected:,} rejected"
     )
-    for name in ("skipped", "deactivated", "reactivated", "deleted"):
+    for name in OPTIONAL_COUNTS:
         if getattr(r, name):
-            line += f", {getattr(r, name):,} {name}"
+            line += f", {getattr(r, name):,} {_LABELS.get(name, name)}"
     line += f" in {r.seconds:.1f} s ({r.rows_per_second:,.0f} rows/s)"
     if r.changes_file:
         line += f"; changes in {r.changes_file}"

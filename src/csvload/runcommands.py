@@ -10,7 +10,7 @@ import click
 
 from csvload.database import connect, describe
 from csvload.errors import CsvloadError, ExitStatus
-from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions
+from csvload.loader import DEFAULT_BATCH_SIZE, OPTIONAL_COUNTS, ImportOptions
 from csvload.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.schema import PRODUCTS
@@ -114,7 +114,7 @@ def describe_run(r: RunInfo) -> list[str]:
             f"{r.unchanged:,} unchanged, {r.duplicates:,} duplicates, {r.rejected:,} rejected"
             + "".join(
                 f", {getattr(r, k):,} {k}"
-                for k in ("skipped", "deactivated", "reactivated", "deleted")
+                for k in OPTIONAL_COUNTS
                 if getattr(r, k)
             )
         )

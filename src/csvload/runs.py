@@ -38,7 +38,7 @@ from psycopg.rows import dict_row
 from csvload import __version__
 from csvload.database import connect, translate
 from csvload.errors import RunNotFoundError
-from csvload.loader import ImportResult, Progress
+from csvload.loader import OPTIONAL_COUNTS, ImportResult, Progress
 from csvload.schema import PRODUCTS
 
 RUNS = "csvload_runs"
@@ -51,7 +51,7 @@ STALE_AFTER = 30.0
 SECRET_WORDS = ("secret", "password", "passwd", "dsn", "token")
 LEDGER = (
     "rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected", "skipped",
-    "deactivated", "reactivated", "deleted",
+    "suppressed", "deactivated", "reactivated", "deleted",
 )  # fmt: skip
 
 RUNS_DDL = """
@@ -87,19 +87,21 @@ CREATE TABLE IF NOT EXISTS {table} (
     skipped      bigint,
     deactivated  bigint,
     reactivated  bigint,
-    deleted      bigint
+    deleted      bigint,
+    suppressed   bigint
 )
 """
-# Tables made before csvload loaded into tables other than products lack these two.
+# Tables made by older versions of csvload lack these columns.
 RUNS_UPGRADE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS target text,"
     " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
     " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
-    " ADD COLUMN IF NOT EXISTS deleted bigint"
+    " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint"
 )
 _UPGRADED = (
-    "SELECT count(*) = 6 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
-    " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted')"
+    "SELECT count(*) = 7 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
+    " 'suppressed')"
     " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
@@ -443,6 +445,7 @@ class RunInfo:
     table: str | None = None
     key: list[str] | None = None
     skipped: int | None = None
+    suppressed: int | None = None
     deactivated: int | None = None
     reactivated: int | None = None
     deleted: int | None = None
@@ -484,7 +487,7 @@ def _info(row: dict) -> RunInfo:
         **{k: row[k] for k in _COPIED},
         table=row.get("target"),
         key=row.get("key"),
-        **{k: row.get(k) for k in ("skipped", "deactivated", "reactivated", "deleted")},
+        **{k: row.get(k) for k in OPTIONAL_COUNTS},
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )

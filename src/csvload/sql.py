@@ -688,7 +688,8 @@ def merge(
     plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table in ONE statement, and return
-    (distinct keys, updated, inserted, reactivated, deactivated or deleted).  For servers
+    (distinct keys, updated, inserted, reactivated, deactivated or deleted, keys it
+    meant to insert, rows it meant to update).  For servers
     without MERGE (before 15) or whose table statistics are off (see merge_into()), and
     for full feeds: with `gone`, what the file no longer lists is deactivated or deleted
     (mode), and with `changes` the statement is COPY'd out, its rows the changes file's.
@@ -804,10 +805,18 @@ def merge(
                 returning, plan.target.identifier
             )
         )
+    # The last two: the rows it means to insert and to update.  RETURNING lists only those
+    # really written, so a row a trigger suppressed is the difference.
     counts = sql.SQL(
         "(SELECT count(*) FROM pairs WHERE csvload_listed), (SELECT count(*) FROM updated),"
         " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back),"
-        " (SELECT count(*) FROM gone)"
+        " (SELECT count(*) FROM gone),"
+        " (SELECT count(*) FROM pairs WHERE csvload_listed AND csvload_row IS NULL),"
+        " (SELECT count(*) FROM pairs WHERE {updating})"
+    ).format(
+        updating=sql.SQL("csvload_listed AND csvload_row IS NOT NULL AND NOT csvload_same")
+        if compared
+        else sql.SQL("false")
     )
     if not changes:
         parts.append(sql.SQL(" SELECT {}").format(counts))

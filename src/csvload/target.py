@@ -91,6 +91,9 @@ class Target:
     foreign_keys: tuple[ForeignKey, ...] = ()
     own: bool = False  # csvload's own products, exactly as `csvload init` made it
     deferrable: bool = False  # has DEFERRABLE constraints (Django's foreign keys are)
+    # Has triggers of its own: they may write the table too, or suppress a row (a BEFORE
+    # trigger returning NULL), so the table statistics no longer count the merge's writes.
+    triggers: bool = False
     # How Citus stores it (csvload.citus.Kind): 'local' for a plain PostgreSQL table.
     citus_kind: str = "local"
 
@@ -281,10 +284,12 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         for n, cols, reg, rs, rt, refs in conn.execute(_FOREIGN_KEYS, (oid,)).fetchall()
     )
     index_names = {r[0] for r in conn.execute(_INDEX_NAMES, (oid,)).fetchall()}
-    deferrable = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s AND condeferrable)",
-        (oid,),
-    ).fetchone()[0]
+    deferrable, triggers = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s AND condeferrable),"
+        " EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
+        " AND tgenabled <> 'D')",
+        (oid, oid),
+    ).fetchone()
     return Target(
         schema=schema,
         name=name,
@@ -301,6 +306,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         own=_is_own_products(conn, oid, name, columns, index_names)
         and stored.kind.value == "local",
         deferrable=deferrable,
+        triggers=triggers,
         citus_kind=stored.kind.value,
     )
 

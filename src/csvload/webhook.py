@@ -39,7 +39,7 @@ TEST = "test"
 
 COUNT_KEYS = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
 # Counts only full feeds and presets produce: 0 when a summary lacks them.
-FEED_COUNT_KEYS = ("skipped", "deactivated", "reactivated", "deleted")
+FEED_COUNT_KEYS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
 
 USER_AGENT = f"csvload/{__version__}"
 
