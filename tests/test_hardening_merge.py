@@ -195,3 +195,69 @@ def test_full_feed_with_triggers_counts_exactly(major_dsn, tmp_path):
     assert (s["inserted"], s["updated"], s["unchanged"], s["deactivated"], s["suppressed"]) == (
         1, 1, 1, 1, 0)
     assert_balanced(s)
+
+
+# -- 9: a full feed reads an empty active field as "listed, so active" ------------------------
+
+
+def test_full_feed_reactivates_a_row_whose_active_field_is_empty(major_dsn, tmp_path):
+    with psycopg.connect(major_dsn) as conn:
+        schema.create_products(conn)
+        conn.execute("INSERT INTO products (sku, name, active) VALUES ('A', 'a', true),"
+                     " ('B', 'b', false), ('C', 'c', true)")
+    path = write(tmp_path, "sku,name,active\nA,a,\nB,b,\nC,c,false\n")
+    result = run(major_dsn, "import", path, "--missing", "deactivate", "--json", "-q")
+    s = summary(result)
+    assert (s["reactivated"], s["updated"], s["deactivated"]) == (1, 2, 0)
+    with psycopg.connect(major_dsn) as conn:
+        rows = conn.execute("SELECT sku, active FROM products ORDER BY sku").fetchall()
+    assert rows == [("A", True), ("B", True), ("C", False)]
+
+
+def test_plain_import_keeps_stored_active_for_an_empty_field(major_dsn, tmp_path):
+    """Outside a full feed an empty field in a NOT NULL boolean still keeps what is stored."""
+    with psycopg.connect(major_dsn) as conn:
+        schema.create_products(conn)
+        conn.execute("INSERT INTO products (sku, name, active) VALUES ('B', 'b', false)")
+    result = run(major_dsn, "import", write(tmp_path, "sku,name,active\nB,b,\n"), "--json", "-q")
+    assert summary(result)["unchanged"] == 1
+    with psycopg.connect(major_dsn) as conn:
+        assert conn.execute("SELECT active FROM products").fetchone() == (False,)
+
+
+# -- 14: a rejected row's key with bytes no stored value holds --------------------------------
+
+
+@pytest.mark.parametrize("bad", [b"T-\xff\xfe", b"T-\x00"], ids=["invalid-utf8", "nul"])
+def test_full_feed_with_a_rejected_key_no_row_can_hold(major_dsn, tmp_path, bad):
+    with psycopg.connect(major_dsn) as conn:
+        schema.create_products(conn)
+        conn.execute("INSERT INTO products (sku, name) SELECT 'T-' || i, 'n'"
+                     " FROM generate_series(1, 20) i")
+    body = b"sku,name\n" + b"".join(b"T-%d,n\n" % i for i in range(1, 20)) + bad + b",n\n"
+    result = run(major_dsn, "import", write(tmp_path, body), "--missing", "deactivate",
+                 "--max-errors", "1", "--json", "-q")
+    assert result.exit_code == 3, result.stderr  # imported, with rejects
+    s = summary(result)
+    assert (s["rejected"], s["unchanged"], s["deactivated"]) == (1, 19, 1)
+    with psycopg.connect(major_dsn) as conn:
+        assert conn.execute("SELECT sku FROM products WHERE NOT active").fetchall() == [("T-20",)]
+
+
+# -- 15: verify --missing on a table with NULL keys --------------------------------------------
+
+
+def test_verify_missing_on_a_table_with_null_keys(major_dsn, tmp_path):
+    with psycopg.connect(major_dsn) as conn:
+        conn.execute("CREATE TABLE codes (code text UNIQUE, name text,"
+                     " active boolean NOT NULL DEFAULT true)")
+        conn.execute("INSERT INTO codes VALUES ('a', 'x'), (NULL, 'y'), (NULL, 'z'), ('b', 'w')")
+    path = write(tmp_path, "code,name\na,x\n")
+    result = run(major_dsn, "verify", path, "--table", "codes", "--key", "code",
+                 "--missing", "deactivate", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["stale"] == 3
+    assert sorted(report["stale_examples"], key=str) == [None, None, "b"]
+    assert "3 rows the file no longer lists are still active: b, (NULL key), (NULL key)" in (
+        result.stderr)

@@ -11,6 +11,7 @@ read, count as present: a bad row never gets its product deactivated.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from psycopg import sql as pgsql
 
@@ -84,7 +85,7 @@ class Sync:
         self.done: int | None = None  # rows the merge itself deactivated or deleted
 
     def keep(self, rejects: list[Reject]) -> None:
-        self._kept.extend(r.key for r in rejects if r.key is not None)
+        self._kept.extend(r.key for r in rejects if r.key is not None and _storable(r.key))
 
     def stage_kept(self, db) -> None:
         db.execute(sql.CREATE_KEPT)
@@ -179,3 +180,13 @@ class Sync:
             f" {e.diag.constraint_name}); nothing was changed (--missing deactivate keeps them)"
         )
 
+
+def _storable(key: tuple[str, ...]) -> bool:
+    """Whether a rejected row's key could name a stored row at all.  A NUL, or bytes the
+    file's encoding could not decode (kept as lone surrogates, see source.ERRORS), are in
+    no value PostgreSQL stores, so such a key names no row; sent along, it would fail the
+    whole import (a NUL) or the client (the surrogates do not encode)."""
+    return not any(_UNSTORABLE.search(k) for k in key)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

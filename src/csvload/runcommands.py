@@ -283,7 +283,8 @@ def verify_line(r) -> str:
     if r.stale:
         state = "active" if r.missing_mode == "deactivate" else "there"
         line += f"; {r.stale:,} rows the file no longer lists are still {state}: "
-        line += ", ".join(r.stale_examples)
+        # A row whose key is NULL (a nullable unique column) is listed by no file.
+        line += ", ".join("(NULL key)" if k is None else k for k in r.stale_examples)
     if r.missing_examples:
         line += "; missing: " + ", ".join(r.missing_examples)
     if r.different_examples:

@@ -179,9 +179,13 @@ def _keeps_stored(column: Column) -> bool:
     return column.not_null and not column.is_text
 
 
-def _new_value(field: Field, source: str) -> sql.Composable:
+def _new_value(plan: Plan, field: Field, source: str) -> sql.Composable:
     column = field.column
     mine = sql.SQL("{}.{}").format(sql.Identifier(source), column.identifier)
+    if plan.active is not None and column.name == plan.active.name:
+        # A full feed lists the row, so it is active unless the file says false: an empty
+        # active field is "no value", not "false", and never keeps a row deactivated.
+        return sql.SQL("coalesce({}, true)").format(mine)
     if _keeps_stored(column):
         return sql.SQL("coalesce({}, p.{})").format(mine, column.identifier)
     return mine
@@ -248,7 +252,7 @@ def _reactivating(plan: Plan) -> bool:
 def _new_active(plan: Plan, source: str) -> sql.Composable:
     assert plan.active is not None
     field = plan.field(plan.active.name)
-    return sql.SQL("true") if field is None else _new_value(field, source)
+    return sql.SQL("true") if field is None else _new_value(plan, field, source)
 
 
 def _assignments(
@@ -257,7 +261,7 @@ def _assignments(
     """`touch`: what the touch column is set to, instead of now() (Citus refuses now()
     in ON CONFLICT DO UPDATE SET; see upsert.py)."""
     parts = [
-        sql.SQL("{} = {}").format(f.column.identifier, _new_value(f, source))
+        sql.SQL("{} = {}").format(f.column.identifier, _new_value(plan, f, source))
         for f in _compared(plan)
     ]
     if _reactivating(plan):
@@ -285,7 +289,7 @@ def _comparable(column: Column, expression: sql.Composable) -> sql.Composable:
 def _differs(plan: Plan, source: str) -> sql.Composable:
     compared = _compared(plan)
     mine = [_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)) for f in compared]
-    theirs = [_comparable(f.column, _new_value(f, source)) for f in compared]
+    theirs = [_comparable(f.column, _new_value(plan, f, source)) for f in compared]
     if _reactivating(plan):
         mine.append(sql.SQL("p.{}").format(plan.active.identifier))
         theirs.append(sql.SQL("true"))
@@ -722,7 +726,7 @@ def merge(
     names_list = (
         sql.SQL(", ").join(
             sql.SQL("CASE WHEN {mine} IS DISTINCT FROM {theirs} THEN {name} END").format(
-                mine=_comparable(f.column, _new_value(f, "d")),
+                mine=_comparable(f.column, _new_value(plan, f, "d")),
                 theirs=_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)),
                 name=sql.Literal(f.column.name),
             )
