@@ -353,12 +353,18 @@ class ImportJob:
 
 def run_import(job: ImportJob) -> ExitStatus:
     """Run one import, record it, deliver its webhooks, render its outcome; return the
-    exit status."""
+    exit status.
+
+    A signal (SIGINT, SIGTERM) before the commit rolls the import back.  From the moment
+    the import starts to commit it can no longer do that: the signal is noted, the commit
+    and the run record finish, no webhook is sent (one already on its way is cut short),
+    and the import is reported as the success it is, with exit 4 where a webhook was due.
+    """
     result = ImportResult(status="failed", file=job.source.path)
     database = {"name": None, "host": None}
     error: CsvloadError | None = None
     recorder: runs.RunRecorder | None = None
-    with _signals_interrupt():
+    with _Signals() as signals:
         try:
             with Source(job.source, stdin=sys.stdin.buffer) as source:
                 if job.options.preset is None:
@@ -391,18 +397,30 @@ def run_import(job: ImportJob) -> ExitStatus:
                             display(p)
                             recorder.progress(p)
 
-                        import_source(conn, source, job.options, progress, result, plan)
+                        def before_commit(conn, result, recorder=recorder):
+                            recorder.finish_within(conn, result)
+                            signals.hold()
+
+                        import_source(
+                            conn, source, job.options, progress, result, plan, before_commit
+                        )
         except CsvloadError as e:
             error = e
         except _Signalled as e:
             error = Interrupted(f"{job.source.path}: {e.name}: rolled back, nothing was written")
             error.exit_status = e.status
         finally:
+            signals.hold()
             if recorder is not None:
                 _end_run(recorder, result, error)
-    if error is not None:
-        result.status, result.error = "failed", str(error)
-    deliveries = _deliver(job, result, database)
+        if error is not None:
+            result.status, result.error = "failed", str(error)
+        deliveries = _deliver(job, result, database, signals)
+        return _report(job, result, error, deliveries, recorder)
+
+
+def _report(job: ImportJob, result: ImportResult, error, deliveries, recorder) -> ExitStatus:
+    """Render the outcome on stdout (--json) and stderr; return the exit status."""
     if job.as_json:
         summary = result.as_dict()
         if job.webhooks.urls:
@@ -434,10 +452,13 @@ def _end_run(recorder, result: ImportResult, error: CsvloadError | None) -> None
         recorder.fail(str(error), result, interrupted=isinstance(error, Interrupted))
 
 
-def _deliver(job: ImportJob, result: ImportResult, database: dict) -> list:
-    """One event per URL, after the transaction has ended; it never changes the import."""
+def _deliver(job: ImportJob, result: ImportResult, database: dict, signals: _Signals) -> list:
+    """One event per URL, after the transaction has ended; it never changes the import.
+    A signal that came after the commit, or comes now, ends the deliveries."""
     if not job.webhooks.urls:
         return []
+    if signals.received and result.status != "failed":
+        return webhook.not_sent(job.webhooks, f"not sent: {signals.received} after the commit")
     path = job.source.path
     file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
     event = webhook.build_event(
@@ -448,7 +469,11 @@ def _deliver(job: ImportJob, result: ImportResult, database: dict) -> list:
         run_id=result.run_id,
         error=result.error,
     )
-    return webhook.deliver(job.webhooks, event)
+    try:
+        with signals.interrupting():
+            return webhook.deliver(job.webhooks, event)
+    except _Signalled as e:
+        return webhook.not_sent(job.webhooks, f"stopped: {e.name} during the delivery")
 
 
 class _Signalled(BaseException):
@@ -459,34 +484,54 @@ class _Signalled(BaseException):
         self.name, self.status = name, status
 
 
-@contextlib.contextmanager
-def _signals_interrupt():
-    """Turn the first SIGINT/SIGTERM into _Signalled and ignore any later ones, so a second
-    Ctrl-C during the rollback cannot leave a traceback.  Once a signal has arrived, the
-    handlers stay ignoring until the process exits: a second Ctrl-C while the error line is
-    printed must not kill it with a different status."""
-    names = {
-        signal.SIGINT: ("interrupted", ExitStatus.INTERRUPTED),
-        signal.SIGTERM: ("terminated", ExitStatus.TERMINATED),
-    }
-    received = []
+_SIGNALS = {
+    signal.SIGINT: ("interrupted", ExitStatus.INTERRUPTED),
+    signal.SIGTERM: ("terminated", ExitStatus.TERMINATED),
+}
 
-    def handler(signum, frame):
-        for sig in names:
-            signal.signal(sig, signal.SIG_IGN)
-        received.append(signum)
-        raise _Signalled(*names[signum])
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in names}
-    try:
-        yield
-    finally:
-        if not received:
-            for sig, old in previous.items():
+class _Signals:
+    """SIGINT and SIGTERM during one import.  The first one raises _Signalled while the
+    import can still roll back; after hold() (the import is about to commit) it is only
+    noted in .received, except inside interrupting(), where it cuts a webhook delivery
+    short.  Any later signal is ignored, so a second Ctrl-C during the rollback or while
+    the outcome is printed cannot leave a traceback or another exit status.  Handlers stay
+    ignoring until the process exits once a signal has arrived."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._raising = True
+        self._previous: dict = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in _SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.received is None:
+            for sig, old in self._previous.items():
                 signal.signal(sig, old)
+
+    def _handler(self, signum, frame) -> None:
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        name, status = _SIGNALS[signum]
+        self.received = name
+        if self._raising:
+            raise _Signalled(name, status)
+
+    def hold(self) -> None:
+        """From now on a signal is only noted: the import is committing or committed."""
+        self._raising = False
+
+    @contextlib.contextmanager
+    def interrupting(self):
+        self._raising = True
+        try:
+            yield
+        finally:
+            self._raising = False
 
 
 @main.command()

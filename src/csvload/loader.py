@@ -170,12 +170,15 @@ def import_source(
     progress: ProgressCallback | None = None,
     result: ImportResult | None = None,
     plan: Plan | None = None,
+    before_commit: Callable[[psycopg.Connection, ImportResult], None] | None = None,
 ) -> ImportResult:
     """Import an open Source into the target table, atomically.  Raises CsvloadError on
     failure; the transaction is then rolled back and the rejects file still written.
 
     Pass `result` to keep the counts reached so far when the import fails, and `plan`
-    (from prepare()) when the caller has bound the source already.
+    (from prepare()) when the caller has bound the source already.  `before_commit` runs
+    in the import's transaction once everything is written, just before COMMIT (never
+    for a dry run): what it writes commits with the import, or not at all.
     """
     started = time.monotonic()
     report = progress or (lambda p: None)
@@ -210,6 +213,8 @@ def import_source(
                 sync.after(result, source.name)
             if options.dry_run:
                 raise psycopg.Rollback()
+            if before_commit is not None:
+                before_commit(conn, result)
             report(Progress("committing", 0, None, result.rows_read))
     except psycopg.Error as e:
         if changes is not None:

@@ -343,6 +343,19 @@ class RunRecorder:
         """Record a failed (or, with interrupted, a stopped) import and its error."""
         self._end("interrupted" if interrupted else "failed", result, message)
 
+    def finish_within(self, conn: psycopg.Connection, result: ImportResult) -> None:
+        """Write the run's final row in the import's own transaction, just before it
+        commits (loader.import_source's before_commit): the row then says 'succeeded'
+        exactly when the data is committed, even if the process is killed right after
+        COMMIT.  finish() writes it once more afterwards, with the final timings.  In a
+        savepoint: losing the history must not cost the import."""
+        query, params = self._final("succeeded", result, None)
+        try:
+            with conn.transaction():
+                conn.execute(query, params)
+        except psycopg.Error as e:
+            self.warning = f"run {self.run_id} is no longer recorded: {translate(e, RUNS)}"
+
     def _end(self, status: str, result: ImportResult | None, error: str | None) -> None:
         self._stop.set()
         self._wake.set()
@@ -352,6 +365,13 @@ class RunRecorder:
             # far larger than the page cache and a very fast database.
             self._hasher.join()
         self._write_progress()
+        self._execute(*self._final(status, result, error))
+        self.close()
+
+    def _final(
+        self, status: str, result: ImportResult | None, error: str | None
+    ) -> tuple[sql.Composed, tuple]:
+        """The UPDATE that ends the run's row."""
         values: dict[str, Any] = {"status": status, "error": error}
         if status in ("succeeded", "dry_run"):
             values["phase"] = "done"
@@ -364,14 +384,11 @@ class RunRecorder:
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values
         )
-        self._execute(
-            sql.SQL(
-                "UPDATE {table} SET {assignments}, finished_at = now(), heartbeat_at = now()"
-                " WHERE run_id = %s"
-            ).format(table=sql.Identifier(RUNS), assignments=assignments),
-            (*values.values(), self.run_id),
-        )
-        self.close()
+        query = sql.SQL(
+            "UPDATE {table} SET {assignments}, finished_at = now(), heartbeat_at = now()"
+            " WHERE run_id = %s"
+        ).format(table=sql.Identifier(RUNS), assignments=assignments)
+        return query, (*values.values(), self.run_id)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection, which releases the run's lock."""

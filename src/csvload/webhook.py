@@ -482,6 +482,11 @@ def deliver(options: WebhookOptions, event: dict) -> list[Delivery]:
             raise
 
 
+def not_sent(options: WebhookOptions, reason: str) -> list[Delivery]:
+    """One failed Delivery per URL, none attempted: `reason` says why."""
+    return [Delivery(redact_url(u), "failed", 0, None, reason, 0.0) for u in options.urls]
+
+
 def build_test_event() -> dict:
     """The body `csvload webhook test` sends: a `test` event with zero counts."""
     summary = dict.fromkeys(COUNT_KEYS, 0) | {"status": TEST, "seconds": 0.0}
