@@ -792,7 +792,11 @@ class _WholeBlocks:
         # (copyfromparse.c; only at the start of a line outside quotes): a block holding
         # one goes to the csv reader, which quotes that record.  The patterns let no CR
         # through but in a CRLF, made LF above, so \. then CR cannot reach COPY either.
-        if data is None or data.startswith(b"\\.\n") or b"\n\\.\n" in data:
+        # A backslash is looked for first: memchr takes 2 us a block, the search for the
+        # whole line 0.3 ms (15% of the 500k file's reading).
+        if data is None or (b"\\" in data and (
+            data.startswith(b"\\.\n") or b"\n\\.\n" in data
+        )):  # fmt: skip
             return None
         return data
 
