@@ -166,6 +166,7 @@ def test_what_postgresql_stages_is_what_python_parsed(
                 list(r[:-1]) for r in conn.execute("SELECT * FROM csvload_stage ORDER BY ord")
             ]
             conn.rollback()
+    # conftest's csv_records, with the delimiter:
     oracle = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     records, last = [], 0
     for row in oracle:
@@ -179,12 +180,6 @@ def test_what_postgresql_stages_is_what_python_parsed(
         if line in rejected:
             assert len(row) != ncols or not row[0].strip() or line == records[-1][0]
     assert result.rows_read == len(staged) + len(rejects)
-
-
-def test_the_oracle_of_conftest_agrees(tmp_path):
-    """csv_records (conftest) is the comma-only form of the oracle above."""
-    text = 'sku,name\n\\.,x\n"a\n\\.\n",y\n'
-    assert csv_records(text) == [(2, ["\\.", "x"]), (3, ["a\n\\.\n", "y"])]
 
 
 # -- lines longer than the csv module can take ---------------------------------------------------

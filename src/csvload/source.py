@@ -6,14 +6,18 @@ columns are (a record with an empty key is rejected here).
 Python parses every record (that is how a bad row gets rejected with its line number while
 the rest go on), but it does not re-serialise the good ones.  A single-line record whose
 parse contains no quote character is parsed identically by PostgreSQL's COPY (FORMAT csv),
-so its raw text is forwarded as it is; only the other records are re-quoted.  On the 500k
-benchmark file that halves the client's per-row cost.
+so its raw text is forwarded as it is (unless the line is just \\., which ends COPY before
+PostgreSQL 18); only the other records are re-quoted.  On the 500k benchmark file that
+halves the client's per-row cost.
 
 Better still, a whole block of lines that one regular expression shows to be plain,
 well-formed records goes to COPY without Python parsing any of it (see _WholeBlocks).  For
 UTF-8, ASCII and the single-byte encodings the blocks are cut from the raw bytes at line
 ends and only decoded when the csv reader needs them, so such a block is never decoded or
 re-encoded either.
+
+Every read path holds at most _LINE_LIMIT (64 MiB) of a line whose end has not come: a
+file without line ends fails fast, in bounded memory.
 """
 
 from __future__ import annotations
@@ -84,6 +88,9 @@ _BLOCK = 1 << 18  # characters (or bytes) of lines per block
 # TextIOWrapper (_text_blocks).
 _BYTE_CODECS = ("utf-8-sig", "ascii", "iso8859-1", "cp1252")
 _TOO_LONG = f"a field is longer than {FIELD_LIMIT} characters"
+# A line that is just this ends COPY FROM STDIN (FORMAT csv) before PostgreSQL 18, even
+# mid-stream: a record whose raw line it is goes quoted instead.
+_END_OF_DATA = "\\."
 # What reading a damaged input raises: gzip.BadGzipFile is an OSError, a truncated gzip
 # stream an EOFError, corrupt deflate data a zlib.error.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -567,7 +574,9 @@ class Source:
         by record.  One encode of the whole block, in C, when it is not ASCII."""
         if _dirty(text, self._single_byte):
             return True
-        return self._server is not None and not text.isascii() and self._unstorable(text)
+        return (
+            self._server is not None and not text.isascii() and self._unstorable(text) is not None
+        )
 
     def _unstorable(self, text: str) -> str | None:
         """The first character of text the database encoding cannot store, if any."""
@@ -732,10 +741,6 @@ class Source:
         return Chunk(b"".join(parts), rows, rejects, self._counter.count, runs, skipped)
 
 
-# A line that is just this ends COPY FROM STDIN (FORMAT csv) before PostgreSQL 18.
-_END_OF_DATA = "\\."
-
-
 def _joined(lines: list[str]) -> bytes:
     # Good records hold no undecodable bytes (their escapes would not encode).
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
@@ -791,7 +796,7 @@ class _WholeBlocks:
         # A line that is just \. ends COPY FROM STDIN (FORMAT csv) before PostgreSQL 18
         # (copyfromparse.c; only at the start of a line outside quotes): a block holding
         # one goes to the csv reader, which quotes that record.  The patterns let no CR
-        # through but in a CRLF, made LF above, so \. then CR cannot reach COPY either.
+        # through but in a CRLF, which _matched() makes LF, so no \. then CR either.
         # A backslash is looked for first: memchr takes 2 us a block, the search for the
         # whole line 0.3 ms (15% of the 500k file's reading).
         if data is None or (b"\\" in data and (
