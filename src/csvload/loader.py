@@ -150,6 +150,8 @@ def prepare(
         source.use_keys(
             tuple((f.index, f.column.name) for f in plan.key_fields if f.index < len(source.header))
         )
+    # A character the database encoding cannot store is a reject, not a failed COPY.
+    source.use_server_encoding(conn.info.parameter_status("server_encoding"))
     return plan
 
 

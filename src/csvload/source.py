@@ -6,14 +6,18 @@ columns are (a record with an empty key is rejected here).
 Python parses every record (that is how a bad row gets rejected with its line number while
 the rest go on), but it does not re-serialise the good ones.  A single-line record whose
 parse contains no quote character is parsed identically by PostgreSQL's COPY (FORMAT csv),
-so its raw text is forwarded as it is; only the other records are re-quoted.  On the 500k
-benchmark file that halves the client's per-row cost.
+so its raw text is forwarded as it is (unless the line is just \\., which ends COPY before
+PostgreSQL 18); only the other records are re-quoted.  On the 500k benchmark file that
+halves the client's per-row cost.
 
 Better still, a whole block of lines that one regular expression shows to be plain,
 well-formed records goes to COPY without Python parsing any of it (see _WholeBlocks).  For
 UTF-8, ASCII and the single-byte encodings the blocks are cut from the raw bytes at line
 ends and only decoded when the csv reader needs them, so such a block is never decoded or
 re-encoded either.
+
+Every read path holds at most _LINE_LIMIT (64 MiB) of a line whose end has not come: a
+file without line ends fails fast, in bounded memory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ from csvload.presets import RowRejected
 FIELD_LIMIT = 16 * 1024 * 1024
 _CSV_HARD_LIMIT = 4 * FIELD_LIMIT
 csv.field_size_limit(_CSV_HARD_LIMIT)
+# The most of one physical line (bytes, or characters for the encodings read as text) the
+# reader holds while it waits for the line's end: past it the file is refused, so that a
+# file without line ends (a binary, /dev/zero) fails fast in bounded memory.  A line that
+# is just over the limit but ends within the same read still reaches the csv module, which
+# names a field past _CSV_HARD_LIMIT itself.
+_LINE_LIMIT = _CSV_HARD_LIMIT
 
 # Undecodable bytes become lone surrogates U+DC00+byte (ERRORS below), so a record holding
 # them is found by one regex search and written back to the rejects file byte-exact.
@@ -56,6 +66,20 @@ def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error(ERRORS, _escape_bytes)
+# PostgreSQL's server encodings that cannot store every character, and the Python codecs
+# that agree with its conversions from UTF8.  The multi-byte EUC encodings are left out:
+# where Python's tables and PostgreSQL's differ, a reject would refuse a character the
+# database takes.  SQL_ASCII stores bytes unconverted, so it is not checked either.
+_SERVER_CODECS = {
+    "LATIN1": "latin-1",
+    **{f"LATIN{n}": f"iso8859-{i}" for n, i in
+       ((2, 2), (3, 3), (4, 4), (5, 9), (6, 10), (7, 13), (8, 14), (9, 15), (10, 16))},
+    **{f"ISO_8859_{n}": f"iso8859-{n}" for n in (5, 6, 7, 8)},
+    **{f"WIN{n}": f"cp{n}" for n in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256,
+                                     1257, 1258)},
+    "KOI8R": "koi8-r",
+    "KOI8U": "koi8-u",
+}  # fmt: skip
 _SNIFF_DELIMITERS = ",;\t|"
 _READ_BUFFER = 1 << 20
 _BLOCK = 1 << 18  # characters (or bytes) of lines per block
@@ -64,6 +88,9 @@ _BLOCK = 1 << 18  # characters (or bytes) of lines per block
 # TextIOWrapper (_text_blocks).
 _BYTE_CODECS = ("utf-8-sig", "ascii", "iso8859-1", "cp1252")
 _TOO_LONG = f"a field is longer than {FIELD_LIMIT} characters"
+# A line that is just this ends COPY FROM STDIN (FORMAT csv) before PostgreSQL 18, even
+# mid-stream: a record whose raw line it is goes quoted instead.
+_END_OF_DATA = "\\."
 # What reading a damaged input raises: gzip.BadGzipFile is an OSError, a truncated gzip
 # stream an EOFError, corrupt deflate data a zlib.error.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -122,13 +149,21 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
+_TRY_ENCODINGS = "(try utf-8, latin-1, cp1252 or utf-16)"
+
+
 def normalise_encoding(name: str) -> str:
-    """The codec to decode with: UTF-8 always tolerates a BOM; unknown names raise."""
+    """The codec to decode with: UTF-8 always tolerates a BOM; unknown names raise, and so
+    do codecs that do not turn bytes into text (hex, base64, zlib, rot13, ...)."""
     try:
-        codec = codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError as e:
-        raise InputError(f"unknown encoding {name!r} (try utf-8, latin-1, cp1252 or utf-16)") from e
-    return "utf-8-sig" if codec in ("utf-8", "utf-8-sig") else codec
+        raise InputError(f"unknown encoding {name!r} {_TRY_ENCODINGS}") from e
+    # CPython marks its bytes-to-bytes and str-to-str codecs with _is_text_encoding=False;
+    # "undefined" is a text codec that refuses every byte.
+    if not getattr(info, "_is_text_encoding", True) or info.name == "undefined":
+        raise InputError(f"{name!r} is not a text encoding {_TRY_ENCODINGS}")
+    return "utf-8-sig" if info.name in ("utf-8", "utf-8-sig") else info.name
 
 
 class _Block:
@@ -197,6 +232,9 @@ class Source:
         self._skipped = 0
         self._handed = 0
         self._handoff: _Block | None = None
+        # (PostgreSQL name, Python codec) of a database encoding that cannot store every
+        # character (use_server_encoding()); None for UTF8 and the rest.
+        self._server: tuple[str, str] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -296,17 +334,45 @@ class Source:
     def _text_blocks(self, text: io.TextIOWrapper) -> Iterator[_Block]:
         """Yield the physical lines a block at a time, for encodings read as text.
 
-        TextIOWrapper.readlines() splits lines in C (on CR, LF and CRLF, as the csv module
-        expects with newline=""), and the csv reader pulls them through a C iterator, so
-        Python runs once per block here rather than once per line: that took the client's
-        parse of the 500k benchmark file from 0.79 s to about 0.5 s.  Each block is checked
-        as a whole for NUL bytes, undecodable bytes and (for single-byte encodings) text
-        that is really UTF-8; only records in such a block are checked one by one.
+        The text is read about _BLOCK characters at a time and cut after its last line end
+        (_whole_lines); StringIO.readlines() then splits the lines in C (on CR, LF and CRLF,
+        as the csv module expects with newline=""), and the csv reader pulls them through a
+        C iterator, so Python runs once per block here rather than once per line.  Each
+        block is checked as a whole for NUL bytes, undecodable bytes and (for single-byte
+        encodings) text that is really UTF-8; only records in such a block are checked one
+        by one.
         """
-        size = 1  # the first block is the header line alone, so data blocks start clean
+        for chunk in self._whole_lines(text.readline, text.read, ""):
+            lines = io.StringIO(chunk, newline="").readlines()
+            dirty = self._dirty(chunk)
+            yield self._admit(_Block(self._next_base, len(lines), None, lines, dirty, None))
+        # The csv module asks past the last line only while inside a quoted field.
+        self._eof = True
+
+    def _byte_blocks(self) -> Iterator[_Block]:
+        """Yield blocks of whole lines cut from the raw bytes, for encodings whose line
+        ends are the bytes CR and LF."""
+        assert self._binary is not None
+        binary, codec = self._binary, self.encoding
+        for raw in self._whole_lines(binary.readline, binary.read, b""):
+            yield self._admit(self._byte_block(raw, codec))
+            codec = "utf-8" if codec == "utf-8-sig" else codec  # a BOM only starts a file
+        self._eof = True
+
+    def _whole_lines(self, first, read, empty):
+        """Runs of whole lines (str or bytes, as read() gives), about _BLOCK long: the first
+        from first(), the header line alone when it fits, so data blocks start clean.  A
+        run ends after an LF, or after a CR that is not the last character read (it could
+        be the first half of a CRLF); the last run may lack a line end.
+
+        While a line's end does not come, its pieces are kept in a list (joined once: a
+        long line costs linear time), and past _LINE_LIMIT the file is refused."""
+        lf, cr = ("\n", "\r") if isinstance(empty, str) else (b"\n", b"\r")
+        pieces: list = []  # the start of a line whose end has not been read yet
+        held = 0
         while True:
             try:
-                lines, size = text.readlines(size), _BLOCK
+                data, first = first(_BLOCK), read
             except _READ_ERRORS as e:
                 raise self._read_error(e, self._next_base + 1) from e
             except UnicodeError as e:
@@ -316,50 +382,37 @@ class Source:
                     f"{self.name} line {self._next_base + 1}: {e} (name the byte "
                     f"order: --encoding {self.encoding}-le or {self.encoding}-be)"
                 ) from e
-            if not lines:
-                # The csv module asks past the last line only while inside a quoted field.
-                self._eof = True
-                return
-            dirty = _dirty("".join(lines), self._single_byte)
-            yield self._admit(_Block(self._next_base, len(lines), None, lines, dirty, None))
-
-    def _byte_blocks(self) -> Iterator[_Block]:
-        """Yield blocks of whole lines cut from the raw bytes, for encodings whose line
-        ends are the bytes CR and LF.  A block ends after an LF, or after a CR that is not
-        the last byte read (it could be the first half of a CRLF)."""
-        assert self._binary is not None
-        binary, codec = self._binary, self.encoding
-        read = binary.readline  # the first block is the header line alone
-        carry = b""
-        while True:
-            try:
-                data, read = read(_BLOCK), binary.read
-            except _READ_ERRORS as e:
-                raise self._read_error(e, self._next_base + 1) from e
-            buffer = carry + data
             if not data:
-                if buffer:
-                    carry = b""
-                    yield self._admit(self._byte_block(buffer, codec))
-                self._eof = True
+                if pieces:
+                    yield empty.join(pieces)
                 return
-            if buffer.endswith(b"\n"):
-                cut = len(buffer)
+            if data.endswith(lf):
+                cut = len(data)
             else:
-                cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1)) + 1
-            if cut == 0:
-                carry = buffer  # no line end yet: a long line, read on
-                continue
-            carry = buffer[cut:]
-            yield self._admit(self._byte_block(buffer[:cut], codec))
-            codec = "utf-8" if codec == "utf-8-sig" else codec  # a BOM only starts a file
+                cut = max(data.rfind(lf), data.rfind(cr, 0, len(data) - 1)) + 1
+            if cut:
+                if pieces:
+                    pieces.append(data[:cut])
+                    run = empty.join(pieces)
+                else:
+                    run = data if cut == len(data) else data[:cut]
+                pieces = [data[cut:]] if cut < len(data) else []
+                held = len(data) - cut
+                yield run
+            elif pieces and pieces[-1].endswith(cr):
+                # The CR that ended the last read was a line end after all.
+                run, pieces, held = empty.join(pieces), [data], len(data)
+                yield run
+            else:
+                pieces.append(data)
+                held += len(data)
+                if held > _LINE_LIMIT:
+                    raise self._line_too_long(self._next_base + 1)
 
     def _byte_block(self, raw: bytes, codec: str) -> _Block:
-        single_byte = self._single_byte
-
         def decode(raw: bytes) -> tuple[list[str], bool]:
             text = raw.decode(codec, ERRORS)
-            return io.StringIO(text, newline="").readlines(), _dirty(text, single_byte)
+            return io.StringIO(text, newline="").readlines(), self._dirty(text)
 
         return _Block(self._next_base, _count_lines(raw), raw, None, False, decode)
 
@@ -412,7 +465,17 @@ class Source:
                 f"{self.name} line {end}: text is valid UTF-8 but --encoding "
                 f"{self.options.encoding} was given (use --encoding utf-8)"
             )
+        if self._server is not None:
+            char = self._unstorable(raw)
+            if char is not None:
+                return f"a character the database encoding {self._server[0]} cannot store: {char!r}"
         return None
+
+    def _line_too_long(self, line: int) -> InputError:
+        return InputError(
+            f"{self.name} line {line}: a line is longer than {_LINE_LIMIT >> 20} MiB, the file "
+            "cannot be read (is this really a CSV file?)"
+        )
 
     def _too_long(self, start: int) -> InputError:
         # With strict=False the only csv.Error left is a field past the hard limit, after
@@ -491,6 +554,39 @@ class Source:
         """The names of the columns each staged record has: the header's, or a preset's."""
         return list(self._preset.columns) if self._preset is not None else list(self.header)
 
+    def use_server_encoding(self, name: str | None) -> None:
+        """Name the database's encoding (server_encoding, e.g. LATIN1): a record holding a
+        character it cannot store is then rejected, rather than failing the whole COPY
+        (SQLSTATE 22P05).  UTF8, SQL_ASCII (no conversion) and encodings without a
+        Python codec in _SERVER_CODECS are not checked, and cost nothing."""
+        codec = _SERVER_CODECS.get((name or "").upper())
+        self._server = (name.upper(), codec) if name and codec else None
+        if self._server is None:
+            return
+        # Blocks read so far (the header's, maybe a little more) were judged without it.
+        for block in self._kept:
+            if block._lines is not None and not block.dirty:
+                block.dirty = self._dirty("".join(block._lines))
+        self._any_dirty = any(b.dirty for b in self._kept)
+
+    def _dirty(self, text: str) -> bool:
+        """_dirty(), and text the database encoding cannot store: a block to check record
+        by record.  One encode of the whole block, in C, when it is not ASCII."""
+        if _dirty(text, self._single_byte):
+            return True
+        return (
+            self._server is not None and not text.isascii() and self._unstorable(text) is not None
+        )
+
+    def _unstorable(self, text: str) -> str | None:
+        """The first character of text the database encoding cannot store, if any."""
+        assert self._server is not None
+        try:
+            text.encode(self._server[1])
+        except UnicodeEncodeError as e:
+            return e.object[e.start]
+        return None
+
     def use_keys(self, keys: tuple[tuple[int, str], ...]) -> None:
         """Name the key columns, (0-based column, name): a record with an empty key is
         rejected."""
@@ -508,10 +604,10 @@ class Source:
         sku = keys[0] if len(keys) == 1 else None
         reader = self._reader
         assert reader is not None and self._counter is not None
-        # PostgreSQL ends COPY at a line that is just \. ; only with "." as the delimiter can
-        # such a line parse as a valid record, so only then is raw forwarding unsafe.
-        forward_raw = self.delimiter != "." and preset is None
-        whole = _WholeBlocks(ncols, keys, self.delimiter, self.encoding == "utf-8-sig")
+        forward_raw = preset is None
+        whole = _WholeBlocks(
+            ncols, keys, self.delimiter, self.encoding == "utf-8-sig", self._server is not None
+        )
         parts: list[bytes] = []  # COPY data: whole blocks, and lines joined
         lines: list[str] = []
         rejects: list[Reject] = []
@@ -567,9 +663,10 @@ class Source:
                     if len(line) > FIELD_LIMIT and max(map(len, row)) > FIELD_LIMIT:
                         rejects.append(Reject(start, _TOO_LONG, _strip_terminator(line)))
                         continue
-                    elif forward_raw and ('"' not in line or '"' not in "".join(row)):
+                    line = line.rstrip("\r\n")
+                    if ('"' not in line or '"' not in "".join(row)) and line != _END_OF_DATA:
                         # PostgreSQL parses the raw line exactly as Python did.
-                        lines.append(line.rstrip("\r\n"))
+                        lines.append(line)
                     else:
                         lines.append(_quote_row(row, self.delimiter))
                 else:
@@ -664,8 +761,13 @@ class _WholeBlocks:
     file: staging went from about 0.8 s to 0.4 s.
     """
 
-    def __init__(self, ncols: int, keys: list[int], delimiter: str, utf8: bool) -> None:
+    def __init__(
+        self, ncols: int, keys: list[int], delimiter: str, utf8: bool, checked: bool = False
+    ) -> None:
         self._utf8 = utf8
+        # checked: the database cannot store every character, so a block that is not ASCII
+        # is decoded (which checks it, see Source._dirty) before it goes whole.
+        self._checked = checked
         self._text = self._patterns(ncols, keys, delimiter, _TEXT_FIELDS)
         # Blocks cut from bytes are matched as bytes; with a non-ASCII delimiter they are
         # decoded and matched as text.
@@ -690,12 +792,26 @@ class _WholeBlocks:
     def copy_data(self, block: _Block) -> bytes | None:
         """The block as COPY data (UTF-8, line ends made LF), or None if it needs the
         csv reader."""
+        data = self._matched(block)
+        # A line that is just \. ends COPY FROM STDIN (FORMAT csv) before PostgreSQL 18
+        # (copyfromparse.c; only at the start of a line outside quotes): a block holding
+        # one goes to the csv reader, which quotes that record.  The patterns let no CR
+        # through but in a CRLF, which _matched() makes LF, so no \. then CR either.
+        # A backslash is looked for first: memchr takes 2 us a block, the search for the
+        # whole line 0.3 ms (15% of the 500k file's reading).
+        if data is None or (b"\\" in data and (
+            data.startswith(b"\\.\n") or b"\n\\.\n" in data
+        )):  # fmt: skip
+            return None
+        return data
+
+    def _matched(self, block: _Block) -> bytes | None:
         raw = block.raw
         if raw is not None and self._bytes is not None:
             if len(raw) > FIELD_LIMIT or not raw.endswith(b"\n") or b"\x00" in raw:
                 return None
             ascii = raw.isascii()
-            if ascii or (self._utf8 and _valid_utf8(raw)):
+            if ascii or (self._utf8 and not self._checked and _valid_utf8(raw)):
                 lf, crlf = self._bytes
                 if b"\r" not in raw:
                     if lf.fullmatch(raw):
@@ -705,7 +821,8 @@ class _WholeBlocks:
             if ascii:
                 return None  # the text patterns accept no more of an ASCII block
         # Text: the encodings read through a TextIOWrapper, and non-ASCII byte blocks the
-        # bytes patterns turned down (a sku of only non-ASCII characters, say).
+        # bytes patterns turned down (a sku of only non-ASCII characters, say) or that
+        # the database encoding must be checked against (block.dirty).
         text = "".join(block.lines)
         if block.dirty or len(text) > FIELD_LIMIT or not text.endswith("\n"):
             return None
