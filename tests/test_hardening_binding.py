@@ -7,6 +7,9 @@ PostgreSQL 15 and 18 (major_dsn)."""
 
 from __future__ import annotations
 
+import json
+
+import psycopg
 import pytest
 from test_target import cli, ddl, error_line, put, rows, target_of
 
@@ -143,3 +146,84 @@ def test_no_unique_index_hint_is_valid_sql(major_dsn, tmp_path):
     ddl(major_dsn, line.split("create one: ")[1][:-1])  # the hint runs as it is
     assert cli(major_dsn, "import", path, "--table", '"order"', "--key", "user,SKU"
                ).exit_code == 0
+
+
+# -- item 12: varchar(n) and char(n) values are what their cast gives ------------------------
+
+
+def import_json(dsn: str, path: str, *extra: str) -> dict:
+    result = cli(dsn, "import", path, "--json", *extra)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_trailing_spaces_past_n_are_dropped_and_a_reimport_is_unchanged(major_dsn, tmp_path):
+    ddl(
+        major_dsn,
+        "CREATE TABLE w (sku varchar(6) PRIMARY KEY, v varchar(3), c char(3), k char(4),"
+        " updated_at timestamptz NOT NULL DEFAULT now())",
+    )
+    path = put(tmp_path, 'sku,v,c,k\n"A-1   ","abc ","ab ","x"\n"B-2","a  ","abc  ","y   "\n')
+    first = import_json(major_dsn, path, "--table", "w")
+    assert first["inserted"] == 2
+    stored = rows(major_dsn, "SELECT sku, v, c::text, k::text, updated_at FROM w ORDER BY sku")
+    assert [r[:4] for r in stored] == [("A-1   ", "abc", "ab", "x"), ("B-2", "a  ", "abc", "y")]
+    again = import_json(major_dsn, path, "--table", "w")
+    assert (again["unchanged"], again["updated"], again["inserted"]) == (2, 0, 0)
+    assert rows(major_dsn, "SELECT sku, v, c::text, k::text, updated_at FROM w ORDER BY sku"
+                ) == stored
+    verified = cli(major_dsn, "verify", path, "--table", "w")
+    assert verified.exit_code == 0, verified.stderr
+
+
+def test_longer_than_n_in_more_than_spaces_is_still_a_reject(major_dsn, tmp_path):
+    ddl(major_dsn, "CREATE TABLE w (sku text PRIMARY KEY, v varchar(3))")
+    path = put(tmp_path, 'sku,v\nA-1,"ab  c"\nB-2,"abc   "\n')
+    result = cli(major_dsn, "import", path, "--table", "w", "--max-errors", "1")
+    assert result.exit_code == 3, result.stderr
+    assert rows(major_dsn, "SELECT sku, v FROM w") == [("B-2", "abc")]
+    assert "v is 5 characters, longer than character varying(3)" in (
+        tmp_path / "t.csv.rejects.csv").read_text()
+
+
+# -- item 16: types without an equality operator ---------------------------------------------
+
+
+def has_xml(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        try:
+            conn.execute("SELECT '<a/>'::xml")
+        except psycopg.errors.FeatureNotSupported:
+            return False
+    return True
+
+
+def test_types_without_equality_reimport_unchanged_then_changed(major_dsn, tmp_path):
+    """point, xml (when the server is built with it), json, box (whose = compares areas)
+    and point[]: no btree equality, compared by their text."""
+    xml = has_xml(major_dsn)
+    ddl(
+        major_dsn,
+        "CREATE TABLE g (sku text PRIMARY KEY, pt point, doc " + ("xml" if xml else "text")
+        + ", j json, b box, ps point[], updated_at timestamptz NOT NULL DEFAULT now())",
+    )
+    header = "sku,pt,doc,j,b,ps\n"
+    path = put(tmp_path, header + 'A-1,"(1,2)",<a>x</a>,"{""a"": 1}","(1,1),(0,0)",'
+               '"{""(1,2)""}"\n')
+    assert import_json(major_dsn, path, "--table", "g")["inserted"] == 1
+    before = rows(major_dsn, "SELECT g::text FROM g")
+    again = import_json(major_dsn, path, "--table", "g")
+    assert (again["unchanged"], again["updated"]) == (1, 0)
+    assert rows(major_dsn, "SELECT g::text FROM g") == before
+    for changed in ('"(1,3)",<a>x</a>,"{""a"": 1}","(1,1),(0,0)","{""(1,2)""}"',
+                    '"(1,2)",<a>y</a>,"{""a"": 1}","(1,1),(0,0)","{""(1,2)""}"',
+                    '"(1,2)",<a>y</a>,"{""a"": 2}","(1,1),(0,0)","{""(1,2)""}"',
+                    # The same area, another box: box's = would call them equal.
+                    '"(1,2)",<a>y</a>,"{""a"": 2}","(2,2),(1,1)","{""(1,2)""}"',
+                    '"(1,2)",<a>y</a>,"{""a"": 2}","(2,2),(1,1)","{""(5,5)""}"'):
+        p = put(tmp_path, header + "A-1," + changed + "\n", "c.csv")
+        assert import_json(major_dsn, p, "--table", "g")["updated"] == 1, changed
+    assert rows(major_dsn, "SELECT pt::text, doc::text, j::text, b::text, ps::text FROM g"
+                ) == [("(1,2)", "<a>y</a>", '{"a": 2}', "(2,2),(1,1)", '{"(5,5)"}')]
+    verified = cli(major_dsn, "verify", p, "--table", "g")
+    assert verified.exit_code == 0, verified.stderr

@@ -190,7 +190,8 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod),
                                          WHEN 'r' THEN 'anyrange'::regtype
                                          WHEN 'c' THEN 'record'::regtype END
                       OR EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = b.oid
-                                 AND pc.casttarget = oc.opcintype AND pc.castmethod = 'b')))
+                                 AND pc.casttarget = oc.opcintype AND pc.castmethod = 'b'
+                                 AND pc.castcontext = 'i')))
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
