@@ -7,7 +7,9 @@ PostgreSQL 15 and 18 (major_dsn)."""
 
 from __future__ import annotations
 
+import csv
 import json
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -227,3 +229,29 @@ def test_types_without_equality_reimport_unchanged_then_changed(major_dsn, tmp_p
                 ) == [("(1,2)", "<a>y</a>", '{"a": 2}', "(2,2),(1,1)", '{"(5,5)"}')]
     verified = cli(major_dsn, "verify", p, "--table", "g")
     assert verified.exit_code == 0, verified.stderr
+
+
+# -- item 13: --decimal-comma never guesses --------------------------------------------------
+
+ACCEPTED = [("1234,56", "1234.56"), ("1.234,56", "1234.56"), ("1.234.567,8", "1234567.8"),
+            ("-3", "-3"), ("12", "12"), ("1.234", "1234"), (" 7,5 ", "7.5"), ("+0,25", "0.25")]
+REFUSED = ["2.50", "1.5e3", "1,2,3", "1.23,4", "12.3456,7", ",5", "1.2345"]
+
+
+def test_decimal_comma_reads_its_form_and_rejects_the_rest(major_dsn, tmp_path):
+    ddl(major_dsn, "CREATE TABLE n (sku text PRIMARY KEY, price numeric(12,2), score float8)")
+    lines = [f'A{i},"{raw}","{raw}"' for i, (raw, _) in enumerate(ACCEPTED)]
+    lines += [f'B{i},"{raw}",' for i, raw in enumerate(REFUSED)]
+    path = put(tmp_path, "sku,price,score\n" + "\n".join(lines) + "\n")
+    result = cli(major_dsn, "import", path, "--table", "n", "--decimal-comma",
+                 "--max-errors", str(len(REFUSED)))
+    assert result.exit_code == 3, result.stderr
+    assert rows(major_dsn, "SELECT sku, price::text, score::text FROM n ORDER BY sku") == [
+        (f"A{i}", str(Decimal(want).quantize(Decimal("0.01"))), str(float(want)).removesuffix(
+            ".0")) for i, (_, want) in enumerate(ACCEPTED)
+    ]
+    with open(tmp_path / "t.csv.rejects.csv", newline="") as f:
+        rejects = list(csv.reader(f))[1:]
+    assert [reason for _, reason, _ in rejects] == [
+        f"price '{raw}' is not a decimal-comma number (like 1.234,56)" for raw in REFUSED
+    ]

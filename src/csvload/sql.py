@@ -79,9 +79,21 @@ def _number_text(plan: Plan, field: Field) -> sql.Composable:
     return _decimal_comma(plan, field.column, stage_column(field.index))
 
 
+# --decimal-comma's numbers: 1234,56  1.234,56  1.234.567,8  -3  12  1.234 (dots only
+# between groups of exactly three digits), spaces around.  fit.DECIMAL_COMMA is the same.
+DECIMAL_COMMA = r"^\s*[+-]?([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?\s*$"
+
+
 def _decimal_comma(plan: Plan, column: Column, text: sql.Composable) -> sql.Composable:
+    """With --decimal-comma, a number in that form with its dots dropped and its comma a
+    point.  Any other text (2.50, 1.5e3, 1,2,3) is never guessed at: it becomes text no
+    numeric type takes, so its cast fails and fit.find() makes the row a reject; deleting
+    every dot had turned 2.50 into 250."""
     if plan.decimal_comma and column.category == "N":
-        return sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(text)
+        return sql.SQL(
+            "CASE WHEN {t} ~ {form} THEN replace(replace({t}, '.', ''), ',', '.')"
+            " WHEN {t} = '' THEN '' ELSE 'csvload: not a decimal-comma number' END"
+        ).format(t=text, form=sql.Literal(DECIMAL_COMMA))
     return text
 
 
