@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from decimal import Decimal
 
 import psycopg
@@ -255,3 +256,24 @@ def test_decimal_comma_reads_its_form_and_rejects_the_rest(major_dsn, tmp_path):
     assert [reason for _, reason, _ in rejects] == [
         f"price '{raw}' is not a decimal-comma number (like 1.234,56)" for raw in REFUSED
     ]
+
+
+# -- item 16: --statement-timeout bounds describing the table --------------------------------
+
+
+def test_statement_timeout_bounds_the_wait_to_describe_a_locked_table(major_dsn, tmp_path):
+    ddl(major_dsn, "CREATE TABLE s (sku text PRIMARY KEY, name text)")
+    path = put(tmp_path, "sku,name\nA-1,x\n")
+    with psycopg.connect(major_dsn) as holder:
+        holder.execute("LOCK TABLE s IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        result = cli(major_dsn, "import", path, "--table", "s", "--statement-timeout", "1")
+        elapsed = time.monotonic() - started
+        holder.rollback()
+    assert result.exit_code == 1
+    assert error_line(result) == (
+        f"Error: {path}: canceling statement due to statement timeout"
+        " (raise --statement-timeout)"
+    )
+    assert elapsed < 10
+    assert rows(major_dsn, "SELECT count(*) FROM s") == [(0,)]
