@@ -277,3 +277,27 @@ def test_statement_timeout_bounds_the_wait_to_describe_a_locked_table(major_dsn,
     )
     assert elapsed < 10
     assert rows(major_dsn, "SELECT count(*) FROM s") == [(0,)]
+
+
+# -- item 16: a nondeterministic (ICU) key collation groups the file's keys ------------------
+
+
+def test_case_insensitive_icu_key_last_occurrence_wins(major_dsn, tmp_path):
+    try:
+        ddl(major_dsn, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2',"
+                       " deterministic = false)")
+    except psycopg.Error as e:
+        pytest.skip(f"the server has no ICU collations: {e}")
+    ddl(major_dsn, "CREATE TABLE u (sku text COLLATE ci UNIQUE, name text)")
+    path = put(tmp_path, "sku,name\nA-1,first\na-1,second\nB-2,b\n")
+    first = import_json(major_dsn, path, "--table", "u")
+    assert (first["inserted"], first["duplicates"]) == (2, 1)
+    assert rows(major_dsn, "SELECT sku, name FROM u ORDER BY name") == [
+        ("B-2", "b"), ("a-1", "second")]
+    again = put(tmp_path, "sku,name\nA-1,third\nb-2,b\n", "b.csv")
+    second = import_json(major_dsn, again, "--table", "u")
+    # The key's collation says b-2 is B-2: the row is found, and (an exact key, equal by
+    # its own definition) left as it is spelt.
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 1, 1)
+    assert rows(major_dsn, "SELECT sku, name FROM u ORDER BY name") == [
+        ("B-2", "b"), ("a-1", "third")]
