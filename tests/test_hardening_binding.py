@@ -301,3 +301,20 @@ def test_case_insensitive_icu_key_last_occurrence_wins(major_dsn, tmp_path):
     assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 1, 1)
     assert rows(major_dsn, "SELECT sku, name FROM u ORDER BY name") == [
         ("B-2", "b"), ("a-1", "third")]
+
+
+# -- item 16: a file wider than PostgreSQL's tables ------------------------------------------
+
+
+def test_file_wider_than_a_table_fails_in_one_line_before_writing(major_dsn, tmp_path):
+    ddl(major_dsn, "CREATE TABLE s (sku text PRIMARY KEY, name text)")
+    extra = [f"x{i}" for i in range(1698)]
+    path = put(tmp_path, ",".join(["sku", "name", *extra]) + "\n"
+               + ",".join(["A-1", "n", *("" for _ in extra)]) + "\n", "wide.csv")
+    result = cli(major_dsn, "import", path, "--table", "s")
+    assert result.exit_code != 0
+    assert error_line(result) == (
+        f"Error: {path} line 1: 1700 columns; PostgreSQL tables hold at most 1600"
+        " (csvload stages at most 1599)"
+    )
+    assert rows(major_dsn, "SELECT count(*) FROM s") == [(0,)]

@@ -19,9 +19,10 @@ import psycopg
 from psycopg import sql
 
 from csvload.citus import table_kind
-from csvload.errors import MappingError, MissingColumnError, TargetError
+from csvload.errors import InputError, MappingError, MissingColumnError, TargetError
 from csvload.schema import INDEXES, PRODUCTS
 
+MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 NOW = "now"  # --default COLUMN=now: the transaction's timestamp
 
 # How the values of one key column match, decided by the unique index behind the key.
@@ -554,6 +555,13 @@ def bind(
         seen[column.name] = len(header)
         header.append(column.name)
         scope.append((column, given))
+    if len(header) >= MAX_COLUMNS:
+        # The stage holds every column as text, and its ord besides; past PostgreSQL's
+        # limit its CREATE failed with "tables can have at most 1600 columns", no line.
+        raise InputError(
+            f"{where}: {len(header)} columns; PostgreSQL tables hold at most {MAX_COLUMNS}"
+            f" (csvload stages at most {MAX_COLUMNS - 1})"
+        )
     for k in target.key:
         if k not in seen:
             found = ", ".join(repr(h) for h in header[:8])
