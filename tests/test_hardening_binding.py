@@ -318,3 +318,17 @@ def test_file_wider_than_a_table_fails_in_one_line_before_writing(major_dsn, tmp
         " (csvload stages at most 1599)"
     )
     assert rows(major_dsn, "SELECT count(*) FROM s") == [(0,)]
+
+
+# -- item 16: --default fills an empty text field of a new row -------------------------------
+
+
+def test_default_fills_empty_text_fields_of_new_rows_only(major_dsn, tmp_path):
+    ddl(major_dsn, "CREATE TABLE d (sku text PRIMARY KEY, label text, note varchar(9),"
+                   " qty int); INSERT INTO d VALUES ('OLD', 'kept', 'kept', 1)")
+    path = put(tmp_path, "sku,label,note,qty\nOLD,,,\nNEW,,given,\n")
+    result = cli(major_dsn, "import", path, "--table", "d", "--default", "label=none",
+                 "--default", "note=n/a", "--default", "qty=0")
+    assert result.exit_code == 0, result.stderr
+    assert rows(major_dsn, "SELECT * FROM d ORDER BY sku") == [
+        ("NEW", "none", "given", 0), ("OLD", "", "", None)]

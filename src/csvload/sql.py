@@ -261,7 +261,14 @@ def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composab
     for f in plan.fields:
         names.append(f.column.identifier)
         mine = sql.SQL("{}.{}").format(sql.Identifier(source), f.column.identifier)
-        fallback = None if f.column.is_text else _fallback(plan, f.column)
+        if f.column.is_text and plan.default_for(f.column) is not None:
+            # --default fills a new row's empty field whatever the type: '' is a text
+            # column's "no value" as NULL is another's (it had been stored as '').  The
+            # column's own default does not replace '', which is a value of its own.
+            mine = sql.SQL("NULLIF({}, '')").format(mine)
+            fallback = _fallback(plan, f.column)
+        else:
+            fallback = None if f.column.is_text else _fallback(plan, f.column)
         values.append(mine if fallback is None else sql.SQL("coalesce({}, {})").format(
             mine, fallback))
     in_file = {f.column.name for f in plan.fields}
