@@ -243,6 +243,9 @@ def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
 
 # -- reasons -------------------------------------------------------------------------------
 
+# What --decimal-comma reads (sql.DECIMAL_COMMA, the SQL that reads it), and what looks
+# like a decimal-comma number to suggest it.
+DECIMAL_COMMA = re.compile(q.DECIMAL_COMMA, re.ASCII)
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$")
 
 
@@ -272,6 +275,10 @@ def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str
             )
         elif column.type_name == "bool":
             reason += " (use true/false, t/f, 1/0 or yes/no)"
+        elif column.category == "N" and plan.decimal_comma and not DECIMAL_COMMA.match(raw):
+            reason = (
+                f"{column.name} {_preview(raw)} is not a decimal-comma number (like 1.234,56)"
+            )
         elif (
             column.category == "N" and not plan.decimal_comma and _DECIMAL_COMMA.match(raw)
         ):

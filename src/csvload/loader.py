@@ -123,9 +123,15 @@ def prepare(
     where its key columns are.  Raises CsvloadError before anything is read or written."""
     try:
         with conn.transaction():
+            # Reading column defaults takes a share lock on the table: both bounds hold
+            # while it waits (--statement-timeout alone had let it wait for ever).
+            settings = {}
             if options.lock_timeout is not None:
-                # Reading column defaults takes a share lock on the table.
-                conn.execute(sql.set_local({"lock_timeout": _milliseconds(options.lock_timeout)}))
+                settings["lock_timeout"] = _milliseconds(options.lock_timeout)
+            if options.statement_timeout is not None:
+                settings["statement_timeout"] = _milliseconds(options.statement_timeout)
+            if settings:
+                conn.execute(sql.set_local(settings))
             target = describe(conn, options.table, options.key)
     except psycopg.Error as e:
         raise translate(e, source.name) from e

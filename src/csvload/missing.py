@@ -18,7 +18,7 @@ from psycopg import sql as pgsql
 from csvload import fit, sql
 from csvload.errors import ConstraintError, MappingError, MissingGuardError
 from csvload.source import Reject
-from csvload.target import Plan
+from csvload.target import Plan, resolve
 
 MODES = ("keep", "deactivate", "delete")
 
@@ -61,10 +61,11 @@ def prepare(plan: Plan, options) -> Plan:
     if options.missing != "deactivate":
         return plan
     target = plan.target
-    column = next(
-        (c for c in target.columns if c.name.casefold() == options.active_column.casefold()),
-        None,
+    name = resolve(
+        options.active_column, [c.name for c in target.columns],
+        f"--active-column {options.active_column}", "write the column exactly as it is spelt",
     )
+    column = target.column(name) if name is not None else None
     if column is None or column.type_name != "bool" or not column.writable:
         raise MappingError(
             f"--missing deactivate: {target.display} has no writable boolean"

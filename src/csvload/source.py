@@ -36,6 +36,7 @@ from typing import BinaryIO
 
 from csvload.errors import InputError, MissingColumnError
 from csvload.presets import RowRejected
+from csvload.target import resolve
 
 # The largest field csvload accepts: 16 MiB, 128x Python csv's default of 131072.  A
 # larger field is rejected with its line; past _CSV_HARD_LIMIT the csv module itself gives
@@ -524,21 +525,30 @@ class Source:
 
     def find_keys(self, key: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
         """(column, name) of each key column in the header, as named or --map'ped, matched
-        case-insensitively; MissingColumnError names the first one missing.  Lets a file
-        without its key fail before csvload even connects."""
-        renames = {h.strip().casefold(): c.casefold() for h, c in self.options.mapping}
-        folded = [h.strip().lstrip("\ufeff").casefold() for h in self.header]
-        folded = [renames.get(h, h) for h in folded]
-        found = []
+        as target.resolve() matches names (exactly first, else ignoring case);
+        MissingColumnError names the first one missing.  Lets a file without its key fail
+        before csvload even connects."""
+        where = f"{self.name} line {self.header_line}"
+        spelt = [h.strip().lstrip("\ufeff") for h in self.header]
+        # Each header as the column it binds to: its --map target, else its own name.
+        names = list(spelt)
+        for header_name, column in self.options.mapping:
+            found = resolve(header_name.strip(), spelt, f"--map {header_name}={column}",
+                            "write the header exactly")
+            if found is not None:
+                names[spelt.index(found)] = column
+        found_keys = []
         for k in key:
-            if k.casefold() not in folded:
+            name = resolve(k, names, where,
+                           f"rename one, or --map one of them to {k}")
+            if name is None:
                 shown = ", ".join(repr(h) for h in self.header[:8])
                 raise MissingColumnError(
-                    f"{self.name} line {self.header_line}: no {k} column in the header"
+                    f"{where}: no {k} column in the header"
                     f" (found {shown}; use --map 'Your Column={k}')"
                 )
-            found.append((folded.index(k.casefold()), k))
-        return tuple(found)
+            found_keys.append((names.index(name), k))
+        return tuple(found_keys)
 
     def use_preset(self, preset) -> None:
         """Rewrite every record with a shop-export preset's row rules (presets.py): the

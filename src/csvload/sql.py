@@ -76,9 +76,24 @@ def _type(column: Column) -> sql.SQL:
 
 def _number_text(plan: Plan, field: Field) -> sql.Composable:
     """The staged text of a field, with --decimal-comma's 1.234,56 made 1234.56."""
-    column, text = field.column, stage_column(field.index)
+    return _decimal_comma(plan, field.column, stage_column(field.index))
+
+
+# --decimal-comma's numbers: 1234,56  1.234,56  1.234.567,8  -3  12  1.234 (dots only
+# between groups of exactly three digits), spaces around.  fit.DECIMAL_COMMA is the same.
+DECIMAL_COMMA = r"^\s*[+-]?([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?\s*$"
+
+
+def _decimal_comma(plan: Plan, column: Column, text: sql.Composable) -> sql.Composable:
+    """With --decimal-comma, a number in that form with its dots dropped and its comma a
+    point.  Any other text (2.50, 1.5e3, 1,2,3) is never guessed at: it becomes text no
+    numeric type takes, so its cast fails and fit.find() makes the row a reject; deleting
+    every dot had turned 2.50 into 250."""
     if plan.decimal_comma and column.category == "N":
-        return sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(text)
+        return sql.SQL(
+            "CASE WHEN {t} ~ {form} THEN replace(replace({t}, '.', ''), ',', '.')"
+            " WHEN {t} = '' THEN '' ELSE 'csvload: not a decimal-comma number' END"
+        ).format(t=text, form=sql.Literal(DECIMAL_COMMA))
     return text
 
 
@@ -91,7 +106,7 @@ def value(plan: Plan, field: Field) -> sql.Composable:
     """
     column = field.column
     if column.is_text:
-        return stage_column(field.index)
+        return _text_value(column, stage_column(field.index))
     text = sql.SQL("NULLIF({}, '')").format(_number_text(plan, field))
     if column.type_name == "numeric" and column.scale is not None and column.category == "N":
         return sql.SQL(
@@ -100,6 +115,21 @@ def value(plan: Plan, field: Field) -> sql.Composable:
             " ELSE {text}::{type} END"
         ).format(text=text, scale=sql.Literal(column.scale), type=_type(column))
     return sql.SQL("{}::{}").format(text, _type(column))
+
+
+def _text_value(column: Column, text: sql.Composable) -> sql.Composable:
+    """A text field as PostgreSQL's cast to varchar(n)/char(n) gives it: the spaces past
+    n dropped, as COPY and INSERT drop them.  Stored as written, "abc " in varchar(3) was
+    kept as "abc" but compared as "abc ", so every re-import of the same file updated the
+    row.  A value longer than n in anything but spaces is left whole: its assignment fails
+    (22001) and fit.find() makes it a reject, never a silent truncation."""
+    if column.length is None:
+        return text
+    n = sql.Literal(column.length)
+    return sql.SQL(
+        "CASE WHEN char_length({t}) > {n} AND char_length(rtrim({t}, ' ')) <= {n}"
+        " THEN left({t}, {n}) ELSE {t} END"
+    ).format(t=text, n=n)
 
 
 def citext_equal(column: Column, text: sql.Composable) -> sql.Composed:
@@ -111,6 +141,16 @@ def citext_equal(column: Column, text: sql.Composable) -> sql.Composed:
     schema, dot, _ = column.type.rpartition(".")
     op = sql.SQL("OPERATOR({}.=)").format(sql.SQL(schema)) if dot else sql.SQL("=")
     return sql.SQL("p.{} {} {}::{}").format(column.identifier, op, text, _type(column))
+
+
+def _text_key(column: Column, text: sql.Composable) -> sql.Composable:
+    """A text key's value, compared as the column compares: char(n) as bpchar (trailing
+    spaces insignificant), in the column's collation when that is nondeterministic."""
+    if column.type_name == "bpchar":
+        text = sql.SQL("({})::bpchar").format(text)
+    if column.collation is not None:
+        text = sql.SQL("{} COLLATE {}").format(text, sql.SQL(column.collation))
+    return text
 
 
 def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Composable]]:
@@ -129,7 +169,16 @@ def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Com
             else:
                 join = citext_equal(column, sql.SQL("d.{}").format(alias))
         elif column.is_text:
-            carried, order = text, sql.SQL('{} COLLATE "C"').format(text)
+            carried = _text_key(column, _text_value(column, text))
+            if column.collation is None:
+                # Sorting on the "C" collation is byte order, much cheaper than the
+                # database's linguistic collation; a deterministic collation's = is byte
+                # equality too, so DISTINCT ON groups the same keys.
+                order = sql.SQL('{} COLLATE "C"').format(carried)
+            else:
+                # A nondeterministic collation (ICU, case-insensitive) says which keys are
+                # one: A-1 and a-1 are, and the last of them wins as under lower(sku).
+                order = carried
             join = sql.SQL("p.{} = d.{}").format(column.identifier, alias)
         else:
             carried = order = value(plan, field)
@@ -216,7 +265,14 @@ def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composab
     for f in plan.fields:
         names.append(f.column.identifier)
         mine = sql.SQL("{}.{}").format(sql.Identifier(source), f.column.identifier)
-        fallback = None if f.column.is_text else _fallback(plan, f.column)
+        if f.column.is_text and plan.default_for(f.column) is not None:
+            # --default fills a new row's empty field whatever the type: '' is a text
+            # column's "no value" as NULL is another's (it had been stored as '').  The
+            # column's own default does not replace '', which is a value of its own.
+            mine = sql.SQL("NULLIF({}, '')").format(mine)
+            fallback = _fallback(plan, f.column)
+        else:
+            fallback = None if f.column.is_text else _fallback(plan, f.column)
         values.append(mine if fallback is None else sql.SQL("coalesce({}, {})").format(
             mine, fallback))
     in_file = {f.column.name for f in plan.fields}
@@ -273,11 +329,16 @@ def _assignments(
 
 
 def _comparable(column: Column, expression: sql.Composable) -> sql.Composable:
-    # json (and json[]) has no equality operator: IS DISTINCT FROM on it fails with
-    # "operator does not exist: json = json", so a re-import into a table with a json
-    # column could not run.  json keeps the text as written, so compare that text.
-    if column.type_name == "json":
+    # A type without a default btree operator class has no equality a row comparison can
+    # use: json (and json[]): "operator does not exist: json = json"; point, xml, line...:
+    # "could not identify an equality operator for type point"; box's = compares areas.
+    # Their text is what the file said (json keeps it as written), so compare that.
+    if not column.ordered:
         return sql.SQL("({})::text").format(expression)
+    # char(n): the stored value is padded, the file's is not; as bpchar both compare
+    # without trailing spaces (no length: a cast to char(n) would truncate silently).
+    if column.type_name == "bpchar" and column.category == "S":
+        return sql.SQL("({})::bpchar").format(expression)
     # A citext column compares with the file's text as text (citext = text resolves to
     # text's =), so a new spelling is a change; ON CONFLICT's EXCLUDED.col is citext
     # itself, whose = would ignore case, so say text for both.
@@ -501,10 +562,10 @@ def stage_match(plan: Plan, row: str) -> sql.Composable:
         elif match == CITEXT:
             conditions.append(citext_equal(f.column, text))
         elif f.column.is_text:
-            conditions.append(sql.SQL("p.{} = {}").format(ident, text))
+            conditions.append(sql.SQL("p.{} = {}").format(
+                ident, _text_key(f.column, _text_value(f.column, text))))
         else:
-            if plan.decimal_comma and f.column.category == "N":
-                text = sql.SQL("replace(replace({}, '.', ''), ',', '.')").format(text)
+            text = _decimal_comma(plan, f.column, text)
             conditions.append(
                 sql.SQL("p.{} = NULLIF({}, '')::{}").format(ident, text, _type(f.column))
             )

@@ -19,9 +19,10 @@ import psycopg
 from psycopg import sql
 
 from csvload.citus import table_kind
-from csvload.errors import MappingError, MissingColumnError, TargetError
+from csvload.errors import InputError, MappingError, MissingColumnError, TargetError
 from csvload.schema import INDEXES, PRODUCTS
 
+MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 NOW = "now"  # --default COLUMN=now: the transaction's timestamp
 
 # How the values of one key column match, decided by the unique index behind the key.
@@ -44,6 +45,14 @@ class Column:
     length: int | None  # n of varchar(n)/char(n)
     scale: int | None  # s of numeric(p,s)
     labels: tuple[str, ...] = ()  # an enum's labels
+    quoted: str = ""  # quote_ident() of the name, as SQL text (and index definitions) spell it
+    # The column's collation, qualified and quoted, when it is nondeterministic (an ICU
+    # collation that ignores case): keys must be grouped by its equality, not byte order.
+    collation: str | None = None
+    # Whether the type (of the elements, for an array) has a default btree operator class,
+    # so = and IS DISTINCT FROM mean equality: point, xml, json, box... do not (box's =
+    # compares areas), and a re-import compares their text instead.
+    ordered: bool = True
 
     @property
     def is_text(self) -> bool:
@@ -159,7 +168,8 @@ class Plan:
 # -- reading the catalog ---------------------------------------------------------------------
 
 _RELATION = """
-SELECT c.oid, n.nspname, c.relname, c.relkind, c.relhasrules
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relhasrules,
+       quote_ident(n.nspname), quote_ident(c.relname), c.relispartition
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass(%s)
 """
@@ -170,11 +180,27 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod),
        a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text,
        a.attgenerated <> '', a.atttypmod, coalesce(e.oid, t.oid),
        ARRAY(SELECT enumlabel::text FROM pg_enum
-             WHERE enumtypid = coalesce(e.oid, t.oid) ORDER BY enumsortorder)
+             WHERE enumtypid = coalesce(e.oid, t.oid) ORDER BY enumsortorder),
+       quote_ident(a.attname),
+       (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co
+        JOIN pg_namespace cn ON cn.oid = co.collnamespace
+        WHERE co.oid = a.attcollation AND NOT co.collisdeterministic),
+       EXISTS (SELECT 1 FROM pg_type b
+               JOIN pg_opclass oc ON oc.opcdefault
+               JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+               WHERE b.oid = CASE WHEN bt.typtype = 'd' THEN bt.typbasetype ELSE bt.oid END
+                 AND (oc.opcintype = b.oid
+                      OR oc.opcintype = CASE b.typtype WHEN 'e' THEN 'anyenum'::regtype
+                                         WHEN 'r' THEN 'anyrange'::regtype
+                                         WHEN 'c' THEN 'record'::regtype END
+                      OR EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = b.oid
+                                 AND pc.casttarget = oc.opcintype AND pc.castmethod = 'b'
+                                 AND pc.castcontext = 'i')))
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+JOIN pg_type bt ON bt.oid = coalesce(e.oid, t.oid)
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -243,7 +269,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     if row is None:
         hint = "run 'csvload init' first" if table == PRODUCTS else "create it first"
         raise TargetError(f"{table}: the table does not exist ({hint})")
-    oid, schema, name, kind, has_rules = row
+    oid, schema, name, kind, has_rules, quoted_schema, quoted_name, _partition = row
     if kind in _REFUSED_KINDS:
         raise TargetError(
             f"{table}: is {_REFUSED_KINDS[kind]}; csvload loads only into a plain table"
@@ -270,10 +296,13 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     indexes = conn.execute(_UNIQUE_INDEXES, (oid,)).fetchall()
     found = _key_index(indexes, key, by_name)
     if found is None:
+        # The hint is SQL to paste: every name quoted as SQL needs it ("order", "SKU").
+        relation = quoted_name if "." not in table else f"{quoted_schema}.{quoted_name}"
+        columns_sql = ", ".join(by_name[k].quoted for k in key)
         raise TargetError(
             f"{table}: no unique index or constraint on ({', '.join(key)}), so rows cannot be"
-            f" matched by that key (create one: CREATE UNIQUE INDEX ON {table}"
-            f" ({', '.join(key)}))"
+            f" matched by that key (create one: CREATE UNIQUE INDEX ON {relation}"
+            f" ({columns_sql}))"
         )
     index_name, matches = found
     checks = tuple(
@@ -328,7 +357,7 @@ def describe_columns(conn: psycopg.Connection, oid: int) -> tuple[str, str, tupl
 
 def _column(row) -> Column:
     (name, type_, type_name, category, element_category, not_null, default, identity,
-     generated, typmod, _type_oid, labels) = row  # fmt: skip
+     generated, typmod, _type_oid, labels, quoted, collation, ordered) = row  # fmt: skip
     length = scale = None
     if type_name in ("varchar", "bpchar") and typmod > 4:
         length = typmod - 4
@@ -347,16 +376,38 @@ def _column(row) -> Column:
         length=length,
         scale=scale,
         labels=tuple(labels),
+        quoted=quoted,
+        collation=collation,
+        ordered=ordered,
     )
+
+
+_EXACTLY = "write the column exactly as it is spelt"
+
+
+def resolve(name: str, names: Sequence[str], what: str, hint: str) -> str | None:
+    """The one of `names` that `name` means: the one spelt exactly so, else the only one
+    equal to it ignoring case; None when there is none.  Every name the user writes
+    (headers, --key, --map, --default, --touch, --scope, --active-column) is matched here,
+    so a table with both name and "Name" binds the header name to name, never to "Name";
+    and a name two of `names` match ignoring case, with none exact, is a MappingError."""
+    if name in names:
+        return name
+    folded = name.casefold()
+    found = list(dict.fromkeys(n for n in names if n.casefold() == folded))
+    if len(found) > 1:
+        raise MappingError(
+            f"{what}: {name!r} matches {' and '.join(quote_ident(n) for n in found)}"
+            f" ignoring case ({hint})"
+        )
+    return found[0] if found else None
 
 
 def _resolve_name(name: str, by_name: Mapping[str, Column], table: str, option: str) -> str:
     """A column name as the user wrote it: exact first, else case-insensitively."""
-    if name in by_name:
-        return name
-    folded = [c for c in by_name if c.casefold() == name.casefold()]
-    if len(folded) == 1:
-        return folded[0]
+    found = resolve(name, list(by_name), f"{option} {name}", _EXACTLY)
+    if found is not None:
+        return found
     raise MappingError(
         f"{option} {name!r}: {table} has no such column (columns: {', '.join(by_name)})"
     )
@@ -365,7 +416,7 @@ def _resolve_name(name: str, by_name: Mapping[str, Column], table: str, option: 
 def _key_index(indexes, key: tuple[str, ...], by_name: Mapping[str, Column]):
     """The first unique index whose columns are exactly the key's, each either the column
     itself or lower(column); and how each key column then matches."""
-    quoted = {_quote_ident(c): c for c in by_name}
+    quoted = {c.quoted: c.name for c in by_name.values()}
     for name, definitions, _primary in indexes:
         matched: dict[str, str] = {}
         for definition in definitions:
@@ -399,9 +450,9 @@ def _index_column(definition: str, quoted: Mapping[str, str]) -> tuple[str | Non
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
-def _quote_ident(name: str) -> str:
-    """As PostgreSQL's quote_ident() prints a name (keywords aside, which index
-    definitions also print bare when they are unreserved)."""
+def quote_ident(name: str) -> str:
+    """As PostgreSQL's quote_ident() prints a name, keywords aside: for messages written
+    without the server (the catalog's quote_ident() is in Column.quoted)."""
     return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
 
 
@@ -451,11 +502,12 @@ def bind(
     option that names a column it cannot, MissingColumnError for a key column the file
     lacks, and TargetError for a column new rows need that nothing fills."""
     by_name = {c.name: c for c in target.columns}
+    names = list(by_name)
     writable = [c.name for c in target.columns if c.writable]
-    folded = {c.casefold(): c for c in by_name}
 
     def writable_column(name: str, option: str) -> Column:
-        column = by_name.get(name) or by_name.get(folded.get(name.casefold(), ""))
+        found = resolve(name, names, option, _EXACTLY)
+        column = by_name.get(found) if found is not None else None
         if column is None or not column.writable:
             why = "has no such column" if column is None else (
                 "cannot write its generated column" if column.generated
@@ -467,18 +519,26 @@ def bind(
             )
         return column
 
-    renames = {}
+    # Headers as the file spells them, BOM and padding aside: matched like column names,
+    # exactly first.
+    spelt = [name.strip().lstrip("\ufeff") for name in header]
+    renames: dict[int, str] = {}
     for header_name, column_name in binding.mapping:
-        renames[header_name.strip().casefold()] = writable_column(
-            column_name, f"--map {header_name}={column_name}"
-        ).name
+        option = f"--map {header_name}={column_name}"
+        column = writable_column(column_name, option)
+        found = resolve(header_name.strip(), spelt, option, "write the header exactly")
+        if found is not None:
+            renames[spelt.index(found)] = column.name
     seen: dict[str, int] = {}
     ignored = []
     for i, name in enumerate(header):
-        folded_name = name.strip().lstrip("\ufeff").casefold()
-        target_name = renames.get(folded_name)
+        target_name = renames.get(i)
         if target_name is None:
-            column = by_name.get(folded.get(folded_name, ""))
+            found = resolve(
+                spelt[i], names, where,
+                f"rename the header as the column is spelt, or --map {spelt[i]}=COLUMN",
+            )
+            column = by_name[found] if found is not None else None
             target_name = column.name if column is not None and column.writable else None
         if target_name is None:
             ignored.append(name)
@@ -501,6 +561,13 @@ def bind(
         seen[column.name] = len(header)
         header.append(column.name)
         scope.append((column, given))
+    if len(header) >= MAX_COLUMNS:
+        # The stage holds every column as text, and its ord besides; past PostgreSQL's
+        # limit its CREATE failed with "tables can have at most 1600 columns", no line.
+        raise InputError(
+            f"{where}: {len(header)} columns; PostgreSQL tables hold at most {MAX_COLUMNS}"
+            f" (csvload stages at most {MAX_COLUMNS - 1})"
+        )
     for k in target.key:
         if k not in seen:
             found = ", ".join(repr(h) for h in header[:8])
@@ -552,12 +619,15 @@ def bind(
 def _check_new_rows_filled(
     target: Target, seen, defaults, touch: Column | None, filled: Sequence[str]
 ) -> None:
-    given = {c.name for c, _ in defaults} | {f.casefold() for f in filled}
+    names = [c.name for c in target.columns]
+    given = {c.name for c, _ in defaults} | {
+        resolve(f, names, f"--active-column {f}", _EXACTLY) for f in filled
+    }
     for c in target.columns:
         if not c.not_null or c.default is not None or c.identity or c.generated:
             continue
         touched = touch is not None and touch.name == c.name
-        if c.name in seen or c.name in given or c.name.casefold() in given or touched:
+        if c.name in seen or c.name in given or touched:
             continue
         hint = "now" if c.type_name in ("timestamptz", "timestamp", "date") else "VALUE"
         raise TargetError(
