@@ -173,12 +173,12 @@ def import_source(
     report = progress or (lambda p: None)
     if result is None:
         result = ImportResult(status="running", file=source.name)
+    check_outputs(options, source.options.path)
     if plan is None:
         plan = prepare(conn, source, options)
     result.status, result.file = "running", source.name
     result.table, result.key = plan.target.display, list(plan.target.key)
     result.ignored_columns = list(plan.ignored)
-    check_outputs(options, source.options.path)
     rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
     changes = ChangesWriter(options.changes_path) if options.changes_path else None
     db = Statements(conn)
