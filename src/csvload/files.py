@@ -151,7 +151,10 @@ class OutputFile:
         if self._file is None or self._ready:
             return
         if self._broken:
-            raise OutputWriteError(f"{self.path}: the {self._what} was not written whole")
+            raise OutputWriteError(
+                f"{self.path}: cannot write the {self._what}: an earlier write failed;"
+                " nothing was imported"
+            )
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -187,11 +190,11 @@ class OutputFile:
         try:
             os.replace(self._tmp, self.path)
         except OSError as e:
-            # Only after the commit (ready() has checked everything a rename needs):
-            # keep the whole file where it is, and say where.
+            # ready() has checked all a rename needs, so only a race gets here, maybe
+            # after the commit: keep the whole file where it is, and say where.
             raise OutputWriteError(
-                f"{self.path}: cannot put the {self._what} in place: {e.strerror}; the"
-                f" import was committed (the file is {self._tmp})"
+                f"{self.path}: cannot put the {self._what} in place: {e.strerror}"
+                f" (it is left at {self._tmp})"
             ) from e
         return self.path
 
