@@ -221,7 +221,8 @@ def test_a_changes_file_that_cannot_be_written_fails_the_import(products, tmp_pa
                  str(changes), "--quiet")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"Error: {changes}: cannot write the changes file: No such file or directory"
+        f"Error: {changes}: cannot write the changes file: No such file or directory;"
+        " nothing was imported"
     ]
     assert checksum(products, "products") == before
 

@@ -191,14 +191,16 @@ def test_rejects_file_mode_follows_umask(products, tmp_path, umask, mode):
     assert stat.S_IMODE(os.stat(path + ".rejects.csv").st_mode) == mode
 
 
-def test_rejects_file_replaces_a_symlink_instead_of_following_it(products, tmp_path):
+def test_a_symlink_at_the_rejects_path_is_refused_neither_followed_nor_replaced(
+    products, tmp_path
+):
     path = put(tmp_path, b"sku,name\n,1\n")
     victim = tmp_path / "victim"
     victim.write_text("precious")
     os.symlink(victim, path + ".rejects.csv")
-    assert cli(products, "import", path, "--max-errors", "1", "--quiet").exit_code == 3
+    assert cli(products, "import", path, "--max-errors", "1", "--quiet").exit_code == 2
     assert victim.read_text() == "precious"
-    assert not os.path.islink(path + ".rejects.csv")
+    assert os.readlink(path + ".rejects.csv") == str(victim)
 
 
 def test_unwritable_rejects_location_is_a_one_line_error(products, tmp_path):

@@ -168,7 +168,7 @@ def test_rejects_file_takes_the_umask(products, tmp_path):
     assert stat.S_IMODE(rejects.stat().st_mode) == 0o640
 
 
-def test_symlink_at_the_rejects_path_is_replaced_not_followed(products, tmp_path):
+def test_symlink_at_the_rejects_path_is_refused_not_followed(products, tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("sku,name\na,b\nc,d,e\n")
     target = tmp_path / "precious.txt"
@@ -176,10 +176,13 @@ def test_symlink_at_the_rejects_path_is_replaced_not_followed(products, tmp_path
     rejects = tmp_path / "r.csv.rejects.csv"
     rejects.symlink_to(target)
     done = run(products, path, "--max-errors", "5")
-    assert done.returncode == 3, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --rejects: {rejects} is a symbolic link"
+        " (give the file it points to, or another path)"
+    )
     assert target.read_text() == "do not touch\n"
-    assert not rejects.is_symlink()
-    assert "c,d,e" in rejects.read_text()
+    assert rejects.readlink() == target
 
 
 def test_failed_import_leaves_products_intact(products, tmp_path):

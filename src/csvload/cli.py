@@ -21,11 +21,12 @@ import psycopg
 from csvload import __version__, citus, runs, schema, webhook
 from csvload.database import connect, describe, target, translate
 from csvload.dbcommands import db
-from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError
+from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError, OutputPathError
 from csvload.loader import (
     DEFAULT_BATCH_SIZE,
     ImportOptions,
     ImportResult,
+    check_outputs,
     import_source,
     prepare,
 )
@@ -238,10 +239,6 @@ def import_(ctx, **params):
         raise click.UsageError("--config names the file that --feed reads; give --feed too")
     p = SimpleNamespace(**params)
     path = p.path
-    if p.rejects_path and path != "-" and os.path.realpath(p.rejects_path) == os.path.realpath(
-        path
-    ):
-        raise click.BadParameter("must not be the input file", param_hint="--rejects")
     if p.touch and p.no_touch:
         raise click.UsageError("--touch and --no-touch contradict each other")
     job = ImportJob(
@@ -281,7 +278,20 @@ def import_(ctx, **params):
         as_json=p.as_json,
         quiet=p.quiet,
     )
+    # Before anything is read: the flags and the config file's paths alike.
+    try:
+        check_outputs(job.options, _stdin_descriptor() if path == "-" else path)
+    except OutputPathError as e:
+        raise click.BadParameter(e.reason, param_hint=e.option) from e
     sys.exit(run_import(job))
+
+
+def _stdin_descriptor() -> int | None:
+    """What `-` reads, to compare the outputs with; None when stdin is no file."""
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 # Where a feed's option names (config.OPTIONS) differ from the import command's parameters.

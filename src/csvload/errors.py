@@ -56,6 +56,22 @@ class TooManyRejectsError(CsvloadError):
     """More rows were rejected than --max-errors allows; nothing was written."""
 
 
+class OutputPathError(CsvloadError):
+    """An output path (--rejects, --changes) is the input, another output, or not a regular
+    file or a new path; caught before anything is read."""
+
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, option: str, reason: str):
+        super().__init__(f"{option}: {reason}")
+        self.option, self.reason = option, reason
+
+
+class OutputWriteError(CsvloadError):
+    """An output file (rejects, changes) could not be written whole; the import was rolled
+    back and the file not put in place."""
+
+
 class DatabaseError(CsvloadError):
     """The database refused or lost the work; the transaction was rolled back."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import errors
 
-from csvload import distributed_stage, fit, missing, schema, sql, upsert
+from csvload import distributed_stage, files, fit, missing, schema, sql, upsert
 from csvload.changes import ChangesWriter
 from csvload.database import translate, widen_send_buffer
 from csvload.errors import ConstraintError, TargetError, TooManyRejectsError
@@ -192,6 +192,7 @@ def import_source(
     report = progress or (lambda p: None)
     if result is None:
         result = ImportResult(status="running", file=source.name)
+    check_outputs(options, source.options.path)
     if plan is None:
         plan = prepare(conn, source, options)
     result.status, result.file = "running", source.name
@@ -221,6 +222,11 @@ def import_source(
                 sync.after(result, source.name)
             if options.dry_run:
                 raise psycopg.Rollback()
+            # The files on disk before the COMMIT: a full disk then rolls the import back
+            # instead of failing it after its rows are in.
+            for output in (rejects, changes):
+                if output is not None:
+                    output.ready()
             if before_commit is not None:
                 before_commit(conn, result)
             report(Progress("committing", 0, None, result.rows_read))
@@ -233,22 +239,37 @@ def import_source(
             changes.discard()
         raise
     finally:
-        if rejects is not None:
-            path = rejects.finish()
-            result.rejects_file = str(path) if path else None
         result.statements = db.count
         result.seconds = round(time.monotonic() - started, 3)
+        if rejects is not None:
+            # Committed or not: the rejects say why an import failed.  One that could not
+            # be written whole is removed, its error raised (here, or where it happened).
+            path = rejects.finish()
+            result.rejects_file = str(path) if path else None
     if changes is not None:
         # Only a committed import has changed anything: a dry run lists its changes in
         # the counts alone.
         if options.dry_run:
             changes.discard()
         else:
-            result.changes_file = str(changes.finish())
+            path = changes.finish()
+            result.changes_file = str(path) if path else None
     result.status = "dry_run" if options.dry_run else "succeeded"
     result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
     report(Progress("done", 0, None, result.rows_read))
     return result
+
+
+def outputs(options: ImportOptions) -> list[tuple[str, Path]]:
+    """The files an import writes, under their options."""
+    paths = (("--rejects", options.rejects_path), ("--changes", options.changes_path))
+    return [(option, path) for option, path in paths if path is not None]
+
+
+def check_outputs(options: ImportOptions, input: str | int | None) -> None:
+    """Refuse output paths that are the input (a path, or stdin's descriptor), each other,
+    or not a regular file or a new path: files.check_outputs().  Raises OutputPathError."""
+    files.check_outputs(input, outputs(options))
 
 
 def _configure(db: Statements, options: ImportOptions) -> None:

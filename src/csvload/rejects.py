@@ -1,8 +1,8 @@
 """The rejects file: every rejected record with its line, its reason and its raw text.
 
-It is written to a temporary file beside the target and renamed into place when the
-import ends, so a reader never sees half of it, and a symlink planted at the target is
-replaced rather than followed.  It is created only when there is something to write.
+It is written through files.OutputFile: to a temp file beside the target, renamed into
+place when the import ends, committed or not (the file says why an import failed), but only
+when it was written whole.  It is created only when there is something to write.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from csvload.files import AtomicFile
+from csvload.files import OutputFile
 from csvload.source import Reject
 
 HEADER = ("line", "reason", "record")
@@ -39,8 +39,7 @@ class RejectsWriter:
         self._encoder = codecs.getincrementalencoder(
             "utf-8" if encoding == "utf-8-sig" else encoding
         )()
-        self._atomic = AtomicFile(path, "rejects file")
-        self._file = None
+        self._file = OutputFile(path, "rejects file")
         self._rows = io.StringIO()
         # "\r\n" as the terminator makes the writer quote a field holding a lone CR too
         # (with "\n" it would not, and a CR-only record would break the file's rows).
@@ -49,7 +48,7 @@ class RejectsWriter:
 
     def write(self, rejects: Iterable[Reject]) -> None:
         for reject in rejects:
-            if self._file is None:
+            if not self._file.opened:
                 self._open()
             self._writer.writerow((reject.line, reject.reason, reject.raw))
             self.count += 1
@@ -61,7 +60,6 @@ class RejectsWriter:
             return
         self._rows.seek(0)
         self._rows.truncate()
-        assert self._file is not None
         for i, part in enumerate(_ESCAPED.split(text)):
             if i % 2:
                 self._file.write(bytes(ord(c) - 0xDC00 for c in part))
@@ -69,14 +67,17 @@ class RejectsWriter:
                 self._file.write(self._encoder.encode(part))
 
     def _open(self) -> None:
-        self._file = self._atomic.open()
+        self._file.open()
         self._writer.writerow(HEADER)
 
+    def ready(self) -> None:
+        """Flush and fsync it, before the import commits."""
+        self._file.ready()
+
     def finish(self) -> Path | None:
-        """Put the file in place; None when there were no rejects."""
-        self._file = None
-        return self._atomic.finish()
+        """Put the file in place; None when there were no rejects, or when it could not be
+        written whole (that error has been raised already)."""
+        return self._file.finish()
 
     def discard(self) -> None:
-        self._file = None
-        self._atomic.discard()
+        self._file.discard()
