@@ -1,0 +1,234 @@
+"""Hardening of the DSN, the environment and the config files (issue 19): a malformed DSN
+never shows its password, `init` is safe to run concurrently, timeouts are finite, and
+.env and csvload.toml are read with bounded memory and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+from test_webhook import receiver  # noqa: F401 - the fixture
+
+from csvload import database
+from csvload.cli import main
+
+# The hostile test pass's three DSNs libpq cannot parse, and two it parses into a host or
+# port holding the rest of the password.  Each with the pieces of its password that must
+# not appear in any output.
+URL_HINT = (
+    "percent-encode special characters in the URL's password, e.g. % as %25, @ as %40, "
+    "/ as %2F"
+)
+KEYWORD_HINT = "quote a value that has spaces in it, e.g. 'two words'"
+MALFORMED = [
+    ("postgresql://app:Sale50%off!@h/db", ("Sale50", "off!"), "PostgreSQL URL", URL_HINT),
+    ("postgresql://app:Secr3t@[::1:55499/db", ("Secr3t",), "PostgreSQL URL", URL_HINT),
+    ("host=h password=Open Sesame99", ("Open", "Sesame99"), "key=value DSN", KEYWORD_HINT),
+    ("postgresql://app:Pa@ss99@h/db", ("Pa", "ss99"), "PostgreSQL URL", URL_HINT),
+    ("postgresql://app:Pa/ss99@h/db", ("Pa", "ss99"), "PostgreSQL URL", URL_HINT),
+]
+IDS = ["percent", "ipv6", "spaces", "second-at", "slash"]
+
+
+def clean_env(**extra: str) -> dict[str, str | None]:
+    """CliRunner's env: no DSN from the developer's environment, plus `extra`."""
+    env: dict[str, str | None] = {
+        v: None
+        for v in ("DATABASE_URL", "PGHOST", "PGDATABASE", "PGSERVICE", "CSVLOAD_WEBHOOK_URL")
+    }
+    return env | extra
+
+
+def invoke(args, env=None):
+    return CliRunner(env=clean_env(**(env or {}))).invoke(main, args, catch_exceptions=False)
+
+
+def assert_nowhere(pieces, *texts):
+    for text in texts:
+        for piece in pieces:
+            assert piece not in text
+
+
+@pytest.mark.parametrize(("dsn", "pieces", "kind", "hint"), MALFORMED, ids=IDS)
+@pytest.mark.parametrize("source", ["--dsn", "DATABASE_URL", ".env"])
+def test_malformed_dsn_names_its_source_and_never_its_password(
+    dsn, pieces, kind, hint, source, tmp_path, monkeypatch, receiver  # noqa: F811
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    args = ["import", "p.csv", "--json", "--webhook", receiver.url, "--webhook-retries", "0"]
+    env = {}
+    if source == "--dsn":
+        args += ["--dsn", dsn]
+        where = "--dsn"
+    elif source == "DATABASE_URL":
+        env["DATABASE_URL"] = dsn
+        where = "DATABASE_URL"
+    else:
+        quoted = dsn if " " not in dsn else f'"{dsn}"'
+        (tmp_path / ".env").write_text(f"# the shop's database\n\nDATABASE_URL={quoted}\n")
+        where = ".env line 3: DATABASE_URL"
+    result = invoke(args, env)
+    message = f"{where}: not a valid {kind} ({hint})"
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {message}\n"
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["error"]) == ("failed", message)
+    assert len(receiver.requests) == 1  # the failed import's event was delivered
+    event = receiver.requests[0].json()
+    assert (event["event"], event["error"]) == ("import.failed", message)
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("p.csv", ".env")]
+    assert_nowhere(
+        pieces,
+        result.stdout,
+        result.stderr,
+        receiver.requests[0].body.decode(),
+        json.dumps(receiver.requests[0].headers),
+    )
+
+
+@pytest.mark.parametrize(("dsn", "pieces", "kind", "hint"), MALFORMED, ids=IDS)
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["runs"], ["stats"]])
+def test_commands_that_connect_report_a_malformed_dsn_alike(dsn, pieces, kind, hint, command):
+    for args, env, where in (
+        ([*command, "--dsn", dsn], {}, "--dsn"),
+        (command, {"DATABASE_URL": dsn}, "DATABASE_URL"),
+    ):
+        result = invoke(args, env)
+        assert result.exit_code == 2
+        assert result.stderr == f"Error: {where}: not a valid {kind} ({hint})\n"
+        assert_nowhere(pieces, result.stdout, result.stderr)
+
+
+def test_verify_and_init_report_a_malformed_dsn_alike(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    dsn, pieces, kind, hint = MALFORMED[0]
+    for args in (["verify", "p.csv", "--dsn", dsn], ["init", "--dsn", dsn]):
+        result = invoke(args)
+        assert result.exit_code == 2
+        assert result.stderr == f"Error: --dsn: not a valid {kind} ({hint})\n"
+        assert_nowhere(pieces, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message", "forms"),
+    [
+        # decoded, as written (percent-encoded) and percent-encoded once more
+        (
+            "postgresql://app:Sale50%25off!@h/db",
+            'failed: "Sale50%off!" / Sale50%25off! / Sale50%25off%21',
+            ("Sale50",),
+        ),
+        # key=value: quoted and escaped as written, and decoded
+        (
+            "host=h password='Open Se\\'same99'",
+            "failed: 'Open Se\\'same99' / Open Se'same99",
+            ("Sesame", "same99"),
+        ),
+        # a URL's ?password= as written and decoded
+        ("postgresql://h/db?password=Pass%2Fw0rd", "Pass%2Fw0rd or Pass/w0rd", ("w0rd",)),
+    ],
+)
+def test_redact_hides_every_form_of_the_password(dsn, message, forms):
+    redacted = database.redact(message, dsn)
+    assert "***" in redacted
+    assert_nowhere(forms, redacted)
+
+
+def test_connect_error_from_a_parsed_dsn_names_the_server_not_the_password(tmp_path):
+    from test_security import closed_port
+
+    port = closed_port()
+    dsn = f"postgresql://app:Sale50%25off!@127.0.0.1:{port}/shop"
+    result = invoke(["status", "--dsn", dsn, "--connect-timeout", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot connect to shop on 127.0.0.1:{port}: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert_nowhere(("Sale50", "off!"), result.stdout, result.stderr)
+
+
+# -- .env ------------------------------------------------------------------------------------
+
+# With no DATABASE_URL csvload would fall back to libpq's PG* variables: here a server that
+# is not there, so a .env that is silently skipped shows as a connection error instead.
+NO_SERVER = {"PGHOST": "/nonexistent-csvload-test", "PGDATABASE": "none"}
+
+
+def status_with_env_file(tmp_path, monkeypatch, content: bytes):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(content)
+    return invoke(["status"], NO_SERVER)
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (b'APP=shop\nDATABASE_URL="postgresql://app@db.example.com/shop\n', 2),
+        (b"DATABASE_URL='postgresql://app@db.example.com/shop\nOTHER=1\n", 1),
+        # a line for another variable is as much an error
+        (b"# settings\n\nSECRET_KEY='unclosed\nDATABASE_URL=postgresql://x/y\n", 3),
+    ],
+)
+def test_env_file_line_python_dotenv_cannot_parse(tmp_path, monkeypatch, content, line):
+    result = status_with_env_file(tmp_path, monkeypatch, content)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: .env line {line}: not a NAME=value line python-dotenv can read "
+        "(check for an unclosed quote)\n"
+    )
+
+
+def test_env_file_that_is_not_utf8(tmp_path, monkeypatch):
+    content = b"# caf\xe9\nDATABASE_URL=postgresql://x/y\n"
+    result = status_with_env_file(tmp_path, monkeypatch, content)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: .env line 1: bytes that are not valid UTF-8 (a .env file is UTF-8)\n"
+    )
+
+
+def test_env_file_with_a_bom_is_read(tmp_path, monkeypatch):
+    # A malformed DSN on line 1 proves DATABASE_URL was found behind the BOM.
+    content = b"\xef\xbb\xbfDATABASE_URL=postgresql://app:50%off@h/db\n"
+    result = status_with_env_file(tmp_path, monkeypatch, content)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: .env line 1: DATABASE_URL: not a valid PostgreSQL URL ({URL_HINT})\n"
+    )
+
+
+def test_env_file_bigger_than_a_mebibyte(tmp_path, monkeypatch):
+    content = b"DATABASE_URL=postgresql://x/y\n" + b"# padding\n" * 110_000
+    result = status_with_env_file(tmp_path, monkeypatch, content)
+    assert result.exit_code == 2
+    assert result.stderr == "Error: .env: more than 1 MiB, too big for a .env file\n"
+
+
+def test_env_fifo_is_refused_without_waiting_for_a_writer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / ".env")
+    result = invoke(["status"], NO_SERVER)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: .env: not a regular file (a .env file is a plain file, not a device or a "
+        "pipe)\n"
+    )
+
+
+def test_env_directory_is_a_virtualenv_and_ignored(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").mkdir()
+    result = invoke(["status"], NO_SERVER)
+    assert result.exit_code == 1
+    assert "/nonexistent-csvload-test/.s.PGSQL.5432" in result.stderr
+
+
+def test_environment_wins_over_an_unreadable_env_file(tmp_path, monkeypatch):
+    # The .env is not read at all when the environment has DATABASE_URL.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b'DATABASE_URL="unclosed\n')
+    result = invoke(["status"], {"DATABASE_URL": "postgresql://app:50%off@h/db"})
+    assert result.stderr == f"Error: DATABASE_URL: not a valid PostgreSQL URL ({URL_HINT})\n"
