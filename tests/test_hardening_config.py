@@ -232,3 +232,136 @@ def test_environment_wins_over_an_unreadable_env_file(tmp_path, monkeypatch):
     (tmp_path / ".env").write_bytes(b'DATABASE_URL="unclosed\n')
     result = invoke(["status"], {"DATABASE_URL": "postgresql://app:50%off@h/db"})
     assert result.stderr == f"Error: DATABASE_URL: not a valid PostgreSQL URL ({URL_HINT})\n"
+
+
+# -- csvload.toml ----------------------------------------------------------------------------
+
+
+def feed_error(tmp_path, content: bytes) -> str:
+    from csvload.config import load_feed
+    from csvload.errors import ConfigError
+
+    (tmp_path / "csvload.toml").write_bytes(content)
+    with pytest.raises(ConfigError) as e:
+        load_feed(None, "shop", tmp_path)
+    assert e.value.exit_status == 2
+    return str(e.value)
+
+
+def test_config_with_a_utf8_bom_is_read(tmp_path):
+    from csvload.config import load_feed
+
+    (tmp_path / "csvload.toml").write_bytes(b'\xef\xbb\xbf[feeds.shop]\ntable = "items"\n')
+    assert load_feed(None, "shop", tmp_path).settings == {"table": "items"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 100_000,
+        "[feeds.shop]\ndefault = " + "{ a = " * 50_000,
+    ],
+)
+def test_deeply_nested_config_is_one_line(tmp_path, text):
+    message = feed_error(tmp_path, text.encode())
+    assert message == "csvload.toml: arrays or tables nested too deeply to read"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[feeds.shop]\ndefault." + "a." * 400_000 + "a = 1\n",
+        '[feeds.shop]\nmap = { "x"' + '."x"' * 150_000 + ' = "name" }\n',
+        "[feeds.shop" + ".a" * 400_000 + "]\n",
+    ],
+)
+def test_dotted_key_of_thousands_of_parts_is_refused_at_once(tmp_path, text):
+    # tomllib takes time quadratic in a dotted key's parts: these took hours.  Read in a
+    # child with a deadline, so that a regression fails instead of hanging the suite.
+    import subprocess
+    import sys
+
+    (tmp_path / "csvload.toml").write_text(text)
+    code = (
+        "import sys; from pathlib import Path; from csvload.config import load_feed;"
+        "from csvload.errors import ConfigError\n"
+        "try: load_feed(None, 'shop', Path(sys.argv[1]))\n"
+        "except ConfigError as e: print(e)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=10
+    )
+    line = 1 if text.startswith("[feeds.shop.") else 2
+    assert done.stdout == (
+        f"csvload.toml line {line}: a dotted key of more than 100 parts, too deep to read\n"
+    )
+
+
+def test_config_bigger_than_a_mebibyte(tmp_path):
+    text = b'[feeds.shop]\ntable = "p"\n' + b"# padding\n" * 110_000
+    assert feed_error(tmp_path, text) == (
+        "csvload.toml: more than 1 MiB, too big for a config file"
+    )
+
+
+def test_unknown_feed_lists_a_few_of_thousands(tmp_path):
+    text = "".join(f"[feeds.f{i:05}]\n" for i in range(5000)).encode()
+    message = feed_error(tmp_path, text)
+    assert message == (
+        "csvload.toml: no feed 'shop' (feeds: "
+        + ", ".join(f"f{i:05}" for i in range(20))
+        + ", ... (5000 in all))"
+    )
+
+
+def bounded_import(args, cwd, seconds=20):
+    """csvload import in a child limited to 1 GiB of address space and `seconds`: reading
+    /dev/zero or a FIFO unbounded makes it fail (MemoryError) or hang (timeout)."""
+    import resource
+    import subprocess
+
+    from conftest import csvload_cmd
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    # NO_SERVER: a .env read as nothing must not start the managed local server.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | NO_SERVER
+    return subprocess.run(
+        csvload_cmd("import", *args),
+        cwd=cwd,
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+    )
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_config_that_is_not_a_regular_file(tmp_path, kind):
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    if kind == "device":
+        config = "/dev/zero"
+    else:
+        config = "feeds.toml"
+        os.mkfifo(tmp_path / config)
+    done = bounded_import(
+        ["p.csv", "--feed", "shop", "--config", config, "--dsn", "host=/nonexistent"], tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"Error: {config}: not a regular file (a config file is a plain file, not a device or a "
+        "pipe)\n"
+    )
+
+
+def test_env_file_that_is_a_device(tmp_path):
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    (tmp_path / ".env").symlink_to("/dev/zero")
+    done = bounded_import(["p.csv"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "Error: .env: not a regular file (a .env file is a plain file, not a device or a "
+        "pipe)\n"
+    )

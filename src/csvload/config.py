@@ -86,6 +86,13 @@ def load_feed(path: Path | None, name: str, cwd: Path) -> Feed:
         file, shown = cwd / path, str(path)
     hint = " (--feed reads it from the working directory; or give --config PATH)"
     text = read_text(file, shown, "TOML", hint if path is None else "")
+    deep = _DEEP_KEY.search(text)
+    if deep:
+        line = text.count("\n", 0, deep.start()) + 1
+        raise ConfigError(
+            f"{shown} line {line}: a dotted key of more than {MAX_KEY_PARTS} parts, too deep "
+            "to read"
+        )
     checker = _Checker(shown, text, name, file.parent)
     try:
         document = tomllib.loads(text)
@@ -186,6 +193,17 @@ def read_text(file: Path, shown: str, kind: str, hint: str = "") -> str:
         raise ConfigError(
             f"{shown} line {line}: bytes that are not valid UTF-8 (a {kind} file is UTF-8)"
         ) from e
+
+
+# tomllib takes time quadratic in the parts of a dotted key (and so does _key_lines):
+# 8000 parts took 0.7 s, and the 500000 of a 1 MiB `a.a.a... = 1` would take hours.  A
+# feed's keys have at most four (feeds.NAME.default.COLUMN).  Bare and quoted parts; the
+# pattern may also match a long dotted text inside a string, which no feed has either.
+MAX_KEY_PARTS = 100
+# Possessive, and starting where a bare part can start, so that the search stays linear
+# on a long run of letters that is not a key.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')[ \t]*+\.[ \t]*+"""
+_DEEP_KEY = re.compile(f"(?<![A-Za-z0-9_-])(?:{_KEY_PART}){{{MAX_KEY_PARTS}}}")
 
 
 def dotenv_setting(file: Path, shown: str, name: str) -> tuple[str, int] | None:
@@ -362,6 +380,9 @@ def _secret_hint(name: str) -> str | None:
     return None
 
 
+_LISTED = 20  # the feeds an unknown feed's error lists, of a file that may hold thousands
+
+
 class _Checker:
     """Checks one feed and words its errors: file, line, feed and key."""
 
@@ -422,7 +443,9 @@ class _Checker:
             if not feeds:
                 known = "the file has no [feeds.NAME] tables"
             else:
-                known = f"feeds: {', '.join(sorted(feeds))}"
+                names = sorted(feeds)
+                more = f", ... ({len(names)} in all)" if len(names) > _LISTED else ""
+                known = f"feeds: {', '.join(names[:_LISTED])}{more}"
                 close = difflib.get_close_matches(self.feed, list(feeds), n=1)
                 if close:
                     known += f"; did you mean {close[0]!r}?"
