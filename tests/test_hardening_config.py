@@ -430,3 +430,68 @@ def test_init_twice_in_processes_at_once(dsn):
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         assert err.startswith("csvload: products is ready in ")
+
+
+# -- finite seconds ----------------------------------------------------------------------------
+
+FLOAT_OPTIONS = [
+    (["import", "p.csv"], "--connect-timeout"),
+    (["import", "p.csv"], "--lock-timeout"),
+    (["import", "p.csv"], "--statement-timeout"),
+    (["import", "p.csv", "--webhook", "http://127.0.0.1:9/hook"], "--webhook-timeout"),
+    (["init"], "--connect-timeout"),
+    (["status"], "--connect-timeout"),
+    (["runs"], "--connect-timeout"),
+    (["stats"], "--connect-timeout"),
+    (["verify", "p.csv"], "--connect-timeout"),
+    (["webhook", "test", "http://127.0.0.1:9/hook"], "--timeout"),
+    (["generate", "3"], "--duplicates"),
+    (["generate", "3"], "--rename"),
+]
+
+
+@pytest.mark.parametrize(("command", "option"), FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "Infinity", "NaN"])
+def test_float_options_refuse_inf_and_nan(tmp_path, monkeypatch, command, option, value):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    dsn = [] if command[0] in ("webhook", "generate") else ["--dsn", "host=/nonexistent"]
+    result = invoke([*command, option, value, *dsn])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '{option}': '{value}' is not a finite number."
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option", ["--connect-timeout", "--lock-timeout", "--statement-timeout", "--webhook-timeout"]
+)
+def test_timeouts_have_postgresqls_ceiling(tmp_path, monkeypatch, option):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text("sku,name\na,one\n")
+    result = invoke(["import", "p.csv", option, "1e10", "--dsn", "host=/nonexistent"])
+    assert result.exit_code == 2
+    low = {"--connect-timeout": 1, "--webhook-timeout": 0.1}.get(option, 0)
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '{option}': 10000000000.0 is not in the range "
+        f"{low}<=x<=2147483."
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("max_errors = inf", "max_errors must be an integer >= 0, not inf"),
+        ("batch_size = nan", "batch_size must be an integer >= 1, not nan"),
+        (
+            'max_missing = "inf%"',
+            'max_missing must be an integer >= 0 or a percentage like "10%", not "inf%"',
+        ),
+        ("webhook_timeout = inf", "unknown key 'webhook_timeout' (keys: "),
+    ],
+)
+def test_config_numbers_are_finite_and_timeouts_are_not_feed_settings(tmp_path, line, message):
+    # A feed sets no float option: the timeouts are options of one run, not of a feed.
+    text = f"[feeds.shop]\n{line}\n".encode()
+    assert feed_error(tmp_path, text).startswith(f"csvload.toml line 2: feed 'shop': {message}")

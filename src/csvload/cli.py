@@ -32,12 +32,14 @@ from csvload.loader import (
 from csvload.missing import MODES
 from csvload.options import (
     AssignmentParam,
+    FiniteFloat,
     LimitParam,
     connect_timeout_option,
     dsn_option,
     fail,
     input_options,
     resolve_dsn,
+    seconds,
 )
 from csvload.rejects import default_path
 from csvload.render import display_for, summary_line
@@ -142,13 +144,13 @@ class WebhookUrl(click.ParamType):
 @connect_timeout_option
 @click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
+    type=seconds(0),
     default=None,
     help="Seconds to wait for another import's lock on the table (default: wait).",
 )
 @click.option(
     "--statement-timeout",
-    type=click.FloatRange(min=0),
+    type=seconds(0),
     default=None,
     help="Seconds any one statement may run (default: no limit).",
 )
@@ -168,7 +170,7 @@ class WebhookUrl(click.ParamType):
 )
 @click.option(
     "--webhook-timeout",
-    type=click.FloatRange(min=0.1),
+    type=seconds(0.1),
     default=10,
     show_default=True,
     help="Seconds per delivery attempt.",
@@ -501,7 +503,7 @@ def _signals_interrupt():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--duplicates",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="Fraction of rows repeating an earlier SKU.",
@@ -509,7 +511,7 @@ def _signals_interrupt():
 @click.option(
     "--rename",
     "rename_fraction",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     help="Fraction of names changed: a re-import variant of the same SKUs.",
 )
@@ -543,7 +545,7 @@ def webhook_group():
     metavar="SECRET",
     help="Sign the event (default: $CSVLOAD_WEBHOOK_SECRET).",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10, show_default=True)
+@click.option("--timeout", type=seconds(0.1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def webhook_test(url, secret, timeout, as_json):
     """POST a sample event to URL and show the status code and latency."""

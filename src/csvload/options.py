@@ -4,6 +4,7 @@ here, so no command module imports another."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -203,10 +204,30 @@ def input_options(f):
     return f
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that refuses inf and nan.  float() reads "inf" and "nan", and a range
+    lets them through (nan compares false with every bound, inf passes a range with no
+    maximum); they then failed deep inside as an OverflowError or a ValueError."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+# PostgreSQL takes lock_timeout and statement_timeout in milliseconds up to 2^31 - 1: 24
+# days.  Every timeout has that ceiling, so none fails later on its size.
+MAX_SECONDS = 2_147_483
+
+
+def seconds(minimum: float) -> FiniteFloat:
+    """The type of every option that is a number of seconds."""
+    return FiniteFloat(min=minimum, max=MAX_SECONDS)
+
+
 def connect_timeout_option(f):
-    return click.option(
-        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
-    )(f)
+    return click.option("--connect-timeout", type=seconds(1), default=10, show_default=True)(f)
 
 
 def fail(error: CsvloadError):
