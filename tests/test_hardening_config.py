@@ -488,7 +488,7 @@ def test_timeouts_have_postgresqls_ceiling(tmp_path, monkeypatch, option):
             'max_missing = "inf%"',
             'max_missing must be an integer >= 0 or a percentage like "10%", not "inf%"',
         ),
-        ("webhook_timeout = inf", "unknown key 'webhook_timeout' (keys: "),
+        ("lock_timeout = inf", "unknown key 'lock_timeout'"),
     ],
 )
 def test_config_numbers_are_finite_and_timeouts_are_not_feed_settings(tmp_path, line, message):
