@@ -395,7 +395,7 @@ def test_concurrent_inits_on_a_fresh_schema_all_succeed(server_dsn):
                         start.wait(timeout=30)
                         schema.create_products(conn)
                         runs.create_runs_table(conn)
-                except BaseException as e:  # noqa: BLE001 - reported by the test below
+                except BaseException as e:  # reported by the assertion below
                     failures.append(e)
 
             threads = [threading.Thread(target=init) for _ in range(INIT_SESSIONS)]
@@ -495,3 +495,33 @@ def test_config_numbers_are_finite_and_timeouts_are_not_feed_settings(tmp_path, 
     # A feed sets no float option: the timeouts are options of one run, not of a feed.
     text = f"[feeds.shop]\n{line}\n".encode()
     assert feed_error(tmp_path, text).startswith(f"csvload.toml line 2: feed 'shop': {message}")
+
+
+# -- generate -o -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/dir/x.csv", "-o missing/dir/x.csv: no such folder"),
+        ("file.txt/x.csv", "-o file.txt/x.csv: part of the path is a file, not a folder"),
+        ("/dev/full", "-o /dev/full: cannot write: No space left on device"),
+    ],
+)
+def test_generate_output_that_cannot_be_written(tmp_path, monkeypatch, output, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("x\n")
+    result = invoke(["generate", "3", "-o", output])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_generate_output_in_a_folder_without_write_permission(tmp_path, monkeypatch):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ro").mkdir(mode=0o555)
+    result = invoke(["generate", "3", "-o", "ro/x.csv"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: -o ro/x.csv: permission denied\n"

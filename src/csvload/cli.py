@@ -518,6 +518,7 @@ def _signals_interrupt():
 def generate(rows, output, seed, duplicates, rename_fraction):
     """Write a realistic product CSV of ROWS rows (name,sku,description)."""
     from csvload.generate import generate as write_rows
+    from csvload.generate import generate_file
 
     options = {"seed": seed, "duplicates": duplicates, "rename_fraction": rename_fraction}
     if output == "-":
@@ -525,8 +526,10 @@ def generate(rows, output, seed, duplicates, rename_fraction):
         write_rows(out, rows, **options)
         out.detach()
         return
-    with open(output, "w", encoding="utf-8", newline="") as out:
-        write_rows(out, rows, **options)
+    try:
+        generate_file(output, rows, shown=f"-o {output}", **options)
+    except CsvloadError as e:
+        fail(e)
 
 
 main.add_command(db)
