@@ -29,6 +29,10 @@ Rules, and the choices behind them:
 - `touch = false` is --no-touch: it is returned as the option `no_touch`, True.
 - Relative paths (`changes`, `rejects`) are relative to the config file's directory, so a
   feed means the same from wherever it is run.
+- The file is read whole, so it must be a regular file of at most 1 MiB (not /dev/zero, not
+  a FIFO), in UTF-8 with or without a BOM; nesting too deep for tomllib and dotted keys of
+  more than 100 parts are refused before they cost a stack overflow or hours.  The .env
+  file read for DATABASE_URL (dotenv_setting) goes through the same reader.
 - Every error is a ConfigError (exit status 2) with a one-line message naming the file,
   the line and the key.  tomllib reports no positions for what it parsed, so the line of a
   key is found by scanning the text for the `[feeds.NAME]` header and the `key =` line
