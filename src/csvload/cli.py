@@ -33,12 +33,14 @@ from csvload.loader import (
 from csvload.missing import MODES
 from csvload.options import (
     AssignmentParam,
+    FiniteFloat,
     LimitParam,
     connect_timeout_option,
     dsn_option,
     fail,
     input_options,
     resolve_dsn,
+    seconds,
 )
 from csvload.rejects import default_path
 from csvload.render import display_for, summary_line
@@ -143,13 +145,13 @@ class WebhookUrl(click.ParamType):
 @connect_timeout_option
 @click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
+    type=seconds(0),
     default=None,
     help="Seconds to wait for another import's lock on the table (default: wait).",
 )
 @click.option(
     "--statement-timeout",
-    type=click.FloatRange(min=0),
+    type=seconds(0),
     default=None,
     help="Seconds any one statement may run (default: no limit).",
 )
@@ -169,7 +171,7 @@ class WebhookUrl(click.ParamType):
 )
 @click.option(
     "--webhook-timeout",
-    type=click.FloatRange(min=0.1),
+    type=seconds(0.1),
     default=10,
     show_default=True,
     help="Seconds per delivery attempt.",
@@ -556,7 +558,7 @@ class _Signals:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--duplicates",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="Fraction of rows repeating an earlier SKU.",
@@ -564,13 +566,14 @@ class _Signals:
 @click.option(
     "--rename",
     "rename_fraction",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     help="Fraction of names changed: a re-import variant of the same SKUs.",
 )
 def generate(rows, output, seed, duplicates, rename_fraction):
     """Write a realistic product CSV of ROWS rows (name,sku,description)."""
     from csvload.generate import generate as write_rows
+    from csvload.generate import generate_file
 
     options = {"seed": seed, "duplicates": duplicates, "rename_fraction": rename_fraction}
     if output == "-":
@@ -578,8 +581,10 @@ def generate(rows, output, seed, duplicates, rename_fraction):
         write_rows(out, rows, **options)
         out.detach()
         return
-    with open(output, "w", encoding="utf-8", newline="") as out:
-        write_rows(out, rows, **options)
+    try:
+        generate_file(output, rows, shown=f"-o {output}", **options)
+    except CsvloadError as e:
+        fail(e)
 
 
 main.add_command(db)
@@ -598,7 +603,7 @@ def webhook_group():
     metavar="SECRET",
     help="Sign the event (default: $CSVLOAD_WEBHOOK_SECRET).",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10, show_default=True)
+@click.option("--timeout", type=seconds(0.1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def webhook_test(url, secret, timeout, as_json):
     """POST a sample event to URL and show the status code and latency."""

@@ -29,6 +29,10 @@ Rules, and the choices behind them:
 - `touch = false` is --no-touch: it is returned as the option `no_touch`, True.
 - Relative paths (`changes`, `rejects`) are relative to the config file's directory, so a
   feed means the same from wherever it is run.
+- The file is read whole, so it must be a regular file of at most 1 MiB (not /dev/zero, not
+  a FIFO), in UTF-8 with or without a BOM; nesting too deep for tomllib and dotted keys of
+  more than 100 parts are refused before they cost a stack overflow or hours.  The .env
+  file read for DATABASE_URL (dotenv_setting) goes through the same reader.
 - Every error is a ConfigError (exit status 2) with a one-line message naming the file,
   the line and the key.  tomllib reports no positions for what it parsed, so the line of a
   key is found by scanning the text for the `[feeds.NAME]` header and the `key =` line
@@ -44,7 +48,9 @@ import codecs
 import datetime
 import difflib
 import json
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -82,13 +88,25 @@ def load_feed(path: Path | None, name: str, cwd: Path) -> Feed:
         file, shown = cwd / CONFIG_FILE, CONFIG_FILE
     else:
         file, shown = cwd / path, str(path)
-    text = _read(file, shown, default=path is None)
+    hint = " (--feed reads it from the working directory; or give --config PATH)"
+    text = read_text(file, shown, "TOML", hint if path is None else "")
+    deep = _DEEP_KEY.search(text)
+    if deep:
+        line = text.count("\n", 0, deep.start()) + 1
+        raise ConfigError(
+            f"{shown} line {line}: a dotted key of more than {MAX_KEY_PARTS} parts, too deep "
+            "to read"
+        )
+    checker = _Checker(shown, text, name, file.parent)
     try:
         document = tomllib.loads(text)
+        checker.check_secrets(document, ())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(_syntax_message(shown, str(e), text)) from e
-    checker = _Checker(shown, text, name, file.parent)
-    checker.check_secrets(document, ())
+    except RecursionError as e:
+        # tomllib parses nested arrays and inline tables recursively, and check_secrets
+        # walks the tables it returns: `a = [[[[...` 100000 deep overflows the stack.
+        raise ConfigError(f"{shown}: arrays or tables nested too deeply to read") from e
     table = checker.find_feed(document)
     settings: dict[str, object] = {}
     for key, value in table.items():
@@ -136,25 +154,91 @@ _SAME_SETTING = {"touch": ("touch", "no_touch"), "no_touch": ("touch", "no_touch
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _read(file: Path, shown: str, default: bool) -> str:
+# The most a config file (csvload.toml, .env) may hold.  Either is read whole, so a path
+# like /dev/zero or a FIFO, or a file grown by mistake, would otherwise fill memory or
+# hang: `--config /dev/zero` reached 3.5 GB in 10 s.
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_text(file: Path, shown: str, kind: str, hint: str = "") -> str:
+    """The text of a small UTF-8 file of settings, a leading BOM dropped.  Anything but a
+    regular file of at most MAX_FILE_BYTES is a ConfigError; `kind` ("TOML", ".env") names
+    the file's kind in messages, and `hint` follows "no such file"."""
+    what = "config file" if kind == "TOML" else f"{kind} file"
     try:
-        data = file.read_bytes()
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as e:
-        hint = " (--feed reads it from the working directory; or give --config PATH)"
-        raise ConfigError(f"{shown}: no such file{hint if default else ''}") from e
-    except IsADirectoryError as e:
-        raise ConfigError(f"{shown}: is a directory, not a config file") from e
+        raise ConfigError(f"{shown}: no such file{hint}") from e
     except PermissionError as e:
         raise ConfigError(f"{shown}: permission denied") from e
     except OSError as e:
         raise ConfigError(f"{shown}: cannot read: {e.strerror}") from e
     try:
-        return data.decode("utf-8")
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{shown}: is a directory, not a {what}")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"{shown}: not a regular file (a {what} is a plain file, not a device or a pipe)"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{shown}: cannot read: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{shown}: more than {MAX_FILE_BYTES >> 20} MiB, too big for a {what}")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ConfigError(
-            f"{shown} line {line}: bytes that are not valid UTF-8 (a TOML file is UTF-8)"
+            f"{shown} line {line}: bytes that are not valid UTF-8 (a {kind} file is UTF-8)"
         ) from e
+
+
+# tomllib takes time quadratic in the parts of a dotted key (and so does _key_lines):
+# 8000 parts took 0.7 s, and the 500000 of a 1 MiB `a.a.a... = 1` would take hours.  A
+# feed's keys have at most four (feeds.NAME.default.COLUMN).  Bare and quoted parts; the
+# pattern may also match a long dotted text inside a string, which no feed has either.
+MAX_KEY_PARTS = 100
+# Possessive, and starting where a bare part can start, so that the search stays linear
+# on a long run of letters that is not a key.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')[ \t]*+\.[ \t]*+"""
+_DEEP_KEY = re.compile(f"(?<![A-Za-z0-9_-])(?:{_KEY_PART}){{{MAX_KEY_PARTS}}}")
+
+
+def dotenv_setting(file: Path, shown: str, name: str) -> tuple[str, int] | None:
+    """The value of `name` in the .env file `file`, and its line; None when the file does
+    not set it (or sets it empty).  Every line python-dotenv cannot parse is a
+    ConfigError naming its line, whichever variable it is about: python-dotenv itself
+    skips such a line with a logged warning, and an unclosed quote in DATABASE_URL's line
+    would then have silently meant the managed local database."""
+    import io
+
+    from dotenv import dotenv_values  # only when there is a .env to read
+    from dotenv.parser import parse_stream
+
+    text = read_text(file, shown, ".env")
+    line = None
+    for binding in parse_stream(io.StringIO(text)):
+        # A binding's text starts with the blank lines before it, and its line number with
+        # theirs.
+        original = binding.original.string
+        at = binding.original.line + original[: len(original) - len(original.lstrip())].count(
+            "\n"
+        )
+        if binding.error:
+            raise ConfigError(
+                f"{shown} line {at}: not a NAME=value line python-dotenv can read "
+                "(check for an unclosed quote)"
+            )
+        if binding.key == name:
+            line = at  # the last one wins, as in python-dotenv
+    value = dotenv_values(stream=io.StringIO(text)).get(name) if line else None
+    return (value, line) if value and line else None
 
 
 _AT = re.compile(r"^(?P<reason>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -300,6 +384,9 @@ def _secret_hint(name: str) -> str | None:
     return None
 
 
+_LISTED = 20  # the feeds an unknown feed's error lists, of a file that may hold thousands
+
+
 class _Checker:
     """Checks one feed and words its errors: file, line, feed and key."""
 
@@ -360,7 +447,9 @@ class _Checker:
             if not feeds:
                 known = "the file has no [feeds.NAME] tables"
             else:
-                known = f"feeds: {', '.join(sorted(feeds))}"
+                names = sorted(feeds)
+                more = f", ... ({len(names)} in all)" if len(names) > _LISTED else ""
+                known = f"feeds: {', '.join(names[:_LISTED])}{more}"
                 close = difflib.get_close_matches(self.feed, list(feeds), n=1)
                 if close:
                     known += f"; did you mean {close[0]!r}?"

@@ -3,17 +3,60 @@ errors a user can act on into one-line CsvloadErrors."""
 
 from __future__ import annotations
 
+import re
 import socket
+from urllib.parse import quote, unquote
 
 import psycopg
 from psycopg import conninfo, errors
 
-from csvload.errors import DatabaseError, NoTableError
+from csvload.errors import DatabaseError, DsnError, NoTableError
+
+_URL_PREFIXES = ("postgresql://", "postgres://")  # libpq compares them case-sensitively
+URL_HINT = (
+    "percent-encode special characters in the URL's password, e.g. % as %25, @ as %40, "
+    "/ as %2F"
+)
+KEYWORD_HINT = "quote a value that has spaces in it, e.g. 'two words'"
+
+
+def check_dsn(dsn: str, source: str) -> None:
+    """Raise DsnError, naming `source` (--dsn, DATABASE_URL, .env line N), when libpq
+    cannot parse `dsn`.
+
+    The message never quotes the DSN or libpq's complaint about it: libpq's parse errors
+    quote the text they stumbled on, which may be any part of the password
+    ('invalid percent-encoded token: "Sale50%off!"', 'missing "=" after "Sesame99"'),
+    or the whole URI.  A URL libpq parses is still refused when a character meant for
+    the password ended its user part early: a second @ (host 'ss@h' from
+    'app:p@ss@h'), or a port that is not a number (port 'p', host 'app' from
+    'app:p/ss@h').  Connecting with it would show the rest of the password as a host,
+    port or database name.
+    """
+    url = dsn.lstrip().startswith(_URL_PREFIXES)
+    malformed = False
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        malformed = True
+    else:
+        if url:
+            ports = str(params.get("port") or "").split(",")
+            malformed = dsn.partition("?")[0].count("@") > 1 or not all(
+                p.strip().isdigit() or not p.strip() for p in ports
+            )
+    if malformed:
+        what = "PostgreSQL URL" if url else "key=value DSN"
+        # from None: libpq's message, which may quote the password, stays out of any
+        # traceback too.
+        hint = URL_HINT if url else KEYWORD_HINT
+        raise DsnError(f"{source}: not a valid {what} ({hint})") from None
 
 
 def connect(
     dsn: str, *, connect_timeout: float = 10, autocommit: bool = False
 ) -> psycopg.Connection:
+    check_dsn(dsn, "the DSN")
     try:
         conn = psycopg.connect(
             dsn,
@@ -63,7 +106,7 @@ def describe(dsn: str) -> str:
     host = str(params.get("host") or "local socket")
     port = params.get("port")
     db = params.get("dbname") or params.get("user") or "default database"
-    return f"{db} on {host}{':' + str(port) if port else ''}"
+    return redact(f"{db} on {host}{':' + str(port) if port else ''}", dsn)
 
 
 def target(conn: psycopg.Connection) -> dict[str, str]:
@@ -72,19 +115,44 @@ def target(conn: psycopg.Connection) -> dict[str, str]:
     return {"name": info.dbname, "host": info.host or "localhost"}
 
 
-def _password(dsn: str) -> str | None:
+# The password as written in a DSN, before libpq decodes it: a URL's user part
+# (libpq ends it at the first @ or /), ?password= in a URL's query, and password= in a
+# key=value DSN, quoted or bare.
+_URL_USERINFO = re.compile(r"^\s*postgres(?:ql)?://([^@/]*)@")
+_QUERY_PASSWORD = re.compile(r"[?&]password=([^&]*)")
+_KEYWORD_PASSWORD = re.compile(r"(?<![\w.])password\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)")
+
+
+def _passwords(dsn: str) -> set[str]:
+    """Every form in which the DSN's password may appear in a message: as libpq decoded
+    it, as written in the DSN (percent-encoded, quoted, escaped), and percent-encoded."""
+    forms: set[str] = set()
     try:
-        return conninfo.conninfo_to_dict(dsn).get("password")
+        decoded = conninfo.conninfo_to_dict(dsn).get("password")
     except psycopg.ProgrammingError:
-        return None
+        decoded = None
+    if decoded:
+        forms |= {decoded, quote(decoded, safe=""), quote(decoded)}
+    m = _URL_USERINFO.match(dsn)
+    if m and ":" in m[1]:
+        forms.add(m[1].partition(":")[2])
+    for raw in (*_QUERY_PASSWORD.findall(dsn), *_KEYWORD_PASSWORD.findall(dsn)):
+        forms |= {raw, raw.strip("'"), unquote(raw)}
+    return {f for f in forms if f}
+
+
+def redact(text: str, dsn: str | None) -> str:
+    """`text` with every form of the DSN's password replaced by ***."""
+    if not dsn:
+        return text
+    for form in sorted(_passwords(dsn), key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def _first_line(message: str, dsn: str | None = None) -> str:
     line = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    password = _password(dsn) if dsn else None
-    if password:
-        line = line.replace(password, "***")
-    return line
+    return redact(line, dsn)
 
 
 # How a Citus coordinator reports a worker it cannot reach (Citus 14.0.1): 08006 when it

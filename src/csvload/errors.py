@@ -76,6 +76,12 @@ class DatabaseError(CsvloadError):
     """The database refused or lost the work; the transaction was rolled back."""
 
 
+class DsnError(CsvloadError):
+    """The DSN cannot be parsed: --dsn, DATABASE_URL or .env gives one libpq cannot read."""
+
+    exit_status = ExitStatus.USAGE
+
+
 class NoTableError(DatabaseError):
     """The products table does not exist yet."""
 
@@ -110,6 +116,10 @@ class PresetError(CsvloadError):
     """A --preset cannot load into this target table: it lacks the preset's key column."""
 
     exit_status = ExitStatus.USAGE
+
+
+class OutputError(CsvloadError):
+    """A file csvload was asked to write cannot be created or written."""
 
 
 class CitusError(CsvloadError):

@@ -4,11 +4,14 @@ here, so no command module imports another."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from pathlib import Path
 
 import click
 
+from csvload.database import check_dsn
 from csvload.errors import CsvloadError
 from csvload.missing import parse_limit
 from csvload.presets import PRESETS
@@ -16,27 +19,39 @@ from csvload.schema import PRODUCTS
 from csvload.source import normalise_encoding
 from csvload.target import parse_key
 
+DOTENV = ".env"
 
-def setting(name: str) -> str | None:
-    """A setting from the environment, else from ./.env; the environment wins."""
+
+def setting(name: str) -> tuple[str, str] | None:
+    """A setting from the environment, else from ./.env (the environment wins), with where
+    it came from: the variable's name, or ".env line N: NAME".  Raises ConfigError for a
+    .env csvload cannot read (not a file, too big, not UTF-8, a line python-dotenv cannot
+    parse)."""
     value = os.environ.get(name)
     if value:
-        return value
-    if os.path.isfile(".env"):
-        from dotenv import dotenv_values  # only when there is a .env to read
+        return value, name
+    # A directory named .env is a virtualenv (python -m venv .env), not a dotenv file.
+    if os.path.exists(DOTENV) and not os.path.isdir(DOTENV):
+        # Imported here: config pulls in tomllib, which a run without .env never needs.
+        from csvload.config import dotenv_setting
 
-        return dotenv_values(".env").get(name) or None
+        found = dotenv_setting(Path(DOTENV), DOTENV, name)
+        if found:
+            return found[0], f"{DOTENV} line {found[1]}: {name}"
     return None
 
 
 def resolve_dsn(dsn: str | None) -> str:
     """--dsn, else DATABASE_URL (environment, then .env), else libpq's PG* variables, else
-    the managed local server."""
+    the managed local server.  A DSN libpq cannot parse is a DsnError that names where it
+    came from and never quotes it."""
     if dsn:
+        check_dsn(dsn, "--dsn")
         return dsn
     url = setting("DATABASE_URL")
     if url:
-        return url
+        check_dsn(*url)
+        return url[0]
     if any(os.environ.get(v) for v in ("PGHOST", "PGDATABASE", "PGSERVICE")):
         return ""  # libpq reads PG* itself
     return _local_server_dsn()
@@ -189,10 +204,30 @@ def input_options(f):
     return f
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that refuses inf and nan.  float() reads "inf" and "nan", and a range
+    lets them through (nan compares false with every bound, inf passes a range with no
+    maximum); they then failed deep inside as an OverflowError or a ValueError."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+# PostgreSQL takes lock_timeout and statement_timeout in milliseconds up to 2^31 - 1: 24
+# days.  Every timeout has that ceiling, so none fails later on its size.
+MAX_SECONDS = 2_147_483
+
+
+def seconds(minimum: float) -> FiniteFloat:
+    """The type of every option that is a number of seconds."""
+    return FiniteFloat(min=minimum, max=MAX_SECONDS)
+
+
 def connect_timeout_option(f):
-    return click.option(
-        "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True
-    )(f)
+    return click.option("--connect-timeout", type=seconds(1), default=10, show_default=True)(f)
 
 
 def fail(error: CsvloadError):

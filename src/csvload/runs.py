@@ -39,7 +39,7 @@ from csvload import __version__
 from csvload.database import connect, translate
 from csvload.errors import RunNotFoundError
 from csvload.loader import OPTIONAL_COUNTS, ImportResult, Progress
-from csvload.schema import PRODUCTS
+from csvload.schema import PRODUCTS, ddl_transaction
 
 RUNS = "csvload_runs"
 STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted")
@@ -105,8 +105,6 @@ _UPGRADED = (
     " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
-# Serialises the DDL above: the first 64 bits of sha256("csvload_runs ddl").
-_DDL_LOCK = int.from_bytes(hashlib.sha256(b"csvload_runs ddl").digest()[:8], "big", signed=True)
 
 # The advisory locks held right now in this database, as the bigint keys they were taken
 # with: pg_locks splits a bigint key into classid (high half) and objid (low half).
@@ -131,10 +129,7 @@ FROM {table} r
 def create_runs_table(conn: psycopg.Connection) -> None:
     """Create csvload_runs if missing (idempotent; safe when two imports start at once)."""
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            # CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin: both can
-            # pass the check and one then fails on pg_type's unique index.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        with ddl_transaction(conn) as cur:
             cur.execute(sql.SQL(RUNS_DDL).format(table=sql.Identifier(RUNS)))
             cur.execute(sql.SQL(RUNS_UPGRADE).format(table=sql.Identifier(RUNS)))
             cur.execute(
