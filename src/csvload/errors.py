@@ -68,8 +68,8 @@ class OutputPathError(CsvloadError):
 
 
 class OutputWriteError(CsvloadError):
-    """An output file (rejects, changes) could not be written whole; the import was rolled
-    back and the file not put in place."""
+    """A file csvload writes (rejects, changes, generate's output) cannot be created or
+    written whole; it is not put in place, and an import is rolled back."""
 
 
 class DatabaseError(CsvloadError):
@@ -116,10 +116,6 @@ class PresetError(CsvloadError):
     """A --preset cannot load into this target table: it lacks the preset's key column."""
 
     exit_status = ExitStatus.USAGE
-
-
-class OutputError(CsvloadError):
-    """A file csvload was asked to write cannot be created or written."""
 
 
 class CitusError(CsvloadError):

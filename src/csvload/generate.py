@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from csvload.errors import OutputError
+from csvload.errors import OutputWriteError
 
 __all__ = ["HEADER", "MAX_ROWS", "generate", "generate_file", "sku_for"]
 
@@ -367,23 +367,23 @@ def generate_file(
     path: str | Path, rows: int, *, shown: str | None = None, **options: object
 ) -> int:
     """`generate` into a new UTF-8 file at `path`; return the rows written.  Raises
-    OutputError, naming the file as `shown` (default: the path), when it cannot be created
+    OutputWriteError, naming the file as `shown` (default: the path), when it cannot be created
     or written."""
     shown = shown or str(path)
     try:
         out = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
     except FileNotFoundError as e:
-        raise OutputError(f"{shown}: no such folder") from e
+        raise OutputWriteError(f"{shown}: no such folder") from e
     except NotADirectoryError as e:
-        raise OutputError(f"{shown}: part of the path is a file, not a folder") from e
+        raise OutputWriteError(f"{shown}: part of the path is a file, not a folder") from e
     except IsADirectoryError as e:
-        raise OutputError(f"{shown}: is a folder") from e
+        raise OutputWriteError(f"{shown}: is a folder") from e
     except PermissionError as e:
-        raise OutputError(f"{shown}: permission denied") from e
+        raise OutputWriteError(f"{shown}: permission denied") from e
     except OSError as e:
-        raise OutputError(f"{shown}: cannot create: {e.strerror}") from e
+        raise OutputWriteError(f"{shown}: cannot create: {e.strerror}") from e
     try:
         with out:
             return generate(out, rows, **options)  # type: ignore[arg-type]
     except OSError as e:  # a full disk, say
-        raise OutputError(f"{shown}: cannot write: {e.strerror}") from e
+        raise OutputWriteError(f"{shown}: cannot write: {e.strerror}") from e
