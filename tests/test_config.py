@@ -288,6 +288,8 @@ def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path):
          'break, or "auto", not "\\""'),
         ('encoding = "klingon"', 'unknown encoding "klingon" (try utf-8, latin-1, cp1252 or '
          "utf-16)"),
+        ('encoding = "hex"', '"hex" is not a text encoding (try utf-8, latin-1, cp1252 or '
+         "utf-16)"),
         ('decimal_comma = "yes"', 'decimal_comma must be true or false, not "yes"'),
         ("webhook = 5", "webhook must be a URL or a list of URLs, not 5"),
         ('webhook = ["https://a.example", 5]', "webhook must be a URL or a list of URLs, not 5"),

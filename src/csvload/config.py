@@ -44,7 +44,6 @@ Rules, and the choices behind them:
 
 from __future__ import annotations
 
-import codecs
 import datetime
 import difflib
 import json
@@ -57,8 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from csvload.errors import ConfigError, WebhookConfigError
+from csvload.errors import ConfigError, InputError, WebhookConfigError
 from csvload.presets import PRESETS
+from csvload.source import normalise_encoding
 from csvload.webhook import check_url, redact_url
 
 CONFIG_FILE = "csvload.toml"
@@ -564,11 +564,9 @@ def _check_touch(c: _Checker, key: str, value: object) -> str | bool:
 def _check_encoding(c: _Checker, key: str, value: object) -> str:
     _string(c, key, value, "an encoding name")
     try:
-        codecs.lookup(value)  # type: ignore[arg-type]
-    except LookupError as e:
-        raise c.error(
-            f"unknown encoding {_show(value)} (try utf-8, latin-1, cp1252 or utf-16)", key
-        ) from e
+        normalise_encoding(value, _show(value))  # type: ignore[arg-type]
+    except InputError as e:
+        raise c.error(str(e), key) from e
     return value  # type: ignore[return-value]
 
 

@@ -153,17 +153,19 @@ class _CountingReader(io.RawIOBase):
 _TRY_ENCODINGS = "(try utf-8, latin-1, cp1252 or utf-16)"
 
 
-def normalise_encoding(name: str) -> str:
+def normalise_encoding(name: str, shown: str | None = None) -> str:
     """The codec to decode with: UTF-8 always tolerates a BOM; unknown names raise, and so
-    do codecs that do not turn bytes into text (hex, base64, zlib, rot13, ...)."""
+    do codecs that do not turn bytes into text (hex, base64, zlib, rot13, ...).  `shown`
+    is the name as the message quotes it (the config file quotes as TOML does)."""
+    shown = shown or repr(name)
     try:
         info = codecs.lookup(name)
     except LookupError as e:
-        raise InputError(f"unknown encoding {name!r} {_TRY_ENCODINGS}") from e
+        raise InputError(f"unknown encoding {shown} {_TRY_ENCODINGS}") from e
     # CPython marks its bytes-to-bytes and str-to-str codecs with _is_text_encoding=False;
     # "undefined" is a text codec that refuses every byte.
     if not getattr(info, "_is_text_encoding", True) or info.name == "undefined":
-        raise InputError(f"{name!r} is not a text encoding {_TRY_ENCODINGS}")
+        raise InputError(f"{shown} is not a text encoding {_TRY_ENCODINGS}")
     return "utf-8-sig" if info.name in ("utf-8", "utf-8-sig") else info.name
 
 
