@@ -7,6 +7,7 @@ and a subprocess under RLIMIT_FSIZE, whose writes past the limit fail with EFBIG
 
 from __future__ import annotations
 
+import csv
 import os
 import resource
 import signal
@@ -333,3 +334,19 @@ def test_outputs_within_the_limit_are_put_in_place(products, tmp_path):
     assert (out / "rejects.csv").read_bytes().count(b"\r\n") == 3
     with psycopg.connect(products) as c:
         assert c.execute("SELECT count(*) FROM products").fetchone()[0] == 3
+
+
+# -- the rejects file is data, not a spreadsheet ----------------------------------------------
+
+
+def test_formula_like_cells_are_kept_verbatim_in_the_rejects_file(products, tmp_path):
+    """Decision (docs/guarantees.md): cells starting with =, +, - or @ are written as they
+    were read, so the record can be fixed and fed back; the rejects file is CSV data, to be
+    opened as text, never as a spreadsheet."""
+    rows = ['=HYPERLINK("http://x","y"),a,b', "+1+2,a,b", "-3,a,b", "@SUM(A1),a,b"]
+    path = put(tmp_path, ("sku,name\nok,fine\n" + "\n".join(rows) + "\n").encode())
+    result = cli(products, "import", path, "--max-errors", "10", "--quiet")
+    assert result.exit_code == 3, result.stderr
+    with open(path + ".rejects.csv", newline="", encoding="utf-8") as f:
+        records = [r["record"] for r in csv.DictReader(f)]
+    assert records == rows
