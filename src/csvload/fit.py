@@ -3,9 +3,10 @@
 The import first writes optimistically: the merge casts every staged value to its
 column's type in the same statement (work the hand-written floor does too), so a clean
 file pays nothing for checking.  Only when that statement fails on a value (a data
-exception, a CHECK, a foreign key or NOT NULL) is it rolled back to its savepoint and this
-module asked which rows are to blame: set-based queries, one per column, over the stage.
-Those rows become rejects with their line, column and reason; the rest is written.
+exception, a CHECK, a partition's bound, a foreign key or NOT NULL) is it rolled back to
+its savepoint and this module asked which rows are to blame: set-based queries, one per
+column or constraint, over the stage.  Those rows become rejects with their line, column
+and reason; the rest is written.
 
 Per-value validity comes from pg_input_is_valid()/pg_input_error_info() on PostgreSQL 16
 and later.  PostgreSQL 15 has neither, so a temp function (pg_temp, gone with the session)
@@ -24,11 +25,13 @@ from dataclasses import dataclass
 from psycopg import errors, sql
 
 from csvload import sql as q
-from csvload.target import Column, Field, Plan
+from csvload.target import Column, Field, PartitionBound, Plan
 
 # The SQLSTATEs after which the merge is retried without the rows found here: data
 # exceptions (class 22: bad input syntax, out of range, too long), and the integrity
-# errors that one row can cause: NOT NULL, foreign keys and CHECK constraints.
+# errors that one row can cause: NOT NULL, foreign keys and CHECK constraints (a row
+# outside the partition that is the target is a CheckViolation too, with no constraint
+# name: "new row for relation ... violates partition constraint").
 FIXABLE = (errors.DataError, errors.NotNullViolation, errors.ForeignKeyViolation,
            errors.CheckViolation)
 
@@ -91,22 +94,15 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
         bad=q.BAD,
     )
     mapped = {f.column.name: i for i, f in enumerate(plan.fields)}
+    # A partition's bounds before its CHECKs, the outermost first: each statement reads
+    # only the rows none before it blamed, so a row outside the partition is told so once,
+    # by the outermost bound it is outside of.  A bound is stored by its position.
+    for n, bound in enumerate(plan.target.bounds):
+        _violating(db, fitting, mapped, bound.columns, bound.keys, bound.expression,
+                   "partition", str(n))
     for check in plan.target.checks:
-        if check.columns and all(c in mapped for c in check.columns):
-            first = mapped[check.columns[0]] if len(check.columns) == 1 else -1
-            db.execute(
-                sql.SQL(
-                    "INSERT INTO {bad} SELECT csvload_ord, {field}, 'check', NULL, {name}"
-                    " FROM {rows} d"
-                    " WHERE NOT coalesce(({expression}), true)"
-                ).format(
-                    bad=q.BAD,
-                    field=sql.Literal(first),
-                    name=sql.Literal(check.name),
-                    rows=fitting,
-                    expression=sql.SQL(check.expression),
-                )
-            )
+        _violating(db, fitting, mapped, check.columns, check.columns, check.expression,
+                   "check", check.name)
     for fk in plan.target.foreign_keys:
         if all(c in mapped for c in fk.columns):
             present = sql.SQL(" AND ").join(
@@ -149,6 +145,30 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
             yield Misfit(ord_, _reason(plan, by_index.get(i), kind, code, name, fields), fields)
     finally:
         named.close()
+
+
+def _violating(db, rows: sql.Composable, mapped: dict[str, int], columns: tuple[str, ...],
+               blamed: tuple[str, ...], expression: str, kind: str, name: str) -> None:
+    """Record the rows for which a CHECK expression or a partition constraint over
+    `columns` is false (NULL passes, as it does for both in PostgreSQL), blaming the
+    column when `blamed` is one.  Skipped unless the file gives every one of `columns`:
+    a row keeps its other columns' values, which passed."""
+    if not columns or not all(c in mapped for c in columns):
+        return
+    db.execute(
+        sql.SQL(
+            "INSERT INTO {bad} SELECT csvload_ord, {field}, {kind}, NULL, {name}"
+            " FROM {rows} d"
+            " WHERE NOT coalesce(({expression}), true)"
+        ).format(
+            bad=q.BAD,
+            field=sql.Literal(mapped[blamed[0]] if len(blamed) == 1 else -1),
+            kind=sql.Literal(kind),
+            name=sql.Literal(name),
+            rows=rows,
+            expression=sql.SQL(expression),
+        )
+    )
 
 
 DELETE_BAD = sql.SQL("DELETE FROM {stage} s USING {bad} b WHERE s.ord = b.ord").format(
@@ -258,6 +278,8 @@ def _a(type_: str) -> str:
 
 
 def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str]) -> str:
+    if kind == "partition":
+        return _outside(plan, plan.target.bounds[int(name)], fields)
     if f is None:  # a constraint over several columns
         return f"violates {name}"
     column = f.column
@@ -303,6 +325,30 @@ def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str
         fk = next(k for k in plan.target.foreign_keys if k.name == name)
         return f"{column.name} {raw} has no row in {fk.table}"
     raise AssertionError(kind)
+
+
+def _outside(plan: Plan, bound: PartitionBound, fields: list[str]) -> str:
+    """Why a row is outside `bound`: "region 'us' is outside partition cat_eu (FOR VALUES
+    IN ('eu'))", or, for an ancestor's bound, "... outside partition cat_eu_2024: it lies
+    within cat_eu (FOR VALUES IN ('eu'))"."""
+    values = " and ".join(
+        f"{key} {_preview(fields[field.index])}"
+        for key in bound.keys
+        if (field := plan.field(key)) is not None
+    )
+    verb = "is" if len(bound.keys) == 1 else "are"
+    where = (
+        f"DEFAULT: only what no other partition of {bound.parent} takes"
+        if bound.bound == "DEFAULT" else bound.bound
+    )
+    # The last bound is the target's own, unless that is NULL (the only partition, a
+    # DEFAULT one: describe() leaves it out).
+    if bound is plan.target.bounds[-1] and bound.name == plan.target.name:
+        return f"{values} {verb} outside partition {bound.name} ({where})"
+    return (
+        f"{values} {verb} outside partition {plan.target.name}: it lies within"
+        f" {bound.name} ({where})"
+    )
 
 
 def record_text(fields: list[str], delimiter: str) -> str:

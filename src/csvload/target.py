@@ -3,10 +3,11 @@
 `describe()` reads everything csvload needs to know about a table from the catalog, never
 guessing: its columns with their types, nullability, defaults, identity and generated
 columns; the unique index that backs the key and how keys match under it; its CHECK
-constraints and foreign keys.  `bind()` then maps a file's header onto those columns with
---map, --default and --touch, and refuses, before anything is read or written, a binding
-that cannot work.  The resulting Plan is the one description of the target that staging,
-merging, verify and the run history all follow.
+constraints, its bounds when it is a partition, and its foreign keys.  `bind()` then
+maps a file's header onto those columns with --map, --default and --touch, and refuses,
+before anything is read or written, a binding that cannot work.  The resulting Plan is
+the one description of the target that staging, merging, verify and the run history all
+follow.
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ class Check:
 
 
 @dataclass(frozen=True)
+class PartitionBound:
+    """The bound of a partition the target is (or lies within): a row outside it fails
+    with "violates partition constraint", checked like a CHECK constraint (fit.find)."""
+
+    name: str  # the partition: the target, or an ancestor of a sub-partitioned target
+    expression: str  # pg_get_partition_constraintdef(): its ancestors' bounds included
+    columns: tuple[str, ...]  # every column the expression reads
+    bound: str  # pg_get_expr() of relpartbound: "FOR VALUES IN ('eu')", "DEFAULT"
+    parent: str  # the partitioned table it is a partition of
+    keys: tuple[str, ...]  # the columns the parent partitions by
+
+
+@dataclass(frozen=True)
 class ForeignKey:
     name: str
     columns: tuple[str, ...]
@@ -97,6 +111,9 @@ class Target:
     matches: tuple[str, ...]  # LOWER, CITEXT or EXACT per key column
     key_index: str
     checks: tuple[Check, ...] = ()
+    # A partition's bounds, the outermost first (a sub-partitioned target's ancestors'
+    # bounds, then its own): inserting into a partition directly checks them all.
+    bounds: tuple[PartitionBound, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     own: bool = False  # csvload's own products, exactly as `csvload init` made it
     deferrable: bool = False  # has DEFERRABLE constraints (Django's foreign keys are)
@@ -224,6 +241,27 @@ SELECT c.conname, pg_get_expr(c.conbin, c.conrelid),
 FROM pg_constraint c WHERE c.conrelid = %s AND c.contype = 'c' ORDER BY c.conname
 """
 
+# The partition and each partition above it, the outermost first: its name, its partition
+# constraint, its bound, its parent, and the columns its parent partitions by.  Those come
+# from pg_depend: a partition key's columns, plain or within an expression like lower(b),
+# depend internally on the partitioned table itself (there is no key object to depend on).
+_PARTITION_BOUNDS = """
+SELECT c.relname, pg_get_partition_constraintdef(c.oid), pg_get_expr(c.relpartbound, c.oid),
+       p.relname,
+       ARRAY(SELECT a.attname::text FROM pg_depend d
+             JOIN pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = i.inhparent
+               AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.inhparent
+               AND d.refobjsubid = 0 AND d.deptype = 'i' AND d.objsubid > 0
+             ORDER BY a.attnum)
+FROM pg_partition_ancestors(%s) WITH ORDINALITY l(relid, depth)
+JOIN pg_class c ON c.oid = l.relid
+JOIN pg_inherits i ON i.inhrelid = c.oid
+JOIN pg_class p ON p.oid = i.inhparent
+WHERE c.relispartition
+ORDER BY l.depth DESC
+"""
+
 _FOREIGN_KEYS = """
 SELECT c.conname,
        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
@@ -269,7 +307,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     if row is None:
         hint = "run 'csvload init' first" if table == PRODUCTS else "create it first"
         raise TargetError(f"{table}: the table does not exist ({hint})")
-    oid, schema, name, kind, has_rules, quoted_schema, quoted_name, _partition = row
+    oid, schema, name, kind, has_rules, quoted_schema, quoted_name, partition = row
     if kind in _REFUSED_KINDS:
         raise TargetError(
             f"{table}: is {_REFUSED_KINDS[kind]}; csvload loads only into a plain table"
@@ -308,6 +346,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
     checks = tuple(
         Check(n, expr, tuple(cols)) for n, expr, cols in conn.execute(_CHECKS, (oid,)).fetchall()
     )
+    bounds = _partition_bounds(conn, oid) if partition else ()
     foreign_keys = tuple(
         ForeignKey(n, tuple(cols), reg, sql.Identifier(rs, rt), tuple(refs))
         for n, cols, reg, rs, rt, refs in conn.execute(_FOREIGN_KEYS, (oid,)).fetchall()
@@ -329,6 +368,7 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         matches=matches,
         key_index=index_name,
         checks=checks,
+        bounds=bounds,
         foreign_keys=foreign_keys,
         # Never on a table Citus manages: dropping and rebuilding its indexes would be
         # DDL on every shard, and a distributed key is its primary key.
@@ -338,6 +378,16 @@ def describe(conn: psycopg.Connection, table: str, key: Sequence[str]) -> Target
         triggers=triggers,
         citus_kind=stored.kind.value,
     )
+
+
+def _partition_bounds(conn: psycopg.Connection, oid: int) -> tuple[PartitionBound, ...]:
+    bounds = []
+    read: tuple[str, ...] = ()  # a partition's constraint repeats its ancestors' bounds
+    for name, expression, bound, parent, keys in conn.execute(_PARTITION_BOUNDS, (oid,)):
+        read += tuple(k for k in keys if k not in read)
+        if expression is not None:  # NULL: the parent's only partition, a DEFAULT one
+            bounds.append(PartitionBound(name, expression, read, bound, parent, tuple(keys)))
+    return tuple(bounds)
 
 
 def _columns(conn: psycopg.Connection, oid: int) -> tuple[Column, ...]:
