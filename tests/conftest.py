@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from csvload import schema
+from csvload.table import schema
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
@@ -56,7 +56,7 @@ def server_dsn():
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
             yield pg.get_connection_url()
         return
-    from csvload.embedded import LocalServer
+    from csvload.server.embedded import LocalServer
 
     # A short path under /tmp: the unix socket path must stay under ~100 bytes, and the
     # server's unprivileged uid must be able to traverse it (pytest's tmp is 0700 root).
@@ -156,9 +156,9 @@ PG_MAJORS = ("15", "18")
 
 @pytest.fixture(scope="session", params=PG_MAJORS, ids=[f"pg{m}" for m in PG_MAJORS])
 def major_server_dsn(request):
-    """A throwaway csvload.embedded.LocalServer of one PostgreSQL major (15, then 18);
+    """A throwaway csvload.server.embedded.LocalServer of one PostgreSQL major (15, then 18);
     skipped with the reason when no binaries of that major are installed."""
-    from csvload.embedded import LocalServer, find_bindir
+    from csvload.server.embedded import LocalServer, find_bindir
 
     major = request.param
     bindir = find_bindir(major)

@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from csvload.cli import main
-from csvload.loader import ImportOptions, import_source
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, import_source
+from csvload.read.source import Source, SourceOptions
 
 pytest_plugins = ["citus_fixtures"]
 
@@ -105,7 +105,7 @@ def recovered(citus) -> None:
         c.execute("SELECT recover_prepared_transactions()")
 
 
-# csvload.distributed_stage's schemas, one per import while it runs.
+# csvload.load.distributed_stage's schemas, one per import while it runs.
 STAGE_SCHEMAS = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'csvload\\_stage\\_%'"
 
 
@@ -120,7 +120,7 @@ def leftovers(citus) -> list[int]:
 
 
 def products_kind(dsn: str, table: str = "products") -> str:
-    from csvload.citus import table_kind
+    from csvload.table.citus import table_kind
 
     with psycopg.connect(dsn) as c:
         return table_kind(c, table).kind.value

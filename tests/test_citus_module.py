@@ -1,4 +1,4 @@
-"""csvload.citus against a real Citus cluster, and its 'not Citus' answers against the plain
+"""csvload.table.citus against a real Citus cluster, and its 'not Citus' answers against the plain
 test server."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import threading
 import psycopg
 import pytest
 
-from csvload import schema
-from csvload.citus import (
+from csvload.errors import CitusError, NoTableError
+from csvload.table import schema
+from csvload.table.citus import (
     Kind,
     TableKind,
     citext_schema,
@@ -17,7 +18,6 @@ from csvload.citus import (
     is_citus,
     table_kind,
 )
-from csvload.errors import CitusError, NoTableError
 
 pytest_plugins = ["citus_fixtures"]
 

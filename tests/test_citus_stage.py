@@ -1,4 +1,4 @@
-"""The distributed stage (csvload.distributed_stage) on a real Citus coordinator with two
+"""The distributed stage (csvload.load.distributed_stage) on a real Citus coordinator with two
 workers: which targets get one, that the merge from it is pushed down and counted
 exactly, that the identity column is numbered from its own sequence, that nothing is
 left behind (commit, dry run, failure; kill -9 is test_citus_import's kill test), that
@@ -16,9 +16,9 @@ import test_citus_import
 from psycopg import conninfo
 from test_citus_import import STAGE_SCHEMAS, cli, imported, leftovers
 
-from csvload import distributed_stage
-from csvload.loader import ImportOptions, import_source, prepare
-from csvload.source import Source, SourceOptions
+from csvload.load import distributed_stage
+from csvload.load.loader import ImportOptions, import_source, prepare
+from csvload.read.source import Source, SourceOptions
 
 pytest_plugins = ["citus_fixtures"]
 

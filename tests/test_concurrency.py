@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from conftest import content_checksum, csvload_cmd, with_search_path
 
-from csvload import schema
 from csvload.generate import generate_file
+from csvload.table import schema
 
 ROWS = 100_000
 ROUNDS = 5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from csvload.config import CONFIG_FILE, OPTIONS, Feed, load_feed, merge
+from csvload.cli.config import CONFIG_FILE, OPTIONS, Feed, load_feed, merge
 from csvload.errors import ConfigError, ExitStatus
 
 

@@ -28,8 +28,8 @@ from click.testing import CliRunner
 from conftest import CORPUS, fetch_products
 
 from csvload.cli import main
-from csvload.loader import ImportOptions, ImportResult, Statements, stage
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.read.source import Source, SourceOptions
 
 
 @dataclass

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import fetch_products, table_checksum
 
 from csvload.cli import main
-from csvload.source import FIELD_LIMIT, Source, SourceOptions
+from csvload.read.source import FIELD_LIMIT, Source, SourceOptions
 
 ACTIVE_HINT = "(use true/false, t/f, 1/0 or yes/no)"
 

@@ -24,15 +24,15 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from csvload.dbcommands import db
-from csvload.embedded import (
+from csvload.cli.dbcommands import db
+from csvload.errors import ServerError
+from csvload.server.embedded import (
     PORT,
     ROOT_HOME,
     LocalServer,
     default_home,
     find_bindirs,
 )
-from csvload.errors import ServerError
 
 IS_ROOT = os.geteuid() == 0
 BINDIRS = find_bindirs()
@@ -210,7 +210,7 @@ def test_killed_postmaster_is_recovered(make_server: Callable[..., LocalServer])
 def test_concurrent_ensure_starts_one_server(make_server: Callable[..., LocalServer]) -> None:
     server = make_server()
     script = (
-        "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
+        "import sys; from pathlib import Path; from csvload.server.embedded import LocalServer\n"
         "s = LocalServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)\n"
     )
     procs = [
@@ -420,7 +420,7 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
     nobody = pwd.getpwnam("nobody")
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
     script = (
-        "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
+        "import sys; from pathlib import Path; from csvload.server.embedded import LocalServer\n"
         "s = LocalServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)\n"
     )
     server = LocalServer(home)
@@ -453,7 +453,8 @@ def test_a_normal_user_runs_the_server_as_themselves(scratch: Path) -> None:
         ),
     ]:
         error = (
-            "import sys; from pathlib import Path; from csvload.embedded import LocalServer\n"
+            "import sys; from pathlib import Path\n"
+            "from csvload.server.embedded import LocalServer\n"
             "from csvload.errors import ServerError\n"
             "try: LocalServer(Path(sys.argv[1])).ensure()\n"
             "except ServerError as e: print(e)\n"

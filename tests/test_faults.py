@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from conftest import content_checksum, csvload_cmd, table_checksum, with_search_path
 
-from csvload import schema
 from csvload.generate import generate_file
+from csvload.table import schema
 
 ROWS = 200_000
 WAIT = 90.0  # seconds; generous for a loaded 2-core machine, never reached when healthy
@@ -237,7 +237,7 @@ def test_double_sigint_leaves_no_traceback(products, server_dsn, files, referenc
 @pytest.fixture
 def own_server():
     """A throwaway server of this test's own, which it may stop and start."""
-    from csvload.embedded import LocalServer
+    from csvload.server.embedded import LocalServer
 
     home = Path(tempfile.mkdtemp(prefix="csvload-stop-", dir="/tmp"))
     home.chmod(0o755)
@@ -393,7 +393,7 @@ def test_permission_denied_is_one_line(products, unprivileged, tmp_path):
 def test_disk_full_translation_is_not_exercised_here():
     """DiskFull (SQLSTATE 53100) cannot be produced safely on a shared machine; the
     translation is checked on a real error object of that class instead."""
-    from csvload.database import translate
+    from csvload.server.database import translate
 
     error = psycopg.errors.DiskFull("could not extend file: No space left on device")
     line = str(translate(error, "p.csv"))

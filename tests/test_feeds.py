@@ -16,7 +16,7 @@ from feed_helpers import ITEM_DDL, checksum, cli, execute, put
 from psycopg import conninfo
 from test_webhook import receiver  # noqa: F401 - the fixture
 
-from csvload import schema
+from csvload.table import schema
 
 
 @pytest.fixture
@@ -670,8 +670,8 @@ def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
 
 
 def test_two_full_feeds_with_rejects_on_one_connection(dsn, tmp_path):
-    from csvload.loader import ImportOptions, import_source
-    from csvload.source import Source, SourceOptions
+    from csvload.load.loader import ImportOptions, import_source
+    from csvload.read.source import Source, SourceOptions
 
     execute(dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
                  " name text NOT NULL, active boolean NOT NULL DEFAULT true)")

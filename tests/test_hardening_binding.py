@@ -17,7 +17,7 @@ import pytest
 from test_target import cli, ddl, error_line, put, rows, target_of
 
 from csvload.errors import MappingError
-from csvload.target import Binding, bind
+from csvload.table.target import Binding, bind
 
 # -- item 8: one resolver for every name -----------------------------------------------------
 

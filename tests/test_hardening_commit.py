@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from conftest import csvload_cmd
 
-from csvload.runs import latest_run
+from csvload.history.runs import latest_run
 
 WAIT = 60.0
 
@@ -174,9 +174,9 @@ def test_run_record_and_data_agree_when_stopped_at_the_commit(products, tmp_path
 def test_run_record_is_final_inside_the_import_transaction(products, tmp_path):
     """Library level: the row says succeeded as soon as the transaction commits, before
     RunRecorder.finish() has run."""
-    from csvload.loader import ImportOptions, import_source
-    from csvload.runs import RunRecorder
-    from csvload.source import Source, SourceOptions
+    from csvload.history.runs import RunRecorder
+    from csvload.load.loader import ImportOptions, import_source
+    from csvload.read.source import Source, SourceOptions
 
     path = products_file(tmp_path, 3)
     recorder = RunRecorder.start(products, file=str(path))

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from test_webhook import receiver  # noqa: F401 - the fixture
 
-from csvload import database
 from csvload.cli import main
+from csvload.server import database
 
 # The hostile test pass's three DSNs libpq cannot parse, and two it parses into a host or
 # port holding the rest of the password.  Each with the pieces of its password that must
@@ -238,7 +238,7 @@ def test_environment_wins_over_an_unreadable_env_file(tmp_path, monkeypatch):
 
 
 def feed_error(tmp_path, content: bytes) -> str:
-    from csvload.config import load_feed
+    from csvload.cli.config import load_feed
     from csvload.errors import ConfigError
 
     (tmp_path / "csvload.toml").write_bytes(content)
@@ -249,7 +249,7 @@ def feed_error(tmp_path, content: bytes) -> str:
 
 
 def test_config_with_a_utf8_bom_is_read(tmp_path):
-    from csvload.config import load_feed
+    from csvload.cli.config import load_feed
 
     (tmp_path / "csvload.toml").write_bytes(b'\xef\xbb\xbf[feeds.shop]\ntable = "items"\n')
     assert load_feed(None, "shop", tmp_path).settings == {"table": "items"}
@@ -283,7 +283,7 @@ def test_dotted_key_of_thousands_of_parts_is_refused_at_once(tmp_path, text):
 
     (tmp_path / "csvload.toml").write_text(text)
     code = (
-        "import sys; from pathlib import Path; from csvload.config import load_feed;"
+        "import sys; from pathlib import Path; from csvload.cli.config import load_feed;"
         "from csvload.errors import ConfigError\n"
         "try: load_feed(None, 'shop', Path(sys.argv[1]))\n"
         "except ConfigError as e: print(e)"
@@ -381,8 +381,9 @@ def test_concurrent_inits_on_a_fresh_schema_all_succeed(server_dsn):
 
     from conftest import own_schema
 
-    from csvload import runs, schema
-    from csvload.database import connect
+    from csvload.history import runs
+    from csvload.server.database import connect
+    from csvload.table import schema
 
     for _ in range(INIT_ROUNDS):
         with own_schema(server_dsn) as dsn:

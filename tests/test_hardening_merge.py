@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from csvload import schema
 from csvload.cli import main
+from csvload.table import schema
 
 
 def write(tmp_path, text: str | bytes, name: str = "p.csv") -> str:

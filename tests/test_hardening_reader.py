@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from psycopg import conninfo
 from test_dirty import cli, error_line, prefill, put
 
-from csvload import schema, source
 from csvload.errors import InputError
-from csvload.loader import ImportOptions, ImportResult, Statements, stage
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.read import source
+from csvload.read.source import Source, SourceOptions
+from csvload.table import schema
 
 # -- a line that is just \. ---------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import fetch_products, table_checksum
 
-from csvload import schema
 from csvload.cli import main
-from csvload.database import COPY_SEND_BUFFER, widen_send_buffer
 from csvload.errors import MissingColumnError
-from csvload.loader import ImportOptions, import_source
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, import_source
+from csvload.read.source import Source, SourceOptions
+from csvload.server.database import COPY_SEND_BUFFER, widen_send_buffer
+from csvload.table import schema
 
 LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
 

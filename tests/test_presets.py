@@ -17,7 +17,7 @@ from preset_files import (
 )
 
 from csvload.errors import ExitStatus, InputError, MissingColumnError, PresetError
-from csvload.presets import PRESETS, RowRejected
+from csvload.read.presets import PRESETS, RowRejected
 
 DATA = Path(__file__).parent / "data" / "presets"
 SHOPIFY_TEMPLATE = DATA / "shopify_product_template.csv"

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvload.errors import CsvloadError
-from csvload.loader import ImportOptions, ImportResult, Statements, import_source, stage
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, ImportResult, Statements, import_source, stage
+from csvload.read.source import Source, SourceOptions
 
 PROFILE = settings(
     max_examples=150,

@@ -21,15 +21,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import table_checksum
 
-from csvload import runs as runs_module
 from csvload.cli import main  # noqa: F401 - cli must load before runcommands
+from csvload.cli.runcommands import runs, stats, status, verify
 from csvload.errors import CsvloadError, RunNotFoundError, TooManyRejectsError
 from csvload.generate import generate
-from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
-from csvload.runcommands import runs, stats, status, verify
-from csvload.runs import RunRecorder, latest_run, list_runs, options_record
-from csvload.schema import INDEXES
-from csvload.source import Source, SourceOptions
+from csvload.history import runs as runs_module
+from csvload.history.runs import RunRecorder, latest_run, list_runs, options_record
+from csvload.load.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
+from csvload.read.source import Source, SourceOptions
+from csvload.table.schema import INDEXES
 
 DEADLINE = 60.0  # seconds a poll may wait before the test fails; never a timing assertion
 
@@ -202,9 +202,9 @@ def test_status_and_runs_before_any_run(products):
 
 IMPORTER = """
 import sys
-from csvload.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
-from csvload.runs import RunRecorder
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
+from csvload.history.runs import RunRecorder
+from csvload.read.source import Source, SourceOptions
 import psycopg
 
 dsn = sys.argv[1]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from csvload.cli import main
 from csvload.errors import MappingError, MissingColumnError, TargetError
-from csvload.target import CITEXT, EXACT, LOWER, Binding, bind, describe
+from csvload.table.target import CITEXT, EXACT, LOWER, Binding, bind, describe
 
 
 def cli(dsn: str, *args: str):

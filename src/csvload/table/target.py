@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from csvload.citus import table_kind
 from csvload.errors import InputError, MappingError, MissingColumnError, TargetError
-from csvload.schema import INDEXES, PRODUCTS
+from csvload.table.citus import table_kind
+from csvload.table.schema import INDEXES, PRODUCTS
 
 MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 NOW = "now"  # --default COLUMN=now: the transaction's timestamp
@@ -120,7 +120,7 @@ class Target:
     # Has triggers of its own: they may write the table too, or suppress a row (a BEFORE
     # trigger returning NULL), so the table statistics no longer count the merge's writes.
     triggers: bool = False
-    # How Citus stores it (csvload.citus.Kind): 'local' for a plain PostgreSQL table.
+    # How Citus stores it (csvload.table.citus.Kind): 'local' for a plain PostgreSQL table.
     citus_kind: str = "local"
 
     @property

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from csvload import fit, missing, sql
-from csvload.database import translate
-from csvload.loader import (
+from csvload.load import fit, missing, sql
+from csvload.load.loader import (
     ImportOptions,
     Progress,
     ProgressCallback,
@@ -23,7 +22,8 @@ from csvload.loader import (
     prepare,
     stage,
 )
-from csvload.source import Source
+from csvload.read.source import Source
+from csvload.server.database import translate
 
 EXAMPLES = 5
 

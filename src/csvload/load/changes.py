@@ -15,9 +15,9 @@ import csv
 import io
 from pathlib import Path
 
-from csvload import sql
 from csvload.files import OutputFile
-from csvload.target import Plan
+from csvload.load import sql
+from csvload.table.target import Plan
 
 
 class ChangesWriter:

@@ -57,8 +57,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from csvload.errors import ConfigError, InputError, WebhookConfigError
-from csvload.presets import PRESETS
-from csvload.source import normalise_encoding
+from csvload.read.presets import PRESETS
+from csvload.read.source import normalise_encoding
 from csvload.webhook import check_url, redact_url
 
 CONFIG_FILE = "csvload.toml"

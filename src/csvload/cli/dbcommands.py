@@ -13,12 +13,12 @@ import click
 from csvload.errors import CsvloadError
 
 if TYPE_CHECKING:
-    from csvload.embedded import LocalServer, ServerStatus
+    from csvload.server.embedded import LocalServer, ServerStatus
 
 
 def _server() -> LocalServer:
     # Imported here: an import with a DSN never needs the server code.
-    from csvload.embedded import LocalServer, default_home
+    from csvload.server.embedded import LocalServer, default_home
 
     try:
         return LocalServer(default_home(os.environ, os.geteuid() == 0))

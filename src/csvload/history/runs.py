@@ -36,10 +36,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from csvload import __version__
-from csvload.database import connect, translate
 from csvload.errors import RunNotFoundError
-from csvload.loader import OPTIONAL_COUNTS, ImportResult, Progress
-from csvload.schema import PRODUCTS, ddl_transaction
+from csvload.load.loader import OPTIONAL_COUNTS, ImportResult, Progress
+from csvload.server.database import connect, translate
+from csvload.table.schema import PRODUCTS, ddl_transaction
 
 RUNS = "csvload_runs"
 STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted")

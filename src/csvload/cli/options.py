@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from csvload.database import check_dsn
 from csvload.errors import CsvloadError
-from csvload.missing import parse_limit
-from csvload.presets import PRESETS
-from csvload.schema import PRODUCTS
-from csvload.source import normalise_encoding
-from csvload.target import parse_key
+from csvload.load.missing import parse_limit
+from csvload.read.presets import PRESETS
+from csvload.read.source import normalise_encoding
+from csvload.server.database import check_dsn
+from csvload.table.schema import PRODUCTS
+from csvload.table.target import parse_key
 
 DOTENV = ".env"
 
@@ -33,7 +33,7 @@ def setting(name: str) -> tuple[str, str] | None:
     # A directory named .env is a virtualenv (python -m venv .env), not a dotenv file.
     if os.path.exists(DOTENV) and not os.path.isdir(DOTENV):
         # Imported here: config pulls in tomllib, which a run without .env never needs.
-        from csvload.config import dotenv_setting
+        from csvload.cli.config import dotenv_setting
 
         found = dotenv_setting(Path(DOTENV), DOTENV, name)
         if found:
@@ -58,7 +58,7 @@ def resolve_dsn(dsn: str | None) -> str:
 
 
 def _local_server_dsn() -> str:
-    from csvload.embedded import LocalServer, default_home
+    from csvload.server.embedded import LocalServer, default_home
 
     server = LocalServer(default_home(os.environ, os.geteuid() == 0))
     dsn = server.ensure()

@@ -48,9 +48,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from csvload import sql as q
-from csvload import upsert
-from csvload.target import Column, Plan
+from csvload.load import sql as q
+from csvload.load import upsert
+from csvload.table.target import Column, Plan
 
 STAGE_SCHEMA_PREFIX = "csvload_stage_"
 # Types whose text input cannot fail: a file's value of any other type must be able to

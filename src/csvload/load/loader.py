@@ -16,15 +16,17 @@ from pathlib import Path
 import psycopg
 from psycopg import errors
 
-from csvload import distributed_stage, files, fit, missing, schema, sql, upsert
-from csvload.changes import ChangesWriter
-from csvload.database import translate, widen_send_buffer
+from csvload import files
 from csvload.errors import ConstraintError, TargetError, TooManyRejectsError
-from csvload.presets import PRESETS
-from csvload.rejects import RejectsWriter
-from csvload.schema import INDEXES, PRODUCTS
-from csvload.source import Reject, Source
-from csvload.target import Binding, Plan, bind, describe
+from csvload.load import distributed_stage, fit, missing, sql, upsert
+from csvload.load.changes import ChangesWriter
+from csvload.read.presets import PRESETS
+from csvload.read.rejects import RejectsWriter
+from csvload.read.source import Reject, Source
+from csvload.server.database import translate, widen_send_buffer
+from csvload.table import schema
+from csvload.table.schema import INDEXES, PRODUCTS
+from csvload.table.target import Binding, Plan, bind, describe
 
 # 10k rows (about 1.3 MB of text) per chunk written to the COPY stream: 2k and 10k measured
 # within noise of each other at 500k rows, and 10k keeps the client's peak RSS near 55 MB,

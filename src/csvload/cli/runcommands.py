@@ -8,14 +8,14 @@ import time
 
 import click
 
-from csvload.database import connect, describe
+from csvload.cli.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.errors import CsvloadError, ExitStatus
-from csvload.loader import DEFAULT_BATCH_SIZE, OPTIONAL_COUNTS, ImportOptions
-from csvload.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
-from csvload.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
-from csvload.schema import PRODUCTS
-from csvload.source import Source, SourceOptions
-from csvload.target import Binding
+from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
+from csvload.load.loader import DEFAULT_BATCH_SIZE, OPTIONAL_COUNTS, ImportOptions
+from csvload.read.source import Source, SourceOptions
+from csvload.server.database import connect, describe
+from csvload.table.schema import PRODUCTS
+from csvload.table.target import Binding
 
 _DONE_OK = ("running", "succeeded", "dry_run")
 
@@ -182,7 +182,7 @@ def runs(dsn, limit, as_json, connect_timeout):
 @connect_timeout_option
 def stats(dsn, as_json, table, connect_timeout):
     """Row and active counts, table and index sizes, index usage, the last import."""
-    from csvload.stats import collect
+    from csvload.history.stats import collect
 
     try:
         with _connect(dsn, connect_timeout) as conn:
@@ -242,8 +242,8 @@ def verify(
 ):
     """Check that the table holds every key of PATH (or - for stdin) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
-    from csvload.render import display_for
-    from csvload.verify import verify_source
+    from csvload.cli.render import display_for
+    from csvload.load.verify import verify_source
 
     if delimiter != "auto" and len(delimiter.encode()) != 1:
         raise click.BadParameter("must be one character, or 'auto'", param_hint="--delimiter")

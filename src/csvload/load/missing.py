@@ -15,10 +15,10 @@ import re
 
 from psycopg import sql as pgsql
 
-from csvload import fit, sql
 from csvload.errors import ConstraintError, MappingError, MissingGuardError
-from csvload.source import Reject
-from csvload.target import Plan, resolve
+from csvload.load import fit, sql
+from csvload.read.source import Reject
+from csvload.table.target import Plan, resolve
 
 MODES = ("keep", "deactivate", "delete")
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from psycopg import sql
 
-from csvload.target import CITEXT, EXACT, LOWER, NOW, Column, Field, Plan
+from csvload.table.target import CITEXT, EXACT, LOWER, NOW, Column, Field, Plan
 
 STAGE = sql.Identifier("csvload_stage")
 BAD = sql.Identifier("csvload_bad")

@@ -18,20 +18,9 @@ from types import SimpleNamespace
 import click
 import psycopg
 
-from csvload import __version__, citus, runs, schema, webhook
-from csvload.database import connect, describe, target, translate
-from csvload.dbcommands import db
-from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError, OutputPathError
-from csvload.loader import (
-    DEFAULT_BATCH_SIZE,
-    ImportOptions,
-    ImportResult,
-    check_outputs,
-    import_source,
-    prepare,
-)
-from csvload.missing import MODES
-from csvload.options import (
+from csvload import __version__, webhook
+from csvload.cli.dbcommands import db
+from csvload.cli.options import (
     AssignmentParam,
     FiniteFloat,
     LimitParam,
@@ -42,12 +31,25 @@ from csvload.options import (
     resolve_dsn,
     seconds,
 )
-from csvload.rejects import default_path
-from csvload.render import display_for, summary_line
-from csvload.runcommands import runs as runs_command
-from csvload.runcommands import stats, status, verify
-from csvload.source import Source, SourceOptions
-from csvload.target import NOW, Binding
+from csvload.cli.render import display_for, summary_line
+from csvload.cli.runcommands import runs as runs_command
+from csvload.cli.runcommands import stats, status, verify
+from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError, OutputPathError
+from csvload.history import runs
+from csvload.load.loader import (
+    DEFAULT_BATCH_SIZE,
+    ImportOptions,
+    ImportResult,
+    check_outputs,
+    import_source,
+    prepare,
+)
+from csvload.load.missing import MODES
+from csvload.read.rejects import default_path
+from csvload.read.source import Source, SourceOptions
+from csvload.server.database import connect, describe, target, translate
+from csvload.table import citus, schema
+from csvload.table.target import NOW, Binding
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -315,8 +317,8 @@ def _with_feed(ctx: click.Context, params: dict) -> dict:
         if ctx.get_parameter_source(name)
         in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     }
-    from csvload.config import load_feed  # tomllib only for a run with --feed
-    from csvload.config import merge as merge_feed
+    from csvload.cli.config import load_feed  # tomllib only for a run with --feed
+    from csvload.cli.config import merge as merge_feed
 
     config_path = Path(params["config_path"]) if params["config_path"] else None
     try:

@@ -25,8 +25,8 @@ from datetime import datetime
 
 from psycopg import sql
 
-from csvload import sql as q
-from csvload.target import LOWER, Plan
+from csvload.load import sql as q
+from csvload.table.target import LOWER, Plan
 
 NOW = sql.SQL("SELECT now()")
 

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg import sql
 
-from csvload.database import translate
 from csvload.errors import NoTableError
-from csvload.runs import RunInfo, last_successful
-from csvload.schema import PRODUCTS
-from csvload.target import describe_columns
+from csvload.history.runs import RunInfo, last_successful
+from csvload.server.database import translate
+from csvload.table.schema import PRODUCTS
+from csvload.table.target import describe_columns
 
 
 @dataclass

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from csvload.errors import InputError, MissingColumnError
-from csvload.presets import RowRejected
-from csvload.target import resolve
+from csvload.read.presets import RowRejected
+from csvload.table.target import resolve
 
 # The largest field csvload accepts: 16 MiB, 128x Python csv's default of 131072.  A
 # larger field is rejected with its line; past _CSV_HARD_LIMIT the csv module itself gives

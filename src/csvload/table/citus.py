@@ -53,7 +53,7 @@ import psycopg
 from psycopg import sql
 
 from csvload.errors import CitusError, NoTableError
-from csvload.schema import INDEXES, PRODUCTS
+from csvload.table.schema import INDEXES, PRODUCTS
 
 SKU = "sku"
 # pg_advisory_xact_lock key for init --distributed, so that two concurrent inits do not both
