@@ -105,7 +105,7 @@ class Option:
             self.name,
             help=help,
             type=self.type,
-            default=self.default,
+            default=False if self.is_flag else self.default,
             show_default=self.default is not None and not self.is_flag,
             metavar=self.metavar,
             multiple=self.multiple,
