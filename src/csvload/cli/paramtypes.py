@@ -78,6 +78,13 @@ class FileType(click.ParamType):
         relative path is relative to `base`, the config file's directory."""
         raise NotImplementedError
 
+    def checked(self, check, value, param, ctx):
+        """check(value), with the library's CsvloadError worded as click's error."""
+        try:
+            return check(value)
+        except CsvloadError as e:
+            self.fail(str(e), param, ctx)
+
 
 class Name(FileType):
     """A table or column name: any text on the command line (the target says whether it
@@ -154,10 +161,7 @@ class Encoding(FileType):
     name = "encoding"
 
     def convert(self, value, param, ctx):
-        try:
-            normalise_encoding(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
+        self.checked(normalise_encoding, value, param, ctx)
         return value
 
     def from_file(self, key, value, base):
@@ -176,12 +180,7 @@ class Key(FileType):
     name = "COLUMN[,COLUMN...]"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_key(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
+        return value if isinstance(value, tuple) else self.checked(parse_key, value, param, ctx)
 
     def from_file(self, key, value, base):
         items = value.split(",") if isinstance(value, str) else value
@@ -199,12 +198,7 @@ class Limit(FileType):
     name = "N|P%"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_limit(str(value))
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
+        return value if isinstance(value, int) else self.checked(parse_limit, value, param, ctx)
 
     def from_file(self, key, value, base):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -329,10 +323,7 @@ class WebhookUrl(FileType):
     name = "URL"
 
     def convert(self, value, param, ctx):
-        try:
-            return webhook.check_url(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
+        return self.checked(webhook.check_url, value, param, ctx)
 
     def from_file(self, key, value, base):
         urls = [value] if isinstance(value, str) else value
