@@ -83,7 +83,9 @@ def _plain(value: object) -> object:
 
 @dataclass(frozen=True)
 class Option:
-    """One option, defined once."""
+    """One option, defined once.  Adding an import option is one entry in _OPTIONS plus
+    the code that uses it (its field in ImportOptions, say): the command's decorator,
+    the csvload.toml key and its check, the feed merge and the run record follow."""
 
     flags: tuple[str, ...]
     name: str  # the command's parameter
@@ -91,7 +93,8 @@ class Option:
     type: click.ParamType | None = None  # with from_file() when a feed may set it
     default: object = None
     toml: str | None = None  # the csvload.toml key; None: a feed may not set it
-    field: str | None = None  # where the value goes in an ImportJob: "options.binding.touch"
+    # Where the value goes in an ImportJob: "options.binding.touch"; "dsn" for the job's own.
+    field: str | None = None
     record: str | None = None  # its key in the run history; None: not kept there
     recorded: Callable[[object], object] = _plain  # how the run history keeps it
     metavar: str | None = None
