@@ -13,7 +13,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import psycopg
@@ -21,35 +20,34 @@ import psycopg
 from csvload import __version__, webhook
 from csvload.cli.dbcommands import db
 from csvload.cli.options import (
-    AssignmentParam,
-    FiniteFloat,
-    LimitParam,
+    FEED_PARAMS,
+    INPUT,
+    RECORDED,
+    click_options,
     connect_timeout_option,
     dsn_option,
     fail,
-    input_options,
+    fields,
     resolve_dsn,
-    seconds,
 )
+from csvload.cli.paramtypes import FiniteFloat, WebhookUrl, seconds
 from csvload.cli.render import display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError, OutputPathError
 from csvload.history import runs
 from csvload.load.loader import (
-    DEFAULT_BATCH_SIZE,
     ImportOptions,
     ImportResult,
     check_outputs,
     import_source,
     prepare,
 )
-from csvload.load.missing import MODES
 from csvload.read.rejects import default_path
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, describe, target, translate
 from csvload.table import citus, schema
-from csvload.table.target import NOW, Binding
+from csvload.table.target import Binding
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,133 +105,18 @@ def _citus_manages_products(conn) -> bool:
         return False
 
 
-class WebhookUrl(click.ParamType):
-    name = "URL"
-
-    def convert(self, value, param, ctx):
-        try:
-            return webhook.check_url(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
+IMPORT_OPTIONS = (
+    "dsn", "batch_size", "as_json", "quiet", "max_errors", "rejects_path", "dry_run", *INPUT,
+    "connect_timeout", "lock_timeout", "statement_timeout", "webhooks", "webhook_secret",
+    "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
+    "no_touch", "missing", "active_column", "max_missing", "changes_path", "feed",
+    "config_path",
+)  # fmt: skip
 
 
 @main.command("import")
 @click.argument("path")
-@dsn_option
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="About this many rows per write to the COPY stream.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
-@click.option(
-    "--max-errors",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Rejected rows allowed before the import fails.",
-)
-@click.option(
-    "--rejects",
-    "rejects_path",
-    type=click.Path(dir_okay=False),
-    help="Where to write rejected rows. Default: <input>.rejects.csv.",
-)
-@click.option("--dry-run", is_flag=True, help="Run everything, then roll back.")
-@input_options
-@connect_timeout_option
-@click.option(
-    "--lock-timeout",
-    type=seconds(0),
-    default=None,
-    help="Seconds to wait for another import's lock on the table (default: wait).",
-)
-@click.option(
-    "--statement-timeout",
-    type=seconds(0),
-    default=None,
-    help="Seconds any one statement may run (default: no limit).",
-)
-@click.option(
-    "--webhook",
-    "webhooks",
-    type=WebhookUrl(),
-    multiple=True,
-    envvar="CSVLOAD_WEBHOOK_URL",
-    help="POST a completion event here. Repeatable.",
-)
-@click.option(
-    "--webhook-secret",
-    envvar="CSVLOAD_WEBHOOK_SECRET",
-    metavar="SECRET",
-    help="Sign webhook events with HMAC-SHA256 (prefer $CSVLOAD_WEBHOOK_SECRET).",
-)
-@click.option(
-    "--webhook-timeout",
-    type=seconds(0.1),
-    default=10,
-    show_default=True,
-    help="Seconds per delivery attempt.",
-)
-@click.option(
-    "--webhook-retries",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Retries after the first attempt.",
-)
-@click.option("--webhook-on-dry-run", is_flag=True, help="Send the event for a dry run too.")
-@click.option(
-    "--default",
-    "defaults",
-    type=AssignmentParam(),
-    multiple=True,
-    help="A value for new rows where the file has none: created_at=now. Repeatable.",
-)
-@click.option(
-    "--touch",
-    metavar="COLUMN",
-    help="Set COLUMN to the transaction's time on inserted and changed rows"
-    " (default: updated_at, when the table has it and the file does not).",
-)
-@click.option("--no-touch", is_flag=True, help="Touch no column.")
-@click.option(
-    "--missing",
-    type=click.Choice(MODES),
-    default="keep",
-    show_default=True,
-    help="What to do with the rows in scope that the file does not list.",
-)
-@click.option(
-    "--active-column",
-    default="active",
-    show_default=True,
-    metavar="COLUMN",
-    help="The boolean column --missing deactivate sets to false.",
-)
-@click.option(
-    "--max-missing",
-    type=LimitParam(),
-    default="10%",
-    show_default=True,
-    help="Fail instead of deactivating or deleting more rows than N, or P% of those in scope.",
-)
-@click.option(
-    "--changes",
-    "changes_path",
-    type=click.Path(dir_okay=False),
-    help="Write one CSV row per key the import changed to this file.",
-)
-@click.option("--feed", metavar="NAME", help="Take the options of [feeds.NAME] in the config.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="The config file for --feed (default: ./csvload.toml).",
-)
+@click_options(IMPORT_OPTIONS)
 @click.pass_context
 def import_(ctx, **params):
     """Import a product CSV (PATH, or - for stdin) into a table (default: products)."""
@@ -241,48 +124,11 @@ def import_(ctx, **params):
         params = _with_feed(ctx, params)
     elif params["config_path"]:
         raise click.UsageError("--config names the file that --feed reads; give --feed too")
-    p = SimpleNamespace(**params)
-    path = p.path
-    if p.touch and p.no_touch:
+    if params["touch"] and params["no_touch"]:
         raise click.UsageError("--touch and --no-touch contradict each other")
-    job = ImportJob(
-        source=SourceOptions(path, p.encoding, p.delimiter, tuple(p.mapping)),
-        options=ImportOptions(
-            table=p.table,
-            key=tuple(p.key),
-            binding=Binding(
-                defaults=tuple(
-                    (c, NOW if str(v).strip().lower() == NOW else str(v)) for c, v in p.defaults
-                ),
-                touch=p.touch,
-                no_touch=p.no_touch,
-                decimal_comma=p.decimal_comma,
-                scope=tuple(p.scope),
-            ),
-            preset=p.preset,
-            missing=p.missing,
-            active_column=p.active_column,
-            max_missing=p.max_missing,
-            changes_path=Path(p.changes_path) if p.changes_path else None,
-            batch_size=p.batch_size,
-            max_errors=p.max_errors,
-            dry_run=p.dry_run,
-            rejects_path=Path(p.rejects_path) if p.rejects_path else default_path(path, Path.cwd()),
-            lock_timeout=p.lock_timeout,
-            statement_timeout=p.statement_timeout,
-        ),
-        webhooks=webhook.WebhookOptions(
-            urls=tuple(p.webhooks) if (p.webhook_on_dry_run or not p.dry_run) else (),
-            secret=p.webhook_secret,
-            timeout=p.webhook_timeout,
-            attempts=p.webhook_retries + 1,
-        ),
-        dsn=p.dsn,
-        connect_timeout=p.connect_timeout,
-        as_json=p.as_json,
-        quiet=p.quiet,
-    )
+    job = ImportJob.from_params(params)
     # Before anything is read: the flags and the config file's paths alike.
+    path = job.source.path
     try:
         check_outputs(job.options, _stdin_descriptor() if path == "-" else path)
     except OutputPathError as e:
@@ -296,16 +142,6 @@ def _stdin_descriptor() -> int | None:
         return sys.stdin.fileno()
     except (AttributeError, OSError, ValueError):
         return None
-
-
-# Where a feed's option names (config.OPTIONS) differ from the import command's parameters.
-_FEED_PARAMS = {
-    "map": "mapping",
-    "webhook": "webhooks",
-    "rejects": "rejects_path",
-    "default": "defaults",
-    "changes": "changes_path",
-}
 
 
 def _with_feed(ctx: click.Context, params: dict) -> dict:
@@ -325,7 +161,7 @@ def _with_feed(ctx: click.Context, params: dict) -> dict:
         feed = load_feed(config_path, params["feed"], Path.cwd())
     except CsvloadError as e:
         fail(e)
-    return merge_feed(feed.settings, params, explicit, _FEED_PARAMS)
+    return merge_feed(feed.settings, params, explicit, FEED_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -340,29 +176,29 @@ class ImportJob:
     as_json: bool
     quiet: bool
 
+    @classmethod
+    def from_params(cls, params: dict) -> ImportJob:
+        """The job of the import command's parameters, each put where its option's
+        definition (options.OPTIONS) says."""
+        path = params["path"]
+        given = fields(params, IMPORT_OPTIONS)
+        options, hooks = given["options"], given["webhooks"]
+        changes, rejects = options["changes_path"], options["rejects_path"]
+        options["changes_path"] = Path(changes) if changes else None
+        options["rejects_path"] = Path(rejects) if rejects else default_path(path, Path.cwd())
+        if params["dry_run"] and not params["webhook_on_dry_run"]:
+            hooks["urls"] = ()
+        hooks["attempts"] = params["webhook_retries"] + 1
+        return cls(
+            source=SourceOptions(path, **given["source"]),
+            options=ImportOptions(**options, binding=Binding(**given["options.binding"])),
+            webhooks=webhook.WebhookOptions(**hooks),
+            **given[""],
+        )
+
     def record(self) -> dict:
         """The options worth keeping in the run history: never the DSN or a secret."""
-        return {
-            "table": self.options.table,
-            "key": list(self.options.key),
-            "defaults": [list(d) for d in self.options.binding.defaults],
-            "touch": self.options.binding.touch,
-            "no_touch": self.options.binding.no_touch,
-            "decimal_comma": self.options.binding.decimal_comma,
-            "scope": [list(x) for x in self.options.binding.scope],
-            "preset": self.options.preset,
-            "missing": self.options.missing,
-            "active_column": self.options.active_column,
-            "max_missing": self.options.max_missing,
-            "changes": str(self.options.changes_path) if self.options.changes_path else None,
-            "encoding": self.source.encoding,
-            "delimiter": self.source.delimiter,
-            "map": [list(m) for m in self.source.mapping],
-            "batch_size": self.options.batch_size,
-            "max_errors": self.options.max_errors,
-            "dry_run": self.options.dry_run,
-            "webhooks": len(self.webhooks.urls),
-        }
+        return {o.record: o.recorded(o.value_in(self)) for o in RECORDED}
 
 
 def run_import(job: ImportJob) -> ExitStatus:

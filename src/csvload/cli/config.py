@@ -11,10 +11,12 @@ feed from `csvload.toml` in the working directory, or from `--config PATH`.
     webhook = ["https://hooks.example.com/csvload"]
 
 Each `[feeds.NAME]` table holds import options under their long names with underscores
-(`max_errors` for `--max-errors`); OPTIONS lists them.  load_feed() checks the feed and
-returns its values normalised to the shapes the command line's options produce (see
-OPTIONS), and merge() lays them under the command line's: an option given on the command
-line wins over the file, and the file wins over the command line's defaults.
+(`max_errors` for `--max-errors`); OPTIONS lists them, and each option's own type
+(options.py, paramtypes.py) checks its value and normalises it to the shape the command
+line's option produces.  This module checks the file's shape: tables, key names, secrets.
+load_feed() returns the feed's settings, and merge() lays them under the command line's:
+an option given on the command line wins over the file, and the file wins over the
+command line's defaults.
 
 Rules, and the choices behind them:
 
@@ -44,26 +46,24 @@ Rules, and the choices behind them:
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import json
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from csvload.errors import ConfigError, InputError, WebhookConfigError
-from csvload.read.presets import PRESETS
-from csvload.read.source import normalise_encoding
-from csvload.webhook import check_url, redact_url
+from csvload.cli.options import FEED_KEYS, feed_setting
+from csvload.cli.paramtypes import FileValueError, dotted, show
+from csvload.errors import ConfigError
 
 CONFIG_FILE = "csvload.toml"
 
-MISSING_CHOICES = ("keep", "deactivate", "delete")
+# The keys a feed may set: import options under their long names with underscores.
+OPTIONS = FEED_KEYS
 
 # What a secret-looking key should be given as instead.  Matched on the key's name,
 # lowercased, with - read as _ (see _secret_hint).
@@ -110,14 +110,12 @@ def load_feed(path: Path | None, name: str, cwd: Path) -> Feed:
     table = checker.find_feed(document)
     settings: dict[str, object] = {}
     for key, value in table.items():
-        check = OPTIONS.get(key)
-        if check is None:
+        if key not in OPTIONS:
             raise checker.error(f"unknown key {key!r}{_suggest(key, OPTIONS)}", key)
-        normal = check(checker, key, value)
-        if key == "touch" and normal is False:
-            settings["no_touch"] = True
-        else:
-            settings[key] = normal
+        try:
+            settings.update(feed_setting(key, value, checker.base))
+        except FileValueError as e:
+            raise checker.error(e.message, *e.keys) from e
     return Feed(name=name, path=file, settings=settings)
 
 
@@ -342,29 +340,7 @@ def _define(lines: dict[tuple[str, ...], int], path: tuple[str, ...], number: in
         lines.setdefault(path[:n], number)
 
 
-def _dotted(parts: tuple[str, ...]) -> str:
-    """A key path as TOML would write it: bare parts as they are, others quoted."""
-    return ".".join(
-        p if _BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts
-    )
-
-
 # -- checking ----------------------------------------------------------------------------------
-
-
-def _show(value: object) -> str:
-    """A TOML value as it would be written in the file, or its kind for arrays and tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return str(value)
 
 
 def _suggest(word: str, choices: Collection[str]) -> str:
@@ -422,9 +398,9 @@ class _Checker:
             # In `map` the keys are CSV headers and the values column names: no secrets.
             if env and not (len(path) == 3 and path[0] == "feeds" and path[2] == "map"):
                 if path[:1] == ("feeds",) and len(path) >= 2:
-                    what = f"feed {path[1]!r}: {_dotted(here[2:])}"
+                    what = f"feed {path[1]!r}: {dotted(here[2:])}"
                 else:
-                    what = _dotted(here)
+                    what = dotted(here)
                 raise self.at(
                     here,
                     f"{what} is a secret, and secrets are never read from the config file "
@@ -442,7 +418,7 @@ class _Checker:
                 )
         feeds = document.get("feeds", {})
         if not isinstance(feeds, dict):
-            raise self.at(("feeds",), f"feeds must be [feeds.NAME] tables, not {_show(feeds)}")
+            raise self.at(("feeds",), f"feeds must be [feeds.NAME] tables, not {show(feeds)}")
         if self.feed not in feeds:
             if not feeds:
                 known = "the file has no [feeds.NAME] tables"
@@ -456,218 +432,5 @@ class _Checker:
             raise ConfigError(f"{self.shown}: no feed {self.feed!r} ({known})")
         table = feeds[self.feed]
         if not isinstance(table, dict):
-            raise self.error(f"must be a table of options, not {_show(table)}")
+            raise self.error(f"must be a table of options, not {show(table)}")
         return table
-
-
-# -- the options -------------------------------------------------------------------------------
-
-_Check = Callable[[_Checker, str, object], object]
-
-
-def _string(c: _Checker, key: str, value: object, what: str = "a string") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise c.error(f"{key} must be {what}, not {_show(value)}", key)
-    return value
-
-
-def _column(c: _Checker, key: str, value: object, *keys: str) -> str:
-    where = keys or (key,)
-    if not isinstance(value, str) or not value.strip():
-        raise c.error(f"{_dotted(where)} must be a column name, not {_show(value)}", *where)
-    return value.strip()
-
-
-def _integer(minimum: int) -> _Check:
-    def check(c: _Checker, key: str, value: object) -> int:
-        # bool is an int in Python, but `max_errors = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise c.error(f"{key} must be an integer >= {minimum}, not {_show(value)}", key)
-        return value
-
-    return check
-
-
-def _choice(choices: Collection[str]) -> _Check:
-    def check(c: _Checker, key: str, value: object) -> str:
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        raise c.error(f"{key} must be one of {', '.join(choices)}, not {_show(value)}", key)
-
-    return check
-
-
-def _text(value: object) -> str | None:
-    """A TOML scalar as a user would type it after --default COL=: None for arrays/tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return None
-
-
-def _check_table(c: _Checker, key: str, value: object) -> tuple[tuple[str, str], ...]:
-    """default and scope: {column = value} -> ((column, value as text), ...)."""
-    if not isinstance(value, dict):
-        raise c.error(f"{key} must be a table of column = value, not {_show(value)}", key)
-    pairs: dict[str, str] = {}
-    for column, item in value.items():
-        name = _column(c, key, column, key, column)
-        text = _text(item)
-        if text is None:
-            raise c.error(
-                f"{_dotted((key, column))} must be a string, number, boolean or date, "
-                f"not {_show(item)}",
-                key,
-                column,
-            )
-        if name in pairs:
-            raise c.error(f"{key} names column {name!r} twice", key, column)
-        pairs[name] = text
-    return tuple(pairs.items())
-
-
-def _check_key(c: _Checker, key: str, value: object) -> tuple[str, ...]:
-    # A string is read as --key reads it: COL[,COL,...].
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list) or not items:
-        raise c.error(f"key must be a list of column names, not {_show(value)}", key)
-    columns = tuple(_column(c, key, item) for item in items)
-    if len(set(columns)) != len(columns):
-        raise c.error("key names a column twice", key)
-    return columns
-
-
-def _check_map(c: _Checker, key: str, value: object) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        raise c.error(f'map must be a table of "Header" = "column", not {_show(value)}', key)
-    pairs = []
-    for header, column in value.items():
-        if not header.strip():
-            raise c.error("map has an empty header name", key)
-        pairs.append((header, _column(c, key, column, key, header)))
-    return tuple(pairs)
-
-
-def _check_touch(c: _Checker, key: str, value: object) -> str | bool:
-    if value is False:
-        return False  # load_feed files it as no_touch = True
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise c.error(f"touch must be a column name, or false for none, not {_show(value)}", key)
-
-
-def _check_encoding(c: _Checker, key: str, value: object) -> str:
-    _string(c, key, value, "an encoding name")
-    try:
-        normalise_encoding(value, _show(value))  # type: ignore[arg-type]
-    except InputError as e:
-        raise c.error(str(e), key) from e
-    return value  # type: ignore[return-value]
-
-
-def _check_delimiter(c: _Checker, key: str, value: object) -> str:
-    if isinstance(value, str) and (
-        value == "auto" or (len(value.encode()) == 1 and value not in '"\r\n')
-    ):
-        return value
-    raise c.error(
-        'delimiter must be one character other than a quote or a line break, or "auto", '
-        f"not {_show(value)}",
-        key,
-    )
-
-
-_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
-
-
-def _check_max_missing(c: _Checker, key: str, value: object) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        m = _PERCENT.fullmatch(value)
-        if m and float(m[1]) <= 100:
-            return f"{m[1]}%"
-    raise c.error(
-        f'max_missing must be an integer >= 0 or a percentage like "10%", not {_show(value)}',
-        key,
-    )
-
-
-def _check_webhook(c: _Checker, key: str, value: object) -> tuple[str, ...]:
-    urls = [value] if isinstance(value, str) else value
-    if not isinstance(urls, list):
-        raise c.error(f"webhook must be a URL or a list of URLs, not {_show(value)}", key)
-    for url in urls:
-        if not isinstance(url, str):
-            raise c.error(f"webhook must be a URL or a list of URLs, not {_show(url)}", key)
-        try:
-            parts = urlsplit(url)
-            userinfo = parts.username is not None or "@" in parts.netloc
-        except ValueError:
-            userinfo = False  # check_url words that error
-        if userinfo:
-            raise c.error(
-                f"webhook URL {redact_url(url)} has a user or password in it, and secrets are "
-                "never read from the config file (set CSVLOAD_WEBHOOK_URL in the environment "
-                "instead)",
-                key,
-            )
-        try:
-            check_url(url)
-        except WebhookConfigError as e:
-            raise c.error(str(e), key) from e
-    return tuple(urls)
-
-
-def _check_path(c: _Checker, key: str, value: object) -> str:
-    _string(c, key, value, "a file path")
-    if value.startswith("~"):  # type: ignore[union-attr]
-        raise c.error(
-            f"{key}: ~ is not expanded in the config file (give an absolute path, or one "
-            "relative to the config file)",
-            key,
-        )
-    return str(c.base / value)  # type: ignore[operator]
-
-
-def _check_flag(c: _Checker, key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise c.error(f"{key} must be true or false, not {_show(value)}", key)
-    return value
-
-
-def _check_table_name(c: _Checker, key: str, value: object) -> str:
-    return _string(c, key, value, "a table name").strip()
-
-
-# The keys a feed may set, with their checks.  The values they return are in the shapes
-# the command line's options produce: repeatable options as tuples, `map`, `default` and
-# `scope` as tuples of (name, value) pairs in file order, `touch` as a column (and
-# `touch = false` as no_touch = True), `max_missing` as an int or a "N%" string, paths as
-# strings.  Options of one run rather than of a feed (--dsn, --dry-run, --json, --quiet,
-# the timeouts) are not feed settings: the file is shared, the run is not.
-OPTIONS: dict[str, _Check] = {
-    "table": _check_table_name,
-    "key": _check_key,
-    "map": _check_map,
-    "default": _check_table,
-    "touch": _check_touch,
-    "active_column": lambda c, key, value: _column(c, key, value),
-    "scope": _check_table,
-    "preset": _choice(tuple(PRESETS)),
-    "encoding": _check_encoding,
-    "delimiter": _check_delimiter,
-    "decimal_comma": _check_flag,
-    "max_errors": _integer(0),
-    "batch_size": _integer(1),
-    "missing": _choice(MISSING_CHOICES),
-    "max_missing": _check_max_missing,
-    "changes": _check_path,
-    "rejects": _check_path,
-    "webhook": _check_webhook,
-}

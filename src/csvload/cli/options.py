@@ -1,23 +1,29 @@
-"""The click pieces the commands share: where the DSN comes from, the option decorators
-and parameter types, and the one-line error exit.  Every command module imports them from
-here, so no command module imports another."""
+"""The click pieces the commands share: where the DSN comes from, the one-line error exit,
+and OPTIONS, the one definition of each option of `import` (and of `verify`, which shares
+the input options): its flags, type and check, default, help, csvload.toml key, where its
+value goes in an import and whether the run history keeps it.  The commands' decorators,
+the feed's keys and checks (config.py), the feed merge and the run record are all derived
+from it.  Every command module imports them from here, so no command module imports
+another."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import click
 
+from csvload.cli import paramtypes as t
 from csvload.errors import CsvloadError
-from csvload.load.missing import parse_limit
+from csvload.load.loader import DEFAULT_BATCH_SIZE
+from csvload.load.missing import MODES
 from csvload.read.presets import PRESETS
-from csvload.read.source import normalise_encoding
 from csvload.server.database import check_dsn
 from csvload.table.schema import PRODUCTS
-from csvload.table.target import parse_key
 
 DOTENV = ".env"
 
@@ -66,168 +72,384 @@ def _local_server_dsn() -> str:
     return dsn
 
 
-class MapParam(click.ParamType):
-    """--map 'Header In File=column': which table column is checked against the target
-    later, where a bad one is a usage error that lists the writable columns."""
-
-    name = "HEADER=COLUMN"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        header, sep, target = value.rpartition("=")
-        if not sep or not header.strip() or not target.strip():
-            self.fail(f"{value!r} is not HEADER=COLUMN", param, ctx)
-        return (header, target.strip())
-
-
-class AssignmentParam(click.ParamType):
-    """--default COLUMN=VALUE, --scope COLUMN=VALUE."""
-
-    name = "COLUMN=VALUE"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        column, sep, given = value.partition("=")
-        if not sep or not column.strip():
-            self.fail(f"{value!r} is not COLUMN=VALUE", param, ctx)
-        return (column.strip(), given)
-
-
-class LimitParam(click.ParamType):
-    """--max-missing N or P%."""
-
-    name = "N|P%"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):  # from a feed's config, already checked
-            return value
-        try:
-            return parse_limit(str(value))
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
-
-
-class KeyParam(click.ParamType):
-    name = "COLUMN[,COLUMN...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_key(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
-
-
-class EncodingParam(click.ParamType):
-    name = "ENCODING"
-
-    def convert(self, value, param, ctx):
-        try:
-            normalise_encoding(value)
-        except CsvloadError as e:
-            self.fail(str(e), param, ctx)
-        return value
-
-
-def dsn_option(f):
-    return click.option(
-        "--dsn",
-        metavar="DSN",
-        help="PostgreSQL URL or key=value DSN. Default: $DATABASE_URL, .env, PG* variables, "
-        "else the managed local server.",
-    )(f)
-
-
-def _check_delimiter(ctx, param, value: str) -> str:
-    if value != "auto" and (len(value.encode()) != 1 or value in '"\r\n'):
-        raise click.BadParameter(
-            "must be one character other than a quote or a line break, or 'auto'"
-        )
+def _plain(value: object) -> object:
+    """A value as the run history's JSON keeps it: tuples as lists, paths as text."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
-def input_options(f):
-    """The options that say how to read a CSV and which table it goes to: shared by
-    import and verify."""
-    for option in (
-        click.option(
-            "--scope",
-            type=AssignmentParam(),
-            multiple=True,
-            help="Only rows where COLUMN = VALUE, and VALUE written into COLUMN for every row"
-            " of the file. Repeatable.",
-        ),
-        click.option(
-            "--preset",
-            type=click.Choice(sorted(PRESETS)),
-            help="Read a shop's product export as it comes.",
-        ),
-        click.option(
-            "--decimal-comma",
-            is_flag=True,
-            help="Numbers are written like 1.234,56.",
-        ),
-        click.option(
-            "--map",
-            "mapping",
-            type=MapParam(),
-            multiple=True,
-            help="Map a header to a column: 'Product Name=name'. Repeatable.",
-        ),
-        click.option(
-            "--key",
-            type=KeyParam(),
-            default="sku",
-            show_default=True,
-            help="The column(s) that identify a row, backed by a unique index: supplier,sku.",
-        ),
-        click.option(
-            "--table",
-            default=PRODUCTS,
-            show_default=True,
-            metavar="[SCHEMA.]TABLE",
-            help="The table to load into.",
-        ),
-        click.option(
-            "--delimiter",
-            default=",",
-            show_default=True,
-            callback=_check_delimiter,
-            help="Field delimiter, or 'auto' to sniff it.",
-        ),
-        click.option("--encoding", type=EncodingParam(), default="utf-8", show_default=True),
-    ):
-        f = option(f)
-    return f
+@dataclass(frozen=True)
+class Option:
+    """One option, defined once.  Adding an import option is one entry in _OPTIONS plus
+    the code that uses it (its field in ImportOptions, say): the command's decorator,
+    the csvload.toml key and its check, the feed merge and the run record follow."""
+
+    flags: tuple[str, ...]
+    name: str  # the command's parameter
+    help: str | None = None
+    type: click.ParamType | None = None  # with from_file() when a feed may set it
+    default: object = None
+    toml: str | None = None  # the csvload.toml key; None: a feed may not set it
+    # Where the value goes in an ImportJob: "options.binding.touch"; "dsn" for the job's own.
+    field: str | None = None
+    record: str | None = None  # its key in the run history; None: not kept there
+    recorded: Callable[[object], object] = _plain  # how the run history keeps it
+    metavar: str | None = None
+    multiple: bool = False
+    is_flag: bool = False
+    envvar: str | None = None
+
+    def decorator(self, help: str | None) -> Callable:
+        return click.option(
+            *self.flags,
+            self.name,
+            help=help,
+            type=self.type,
+            default=False if self.is_flag else self.default,
+            show_default=self.default is not None and not self.is_flag,
+            metavar=self.metavar,
+            multiple=self.multiple,
+            is_flag=self.is_flag,
+            envvar=self.envvar,
+        )
+
+    def value_in(self, job: object) -> object:
+        """The option's value as it ended up in an ImportJob (or its like)."""
+        return attrgetter(self.field)(job)
 
 
-class FiniteFloat(click.FloatRange):
-    """A FloatRange that refuses inf and nan.  float() reads "inf" and "nan", and a range
-    lets them through (nan compares false with every bound, inf passes a range with no
-    maximum); they then failed deep inside as an OverflowError or a ValueError."""
+_OPTIONS = (
+    Option(
+        ("--dsn",),
+        "dsn",
+        "PostgreSQL URL or key=value DSN. Default: $DATABASE_URL, .env, PG* variables, "
+        "else the managed local server.",
+        metavar="DSN",
+        field="dsn",
+    ),
+    Option(
+        ("--batch-size",),
+        "batch_size",
+        "About this many rows per write to the COPY stream.",
+        t.Count(1),
+        DEFAULT_BATCH_SIZE,
+        toml="batch_size",
+        field="options.batch_size",
+        record="batch_size",
+    ),
+    Option(
+        ("--json",), "as_json", "Print a JSON summary on stdout.", is_flag=True, field="as_json"
+    ),
+    Option(
+        ("-q", "--quiet"),
+        "quiet",
+        "No progress and no summary on stderr.",
+        is_flag=True,
+        field="quiet",
+    ),
+    Option(
+        ("--max-errors",),
+        "max_errors",
+        "Rejected rows allowed before the import fails.",
+        t.Count(0),
+        0,
+        toml="max_errors",
+        field="options.max_errors",
+        record="max_errors",
+    ),
+    Option(
+        ("--rejects",),
+        "rejects_path",
+        "Where to write rejected rows. Default: <input>.rejects.csv.",
+        t.FilePath(),
+        toml="rejects",
+        field="options.rejects_path",
+    ),
+    Option(
+        ("--dry-run",),
+        "dry_run",
+        "Run everything, then roll back.",
+        is_flag=True,
+        field="options.dry_run",
+        record="dry_run",
+    ),
+    Option(
+        ("--encoding",),
+        "encoding",
+        type=t.Encoding(),
+        default="utf-8",
+        toml="encoding",
+        field="source.encoding",
+        record="encoding",
+    ),
+    Option(
+        ("--delimiter",),
+        "delimiter",
+        "Field delimiter, or 'auto' to sniff it.",
+        t.Delimiter(),
+        ",",
+        toml="delimiter",
+        field="source.delimiter",
+        record="delimiter",
+    ),
+    Option(
+        ("--table",),
+        "table",
+        "The table to load into.",
+        t.Name("a table name"),
+        PRODUCTS,
+        toml="table",
+        field="options.table",
+        record="table",
+        metavar="[SCHEMA.]TABLE",
+    ),
+    Option(
+        ("--key",),
+        "key",
+        "The column(s) that identify a row, backed by a unique index: supplier,sku.",
+        t.Key(),
+        "sku",
+        toml="key",
+        field="options.key",
+        record="key",
+    ),
+    Option(
+        ("--map",),
+        "mapping",
+        "Map a header to a column: 'Product Name=name'. Repeatable.",
+        t.Mapping(),
+        toml="map",
+        field="source.mapping",
+        record="map",
+        multiple=True,
+    ),
+    Option(
+        ("--decimal-comma",),
+        "decimal_comma",
+        "Numbers are written like 1.234,56.",
+        t.Flag(),
+        toml="decimal_comma",
+        field="options.binding.decimal_comma",
+        record="decimal_comma",
+        is_flag=True,
+    ),
+    Option(
+        ("--preset",),
+        "preset",
+        "Read a shop's product export as it comes.",
+        t.Choice(sorted(PRESETS)),
+        toml="preset",
+        field="options.preset",
+        record="preset",
+    ),
+    Option(
+        ("--scope",),
+        "scope",
+        "Only rows where COLUMN = VALUE, and VALUE written into COLUMN for every row of the "
+        "file. Repeatable.",
+        t.Assignment(),
+        toml="scope",
+        field="options.binding.scope",
+        record="scope",
+        multiple=True,
+    ),
+    Option(
+        ("--connect-timeout",),
+        "connect_timeout",
+        type=t.seconds(1),
+        default=10,
+        field="connect_timeout",
+    ),
+    Option(
+        ("--lock-timeout",),
+        "lock_timeout",
+        "Seconds to wait for another import's lock on the table (default: wait).",
+        t.seconds(0),
+        field="options.lock_timeout",
+    ),
+    Option(
+        ("--statement-timeout",),
+        "statement_timeout",
+        "Seconds any one statement may run (default: no limit).",
+        t.seconds(0),
+        field="options.statement_timeout",
+    ),
+    Option(
+        ("--webhook",),
+        "webhooks",
+        "POST a completion event here. Repeatable.",
+        t.WebhookUrl(),
+        toml="webhook",
+        field="webhooks.urls",
+        record="webhooks",
+        recorded=len,  # how many, never the URLs: a query string may hold a token
+        multiple=True,
+        envvar="CSVLOAD_WEBHOOK_URL",
+    ),
+    Option(
+        ("--webhook-secret",),
+        "webhook_secret",
+        "Sign webhook events with HMAC-SHA256 (prefer $CSVLOAD_WEBHOOK_SECRET).",
+        field="webhooks.secret",
+        metavar="SECRET",
+        envvar="CSVLOAD_WEBHOOK_SECRET",
+    ),
+    Option(
+        ("--webhook-timeout",),
+        "webhook_timeout",
+        "Seconds per delivery attempt.",
+        t.seconds(0.1),
+        10,
+        field="webhooks.timeout",
+    ),
+    Option(
+        ("--webhook-retries",),
+        "webhook_retries",
+        "Retries after the first attempt.",
+        t.Count(0),
+        2,
+    ),
+    Option(
+        ("--webhook-on-dry-run",),
+        "webhook_on_dry_run",
+        "Send the event for a dry run too.",
+        is_flag=True,
+    ),
+    Option(
+        ("--default",),
+        "defaults",
+        "A value for new rows where the file has none: created_at=now. Repeatable.",
+        t.Assignment(now=True),
+        toml="default",
+        field="options.binding.defaults",
+        record="defaults",
+        multiple=True,
+    ),
+    Option(
+        ("--touch",),
+        "touch",
+        "Set COLUMN to the transaction's time on inserted and changed rows (default: "
+        "updated_at, when the table has it and the file does not).",
+        t.Touch(),
+        toml="touch",  # touch = false is --no-touch: see feed_setting()
+        field="options.binding.touch",
+        record="touch",
+        metavar="COLUMN",
+    ),
+    Option(
+        ("--no-touch",),
+        "no_touch",
+        "Touch no column.",
+        is_flag=True,
+        field="options.binding.no_touch",
+        record="no_touch",
+    ),
+    Option(
+        ("--missing",),
+        "missing",
+        "What to do with the rows in scope that the file does not list.",
+        t.Choice(MODES),
+        "keep",
+        toml="missing",
+        field="options.missing",
+        record="missing",
+    ),
+    Option(
+        ("--active-column",),
+        "active_column",
+        "The boolean column --missing deactivate sets to false.",
+        t.Name("a column name"),
+        "active",
+        toml="active_column",
+        field="options.active_column",
+        record="active_column",
+        metavar="COLUMN",
+    ),
+    Option(
+        ("--max-missing",),
+        "max_missing",
+        "Fail instead of deactivating or deleting more rows than N, or P% of those in scope.",
+        t.Limit(),
+        "10%",
+        toml="max_missing",
+        field="options.max_missing",
+        record="max_missing",
+    ),
+    Option(
+        ("--changes",),
+        "changes_path",
+        "Write one CSV row per key the import changed to this file.",
+        t.FilePath(),
+        toml="changes",
+        field="options.changes_path",
+        record="changes",
+    ),
+    Option(
+        ("--feed",),
+        "feed",
+        "Take the options of [feeds.NAME] in the config.",
+        metavar="NAME",
+    ),
+    Option(
+        ("--config",),
+        "config_path",
+        "The config file for --feed (default: ./csvload.toml).",
+        click.Path(dir_okay=False),
+    ),
+)
+OPTIONS = {o.name: o for o in _OPTIONS}
 
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
+# Options of one run rather than of a feed (--dsn, --dry-run, --json, --quiet, the
+# timeouts) have no csvload.toml key: the file is shared, the run is not.
+FEED_KEYS = {o.toml: o for o in _OPTIONS if o.toml}
+# A feed key -> the command's parameter it sets.
+FEED_PARAMS = {o.toml: o.name for o in _OPTIONS if o.toml}
+RECORDED = tuple(o for o in _OPTIONS if o.record)
+
+# How to read a CSV and which table it goes to: shared by import and verify.
+INPUT = ("encoding", "delimiter", "table", "key", "mapping", "decimal_comma", "preset", "scope")
 
 
-# PostgreSQL takes lock_timeout and statement_timeout in milliseconds up to 2^31 - 1: 24
-# days.  Every timeout has that ceiling, so none fails later on its size.
-MAX_SECONDS = 2_147_483
+def click_options(names: Iterable[str], help: dict[str, str | None] | None = None) -> Callable:
+    """The decorators of the options `names`, listed in --help in that order; `help`
+    words an option differently for one command."""
+    help = help or {}
+    names = tuple(names)
+
+    def decorate(f):
+        for name in reversed(names):
+            f = OPTIONS[name].decorator(help.get(name, OPTIONS[name].help))(f)
+        return f
+
+    return decorate
 
 
-def seconds(minimum: float) -> FiniteFloat:
-    """The type of every option that is a number of seconds."""
-    return FiniteFloat(min=minimum, max=MAX_SECONDS)
+dsn_option = click_options(("dsn",))
+connect_timeout_option = click_options(("connect_timeout",))
 
 
-def connect_timeout_option(f):
-    return click.option("--connect-timeout", type=seconds(1), default=10, show_default=True)(f)
+def fields(params: dict[str, object], names: Iterable[str]) -> dict[str, dict[str, object]]:
+    """The values of `names` grouped by where they go: {"options.binding": {"touch":
+    ...}, "source": {...}, "": {"dsn": ...}}."""
+    grouped: dict[str, dict[str, object]] = {}
+    for name in names:
+        option = OPTIONS[name]
+        if option.field:
+            where, _, attribute = option.field.rpartition(".")
+            grouped.setdefault(where, {})[attribute] = params[name]
+    return grouped
+
+
+def feed_setting(key: str, value: object, base: Path) -> dict[str, object]:
+    """What the feed key `key` sets, checked by its option's type: {key: value}, or
+    {"no_touch": True} for `touch = false`.  Raises paramtypes.FileValueError."""
+    normal = FEED_KEYS[key].type.from_file(key, value, base)  # type: ignore[union-attr]
+    if key == "touch" and normal is False:
+        return {"no_touch": True}
+    return {key: normal}
 
 
 def fail(error: CsvloadError):

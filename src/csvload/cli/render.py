@@ -49,7 +49,7 @@ class LineDisplay(QuietDisplay):
         if p.phase == "reading" and p.rows == 0:
             return  # "0 rows, 0%" says nothing; the first real line comes a few seconds in
         rate = p.rows / max(now - self.started, 1e-9)
-        done = f"{_mb(p.bytes_done)}" + (f" of {_mb(p.bytes_total)}" if p.bytes_total else "")
+        done = f"{mb(p.bytes_done)}" + (f" of {mb(p.bytes_total)}" if p.bytes_total else "")
         if p.phase == "reading":
             pct = f" ({100 * p.bytes_done / p.bytes_total:.0f}%)" if p.bytes_total else ""
             line = f"{self.name}: reading {done}{pct}, {p.rows:,} rows, {rate:,.0f} rows/s"
@@ -189,5 +189,5 @@ def summary_line(r: ImportResult) -> str:
     return line
 
 
-def _mb(n: int | None) -> str:
+def mb(n: int | None) -> str:
     return f"{(n or 0) / 1e6:,.1f} MB"

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import sys
 import time
+from types import SimpleNamespace
 
 import click
 
-from csvload.cli.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
+from csvload.cli.options import (
+    INPUT,
+    click_options,
+    connect_timeout_option,
+    dsn_option,
+    fail,
+    fields,
+    resolve_dsn,
+)
+from csvload.cli.render import display_for, mb
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
-from csvload.load.loader import DEFAULT_BATCH_SIZE, OPTIONAL_COUNTS, ImportOptions
+from csvload.load.loader import OPTIONAL_COUNTS, ImportOptions
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, describe
 from csvload.table.schema import PRODUCTS
@@ -99,7 +109,7 @@ def describe_run(r: RunInfo) -> list[str]:
     lines = [f"run {r.run_id}  {r.file}  {r.status.upper()}"]
     if r.table:
         lines.append(f"  table     {r.table} (key {', '.join(r.key or [])})")
-    progress = f"{_mb(r.bytes_done)}" + (f" of {_mb(r.bytes_total)}" if r.bytes_total else "")
+    progress = f"{mb(r.bytes_done)}" + (f" of {mb(r.bytes_total)}" if r.bytes_total else "")
     if r.percent is not None:
         progress += f" ({r.percent:.0f}%)"
     lines.append(f"  phase     {r.phase}, {progress}")
@@ -196,9 +206,9 @@ def stats(dsn, as_json, table, connect_timeout):
         f"table           {s.table}",
         f"rows            {s.rows:,}",
         f"active          {s.active:,}" if s.active is not None else "active          -",
-        f"total size      {_mb(s.total_bytes)}",
-        f"table size      {_mb(s.table_bytes)}",
-        f"indexes size    {_mb(s.indexes_bytes)}",
+        f"total size      {mb(s.total_bytes)}",
+        f"table size      {mb(s.table_bytes)}",
+        f"indexes size    {mb(s.indexes_bytes)}",
     ]
     last = s.last_import
     out.append(
@@ -208,7 +218,7 @@ def stats(dsn, as_json, table, connect_timeout):
     )
     for i in s.indexes:
         out.append(
-            f"index           {i.name}  {_mb(i.bytes)}  {i.scans:,} scans  "
+            f"index           {i.name}  {mb(i.bytes)}  {i.scans:,} scans  "
             f"{i.tuples_read:,} read  {i.tuples_fetched:,} fetched"
         )
     click.echo("\n".join(out))
@@ -217,58 +227,44 @@ def stats(dsn, as_json, table, connect_timeout):
 # -- verify ----------------------------------------------------------------------------------
 
 
+VERIFY_OPTIONS = (
+    "dsn", "as_json", "quiet", *INPUT, "batch_size", "missing", "active_column",
+    "connect_timeout",
+)  # fmt: skip
+
+
 @click.command()
 @click.argument("path")
-@dsn_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON result on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
-@input_options
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
+@click_options(
+    VERIFY_OPTIONS,
+    help={
+        "as_json": "Print a JSON result on stdout.",
+        "batch_size": None,
+        "missing": "How the import treats rows the file lacks: deactivate and delete expect"
+        " them inactive or gone.",
+        "active_column": None,
+    },
 )
-@click.option(
-    "--missing",
-    type=click.Choice(("keep", "deactivate", "delete")),
-    default="keep",
-    show_default=True,
-    help="How the import treats rows the file lacks: deactivate and delete expect them"
-    " inactive or gone.",
-)
-@click.option("--active-column", default="active", show_default=True, metavar="COLUMN")
-@connect_timeout_option
-def verify(
-    path, dsn, as_json, quiet, encoding, delimiter, mapping, table, key, decimal_comma,
-    preset, scope, missing, active_column, batch_size, connect_timeout,
-):
+def verify(path, **params):
     """Check that the table holds every key of PATH (or - for stdin) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
-    from csvload.cli.render import display_for
     from csvload.load.verify import verify_source
 
-    if delimiter != "auto" and len(delimiter.encode()) != 1:
-        raise click.BadParameter("must be one character, or 'auto'", param_hint="--delimiter")
+    given = fields(params, VERIFY_OPTIONS)
+    job = SimpleNamespace(**given[""])  # dsn, connect_timeout, as_json, quiet
+    options = ImportOptions(**given["options"], binding=Binding(**given["options.binding"]))
     try:
-        source_options = SourceOptions(path, encoding, delimiter, tuple(mapping))
         with (
-            Source(source_options, stdin=sys.stdin.buffer) as source,
-            _connect(dsn, connect_timeout) as conn,
-            display_for(quiet, source.name) as display,
+            Source(SourceOptions(path, **given["source"]), stdin=sys.stdin.buffer) as source,
+            _connect(job.dsn, job.connect_timeout) as conn,
+            display_for(job.quiet, source.name) as display,
         ):
-            options = ImportOptions(
-                table=table,
-                key=key,
-                binding=Binding(decimal_comma=decimal_comma, scope=tuple(scope)),
-                preset=preset,
-                missing=missing,
-                active_column=active_column,
-                batch_size=batch_size,
-            )
             result = verify_source(conn, source, options, display)
     except CsvloadError as e:
         fail(e)
-    if as_json:
+    if job.as_json:
         click.echo(json.dumps(result.as_dict()))
-    if not quiet:
+    if not job.quiet:
         click.echo(verify_line(result), err=True)
     sys.exit(ExitStatus.OK if result.ok else ExitStatus.FAILED)
 
@@ -292,10 +288,6 @@ def verify_line(r) -> str:
             f"{d.key} ({', '.join(d.fields)})" for d in r.different_examples
         )
     return line
-
-
-def _mb(n: int | None) -> str:
-    return f"{(n or 0) / 1e6:,.1f} MB"
 
 
 def _when(t) -> str:
