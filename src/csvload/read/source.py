@@ -34,7 +34,7 @@ from csvload.read.lines import (
 )
 from csvload.read.presets import RowRejected
 from csvload.read.wholeblocks import WholeBlocks
-from csvload.table.target import resolve
+from csvload.table.catalog import resolve
 
 __all__ = [
     "FIELD_LIMIT", "Chunk", "Reject", "Source", "SourceOptions", "normalise_encoding",
