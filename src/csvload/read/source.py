@@ -82,7 +82,7 @@ class _CountingReader(io.RawIOBase):
 
 
 class Source:
-    """One open input.  Use as a context manager, read .header/.columns, then .chunks()."""
+    """One open input.  Use as a context manager, read .header, then .chunks()."""
 
     def __init__(self, options: SourceOptions, stdin: BinaryIO | None = None):
         self.options = options
