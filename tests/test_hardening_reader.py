@@ -23,7 +23,7 @@ from test_dirty import cli, error_line, prefill, put
 
 from csvload.errors import InputError
 from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
-from csvload.read import source
+from csvload.read import lines as source
 from csvload.read.source import Source, SourceOptions
 from csvload.table import schema
 

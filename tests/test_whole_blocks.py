@@ -12,7 +12,8 @@ import pytest
 from conftest import csv_records
 
 from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
-from csvload.read.source import Source, SourceOptions, _WholeBlocks
+from csvload.read.source import Source, SourceOptions
+from csvload.read.wholeblocks import WholeBlocks as _WholeBlocks
 
 HEADER = "name,sku,description,active\n"  # sku, the key, is column 1
 BOOLEANS = ("true", "t", "1", "yes", "false", "f", "0", "no")

@@ -45,7 +45,7 @@ from csvload.load.loader import (
 )
 from csvload.read.rejects import default_path
 from csvload.read.source import Source, SourceOptions
-from csvload.server.database import connect, describe, target, translate
+from csvload.server.database import connect, display_name, target, translate
 from csvload.table import citus, schema
 from csvload.table.target import Binding
 
@@ -92,7 +92,7 @@ def init(dsn, connect_timeout, distributed, shards):
             runs.create_runs_table(conn)
     except CsvloadError as e:
         fail(e)
-    click.echo(f"csvload: products is ready in {describe(resolved)}", err=True)
+    click.echo(f"csvload: products is ready in {display_name(resolved)}", err=True)
 
 
 def _citus_manages_products(conn) -> bool:

@@ -23,7 +23,7 @@ from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.load.loader import OPTIONAL_COUNTS, ImportOptions
 from csvload.read.source import Source, SourceOptions
-from csvload.server.database import connect, describe
+from csvload.server.database import connect, display_name
 from csvload.table.schema import PRODUCTS
 from csvload.table.target import Binding
 
@@ -55,7 +55,7 @@ def status(run_id, dsn, watch, as_json, connect_timeout):
         with _connect(dsn, connect_timeout) as conn:
             info = latest_run(conn, run_id)
             if info is None:
-                fail(CsvloadError(f"no import recorded in {describe(conn.info.dsn)} yet"))
+                fail(CsvloadError(f"no import recorded in {display_name(conn.info.dsn)} yet"))
             if watch:
                 info = _watch(conn, info, as_json)
     except CsvloadError as e:

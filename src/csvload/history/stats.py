@@ -11,8 +11,8 @@ from psycopg import sql
 from csvload.errors import NoTableError
 from csvload.history.runs import RunInfo, last_successful
 from csvload.server.database import translate
+from csvload.table.catalog import describe_columns
 from csvload.table.schema import PRODUCTS
-from csvload.table.target import describe_columns
 
 
 @dataclass

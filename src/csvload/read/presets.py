@@ -9,51 +9,6 @@ the export has are loaded: a table without a `price` column simply gets no price
 
 Values are passed on as the export's text (typing them is the loader's business), except
 `active`, which is worked out from the export's status column as 'true' or 'false'.
-
-**Shopify** (the product CSV Shopify exports and imports).  One row per variant; a product's
-rows share its `Handle` and come together, and only the first carries the product fields
-(`Title`, `Body (HTML)`, `Vendor`, `Type`, `Status`, `Published`); its other rows leave them
-empty.
-
-- The key is `Variant SKU` -> sku.  Rows without one (extra image rows, a product row of a
-  product whose variants have SKUs) are skipped.
-- Product fields come from the product's first row with a Title: on the product's other
-  rows an empty product field is that row's value; a field that is not empty is the
-  row's own (the target has a row per variant, so a variant that says otherwise keeps
-  what it says).
-- active: `Status` active -> true, draft or archived -> false; where there is no Status
-  column, or it is empty, `Published` TRUE/FALSE (any case).  Status wins where both are
-  set: Published only says whether the product is on the online store.
-- Memory stays flat: only the current Handle's product fields are kept.  A row that starts
-  a Handle without a Title (a product's rows split up, or its first row lost) has no
-  product fields to take: it is rejected, with a reason that says so, and so are the
-  rows after it until a row of that Handle has a Title.  Rejecting loses nothing (the row
-  goes to the rejects file, and the import fails unless --max-errors allows it) where
-  loading it would store an empty name over the real one.
-- A row with an empty Handle stands alone.  A file without a Handle column has no
-  variants: each row is taken as it is.
-
-**WooCommerce** (the product CSV exporter of WooCommerce core).  One row per product and
-per variation, in ID order; a variation (`Type` variation) names its `Parent` by SKU or as
-`id:123`, and its parent, a `variable` product, comes before it in the file but seldom
-right before it (WooCommerce's own sample has thirteen other products between a parent and
-its variations).
-
-- The key is `SKU` -> sku; rows without one are skipped.
-- `Name`, `Description` and `Short description` of a variation, where empty, are its
-  parent's (WooCommerce shows the parent's there too).  A variation whose parent is not
-  in the file before it keeps what it has; if one of those fields is empty, it is
-  rejected rather than loaded with an empty name.
-- active: `Published` 1 -> true, 0 (private) and -1 (draft) -> false.  A variation is
-  active only when its parent is too: a variation of a draft product cannot be bought.
-- price is `Regular price`, sale_price `Sale price`: the sale price is not folded into
-  price, because it has dates of its own that a plain column cannot carry.
-- Memory: to find a variation's parent, the preset keeps, for every `variable` product
-  it has read, the few shared fields the target loads (name, description, short
-  description, published).  That grows with the number of variable products, not with
-  the rows: about 0.85 KB per parent with 300-character descriptions (measured in
-  tests/test_presets.py).  Remembering only the last parent would reject variations of
-  WooCommerce's own sample export.
 """
 
 from __future__ import annotations
@@ -191,6 +146,30 @@ class BoundPreset:
 
 
 class _ShopifyRows(BoundPreset):
+    """**Shopify** (the product CSV Shopify exports and imports).  One row per variant; a product's
+    rows share its `Handle` and come together, and only the first carries the product fields
+    (`Title`, `Body (HTML)`, `Vendor`, `Type`, `Status`, `Published`); its other rows leave them
+    empty.
+
+    - The key is `Variant SKU` -> sku.  Rows without one (extra image rows, a product row of a
+      product whose variants have SKUs) are skipped.
+    - Product fields come from the product's first row with a Title: on the product's other
+      rows an empty product field is that row's value; a field that is not empty is the
+      row's own (the target has a row per variant, so a variant that says otherwise keeps
+      what it says).
+    - active: `Status` active -> true, draft or archived -> false; where there is no Status
+      column, or it is empty, `Published` TRUE/FALSE (any case).  Status wins where both are
+      set: Published only says whether the product is on the online store.
+    - Memory stays flat: only the current Handle's product fields are kept.  A row that starts
+      a Handle without a Title (a product's rows split up, or its first row lost) has no
+      product fields to take: it is rejected, with a reason that says so, and so are the
+      rows after it until a row of that Handle has a Title.  Rejecting loses nothing (the row
+      goes to the rejects file, and the import fails unless --max-errors allows it) where
+      loading it would store an empty name over the real one.
+    - A row with an empty Handle stands alone.  A file without a Handle column has no
+      variants: each row is taken as it is.
+    """
+
     def __init__(self, preset, header, target_columns, where):
         super().__init__(preset, header, target_columns, where, (_SHOPIFY_PUBLISHED_HEADER,))
         self._handle_at = self.at("Handle")
@@ -268,6 +247,29 @@ class _ShopifyRows(BoundPreset):
 
 
 class _WooCommerceRows(BoundPreset):
+    """**WooCommerce** (the product CSV exporter of WooCommerce core).  One row per product and
+    per variation, in ID order; a variation (`Type` variation) names its `Parent` by SKU or as
+    `id:123`, and its parent, a `variable` product, comes before it in the file but seldom
+    right before it (WooCommerce's own sample has thirteen other products between a parent and
+    its variations).
+
+    - The key is `SKU` -> sku; rows without one are skipped.
+    - `Name`, `Description` and `Short description` of a variation, where empty, are its
+      parent's (WooCommerce shows the parent's there too).  A variation whose parent is not
+      in the file before it keeps what it has; if one of those fields is empty, it is
+      rejected rather than loaded with an empty name.
+    - active: `Published` 1 -> true, 0 (private) and -1 (draft) -> false.  A variation is
+      active only when its parent is too: a variation of a draft product cannot be bought.
+    - price is `Regular price`, sale_price `Sale price`: the sale price is not folded into
+      price, because it has dates of its own that a plain column cannot carry.
+    - Memory: to find a variation's parent, the preset keeps, for every `variable` product
+      it has read, the few shared fields the target loads (name, description, short
+      description, published).  That grows with the number of variable products, not with
+      the rows: about 0.85 KB per parent with 300-character descriptions (measured in
+      tests/test_presets.py).  Remembering only the last parent would reject variations of
+      WooCommerce's own sample export.
+    """
+
     def __init__(self, preset, header, target_columns, where):
         super().__init__(preset, header, target_columns, where, ("ID", "Type", "Parent"))
         self._id_at = self.at("ID")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from csvload.files import OutputFile
-from csvload.read.source import Reject
+from csvload.read.chunks import Reject
 
 HEADER = ("line", "reason", "record")
 

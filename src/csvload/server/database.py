@@ -67,7 +67,7 @@ def connect(
         )
     except psycopg.Error as e:
         raise DatabaseError(
-            f"cannot connect to {describe(dsn)}: {_first_line(str(e), dsn)}"
+            f"cannot connect to {display_name(dsn)}: {_first_line(str(e), dsn)}"
             " (check the DSN, or that the server is running)"
         ) from e
     return conn
@@ -97,7 +97,7 @@ def widen_send_buffer(conn: psycopg.Connection) -> None:
         sock.detach()
 
 
-def describe(dsn: str) -> str:
+def display_name(dsn: str) -> str:
     """'dbname on host:port' — never the password."""
     try:
         params = conninfo.conninfo_to_dict(dsn)

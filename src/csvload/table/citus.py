@@ -1,47 +1,8 @@
-"""What csvload knows about Citus: is the database a Citus one, how is a table distributed,
-and the distributed form of csvload's own products table (``csvload init --distributed``).
-
-Everything here was tried on Citus 14.0.1 over PostgreSQL 18 (see the tests in
-tests/test_citus_module.py, which run against a real coordinator and two workers).
-
-The distributed products table, and why it differs from schema.py's local one:
-
-- **sku is citext, the distribution column, and the primary key.**  Citus refuses a unique
-  index or constraint that does not include the distribution column ("Distributed
-  relations cannot have UNIQUE, EXCLUDE, or PRIMARY KEY constraints that do not include the
-  partition column"), and the distribution column cannot be an expression or a generated
-  column ("Distribution column must not use GENERATED ALWAYS AS (...) STORED").  So the
-  local table's unique index on ``lower(sku)`` has no distributed equivalent: a unique index
-  on ``(sku, lower(sku))`` is accepted but, with a case-sensitive text sku, 'AB-1' and
-  'ab-1' hash to different shards and both get in.  citext's equality, hash and btree
-  opclass are all case-insensitive, so with a citext sku as the distribution column
-  'AB-1' and 'ab-1' land on the same shard and its primary key refuses the second: SKUs
-  are unique case-insensitively across the whole cluster, as they are locally.
-- **The citext extension lives in ``public`` when csvload creates it** (or wherever it is
-  already installed).  Created without a schema it would go into the first schema of the
-  search_path, and ``DROP SCHEMA ... CASCADE`` of that schema would then drop the extension
-  and every citext column in the database.  Citus propagates ``CREATE EXTENSION`` to the
-  workers itself.  Beware: a query whose search_path lacks citext's schema does not see
-  citext's ``=`` and silently compares as text, case-sensitively (``sku = 'ab-1'`` finds no
-  'AB-1' even with the literal cast to citext); write ``OPERATOR(public.=)`` or keep the
-  schema on the search_path.  ``citext_schema()`` names it.
-- **id stays ``bigint GENERATED ALWAYS AS IDENTITY``, but is no longer the primary key.**
-  Citus 14 accepts bigint identity columns on distributed tables (the coordinator's
-  sequence numbers the rows inserted through it), but a primary key or unique index on id
-  alone is refused for the reason above, and one on ``(id, sku)`` would enforce nothing the
-  sequence does not already.  So id has no index: fetching a product by id touches every
-  shard.
-- **The three secondary indexes are schema.py's** (active, created_at, both); Citus
-  creates them on every shard.  ``fillfactor = 70`` is kept for the same HOT-update reason
-  as locally; Citus copies it to every shard.
-- **``shards``** is passed to ``create_distributed_table(shard_count => N)``; ``None`` leaves
-  Citus's ``citus.shard_count`` (32 by default).
-
-``create_distributed_products`` is idempotent: a products table that is already distributed
-by sku is left as it is, whatever its shard count (as ``csvload init`` keeps an existing
-table's settings).  A products table that exists in any other form (local, reference,
-distributed by another column) is an error, never converted: distributing a table rewrites
-it into shards, which is the user's call, not a side effect of init.
+"""What csvload knows about Citus: whether the database is a Citus one, how a table is
+stored (local, distributed, reference...), and the distributed form of csvload's own
+products table (``csvload init --distributed``: sku is a citext distribution column and the
+primary key; the README says why).  Tried on Citus 14.0.1 over PostgreSQL 18, by
+tests/test_citus_module.py against a real coordinator and two workers.
 """
 
 from __future__ import annotations
@@ -173,9 +134,9 @@ CREATE TABLE {table} (
 
 
 def distributed_products_ddl(citext: str, shards: int | None) -> list[sql.Composed]:
-    """The statements that create products distributed by sku (see the module docstring).
-
-    ``citext`` is the schema holding the citext type.  Executes nothing.
+    """The statements that create products distributed by sku: the local table's columns
+    but a citext sku as the primary key, id without an index, and the secondary indexes of
+    schema.py.  ``citext`` is the schema holding the citext type.  Executes nothing.
     """
     table = sql.Identifier(PRODUCTS)
     statements = [
@@ -199,7 +160,9 @@ def create_distributed_products(conn: psycopg.Connection, shards: int | None = N
     """Create products distributed by sku over ``shards`` shards, in one transaction.
 
     Returns True when it created the table, False when products was already distributed by
-    sku (then nothing is changed, ``shards`` included).  Raises CitusError when the database
+    sku (then nothing is changed, ``shards`` included: as ``csvload init`` keeps an existing
+    table's settings).  A products in another form is never converted: distributing a
+    table rewrites it into shards, which is the user's call.  Raises CitusError when the database
     is not Citus or products exists in another form.  Database errors are psycopg's.
     """
     if shards is not None and not 1 <= shards <= 64000:
