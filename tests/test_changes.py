@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from feed_helpers import ITEM_DDL, checksum, cli, execute, put
+from helpers.cli import cli
+from helpers.db import execute, written_checksum
+from helpers.feeds import ITEM_DDL
+from helpers.files import PRESET_SAMPLES, temp_files, write_file
 
 ITEM = ("--table", "feed_item", "--key", "supplier,sku")
 
@@ -20,10 +23,6 @@ def read_changes(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
     """The header and the rows, sorted."""
     rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
     return rows[0], sorted(tuple(r) for r in rows[1:])
-
-
-def temp_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob(".*.tmp"))
 
 
 @pytest.fixture
@@ -40,14 +39,15 @@ def items(dsn):
 
 
 def test_every_kind_of_change_one_row_per_key_and_unchanged_keys_absent(products, tmp_path):
-    seed = put(tmp_path, "sku,name\na,A\nb,B\nc,C\nd,D\ne,E\n'q\"1',Q\n", "seed.csv")
+    seed = write_file(tmp_path, "sku,name\na,A\nb,B\nc,C\nd,D\ne,E\n'q\"1',Q\n", "seed.csv")
     assert cli(products, "import", str(seed), "--quiet").exit_code == 0
     execute(products, "UPDATE products SET active = false WHERE sku IN ('c', 'e')")
     # a renamed (spelled in upper case: the same key), b unchanged, c reactivated, d missing,
     # e inactive and missing (already inactive: no change), f new, one with a comma and quotes
     text = 'sku,name\nA,A2\nb,B\nc,C\nf,F\n"x,""y",X\n\'q"1\',Q\n'
     changes = tmp_path / "changes.csv"
-    result = cli(products, "import", str(put(tmp_path, text)), "--missing", "deactivate",
+    result = cli(products, "import", str(write_file(tmp_path, text, "feed.csv")), "--missing",
+                 "deactivate",
                  "--max-missing", "1", "--changes", str(changes), "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -69,7 +69,7 @@ def test_every_kind_of_change_one_row_per_key_and_unchanged_keys_absent(products
 
 def test_a_first_import_lists_every_key_as_inserted(products, tmp_path):
     changes = tmp_path / "changes.csv"
-    path = put(tmp_path, "sku,name\na,A\nb,B\nA,A again\n")
+    path = write_file(tmp_path, "sku,name\na,A\nb,B\nA,A again\n", "feed.csv")
     result = cli(products, "import", str(path), "--changes", str(changes), "--quiet")
     assert result.exit_code == 0, result.stderr
     assert read_changes(changes) == (
@@ -78,7 +78,7 @@ def test_a_first_import_lists_every_key_as_inserted(products, tmp_path):
 
 
 def test_an_import_that_changes_nothing_writes_the_header_alone(products, tmp_path):
-    path = put(tmp_path, "sku,name\na,A\nb,B\n")
+    path = write_file(tmp_path, "sku,name\na,A\nb,B\n", "feed.csv")
     assert cli(products, "import", str(path), "--quiet").exit_code == 0
     changes = tmp_path / "changes.csv"
     result = cli(products, "import", str(path), "--changes", str(changes), "--missing",
@@ -90,13 +90,14 @@ def test_an_import_that_changes_nothing_writes_the_header_alone(products, tmp_pa
 def test_composite_key_updated_columns_space_separated_and_deleted(items, tmp_path):
     seed = "supplier,sku,name,price\nACME,1,One,1.00\nACME,2,Two,2.00\nBOLT,1,One,1.00\n" \
            "ACME,3,Three,3.00\nACME,4,Four,4.00\n"
-    assert cli(items, "import", str(put(tmp_path, seed, "seed.csv")), *ITEM, "--quiet")\
+    assert cli(items, "import", str(write_file(tmp_path, seed, "seed.csv")), *ITEM, "--quiet")\
         .exit_code == 0
     # ACME,1 unchanged; ACME,2 name and price; ACME,3 price only; ACME,4 and BOLT,1 missing
     text = "price,sku,supplier,name\n1.00,1,ACME,One\n2.50,2,ACME,Deux\n3.10,3,ACME,Three\n" \
            "5,5,ACME,Five\n"
     changes = tmp_path / "changes.csv"
-    result = cli(items, "import", str(put(tmp_path, text)), *ITEM, "--missing", "delete",
+    result = cli(items, "import", str(write_file(tmp_path, text, "feed.csv")), *ITEM, "--missing",
+                 "delete",
                  "--max-missing", "2", "--changes", str(changes), "--quiet")
     assert result.exit_code == 0, result.stderr
     header, rows = read_changes(changes)
@@ -114,7 +115,7 @@ def test_scope_changes_list_the_scope_column_of_the_key(items, tmp_path):
     execute(items, "INSERT INTO feed_item (supplier, sku, name) VALUES"
                    " ('acme', '1', 'a1'), ('acme', '2', 'a2'), ('bolt', '1', 'b1')")
     changes = tmp_path / "changes.csv"
-    path = put(tmp_path, "sku,name\n1,A1\n3,a3\n")
+    path = write_file(tmp_path, "sku,name\n1,A1\n3,a3\n", "feed.csv")
     result = cli(items, "import", str(path), "--table", "feed_item", "--scope",
                  "supplier=acme", "--key", "supplier,sku", "--missing", "deactivate",
                  "--max-missing", "1", "--changes", str(changes), "--quiet")
@@ -128,12 +129,13 @@ def test_scope_changes_list_the_scope_column_of_the_key(items, tmp_path):
 
 def test_a_rejected_row_is_not_a_change(items, tmp_path):
     seed = "supplier,sku,name,price\nACME,1,One,1.00\nACME,2,Two,2.00\n"
-    assert cli(items, "import", str(put(tmp_path, seed, "seed.csv")), *ITEM, "--quiet")\
+    assert cli(items, "import", str(write_file(tmp_path, seed, "seed.csv")), *ITEM, "--quiet")\
         .exit_code == 0
     text = "supplier,sku,name,price\nACME,1,Uno,1.00\nACME,2,Two,abc\nACME,3,Three,x\n" \
            "ACME,4,Four,4\n"
     changes = tmp_path / "changes.csv"
-    result = cli(items, "import", str(put(tmp_path, text)), *ITEM, "--missing", "deactivate",
+    result = cli(items, "import", str(write_file(tmp_path, text, "feed.csv")), *ITEM, "--missing",
+                 "deactivate",
                  "--max-errors", "2", "--changes", str(changes), "--quiet")
     assert result.exit_code == 3, result.stderr  # done, with rejected rows
     assert read_changes(changes)[1] == [("ACME", "1", "updated", "name"),
@@ -147,7 +149,7 @@ OLD = "sku,change,columns\nold,inserted,\n"
 
 def seeded(dsn: str, tmp_path: Path, n: int = 20) -> None:
     text = "sku,name\n" + "".join(f"k{i},N{i}\n" for i in range(n))
-    assert cli(dsn, "import", str(put(tmp_path, text, "seed.csv")), "--quiet").exit_code == 0
+    assert cli(dsn, "import", str(write_file(tmp_path, text, "seed.csv")), "--quiet").exit_code == 0
 
 
 @pytest.mark.parametrize("earlier", [False, True], ids=["none", "earlier_file"])
@@ -156,13 +158,13 @@ def test_no_changes_file_when_the_guard_trips(products, tmp_path, earlier):
     changes = tmp_path / "changes.csv"
     if earlier:
         changes.write_text(OLD)
-    before = checksum(products, "products")
-    path = put(tmp_path, "sku,name\nk0,renamed\nnew,N\n")
+    before = written_checksum(products, "products")
+    path = write_file(tmp_path, "sku,name\nk0,renamed\nnew,N\n", "feed.csv")
     result = cli(products, "import", str(path), "--missing", "deactivate", "--changes",
                  str(changes), "--quiet")
     assert result.exit_code == 1
     assert "19 rows of products would be deactivated" in result.stderr
-    assert checksum(products, "products") == before
+    assert written_checksum(products, "products") == before
     assert (changes.read_text() == OLD) if earlier else not changes.exists()
     assert temp_files(tmp_path) == []
 
@@ -171,15 +173,16 @@ def test_no_changes_file_when_too_many_rows_are_rejected(products, tmp_path):
     seeded(products, tmp_path)
     changes = tmp_path / "changes.csv"
     changes.write_text(OLD)
-    before = checksum(products, "products")
-    path = put(tmp_path, "sku,name,active\nk0,renamed,true\nk1,x,maybe\nk2,x,perhaps\n")
+    before = written_checksum(products, "products")
+    path = write_file(tmp_path, "sku,name,active\nk0,renamed,true\nk1,x,maybe\nk2,x,perhaps\n",
+                      "feed.csv")
     result = cli(products, "import", str(path), "--max-errors", "1", "--changes",
                  str(changes), "--quiet")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1].startswith(
         "Error: 2 rows rejected, more than --max-errors 1; nothing was imported"
     )
-    assert checksum(products, "products") == before
+    assert written_checksum(products, "products") == before
     assert changes.read_text() == OLD
     assert temp_files(tmp_path) == []
 
@@ -199,38 +202,40 @@ def test_no_changes_file_when_the_commit_fails_after_it_was_filled(products, tmp
     )
     changes = tmp_path / "changes.csv"
     changes.write_text(OLD)
-    before = checksum(products, "products")
+    before = written_checksum(products, "products")
     text = "sku,name\n" + "".join(f"k{i},renamed {i}\n" for i in range(2000))
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "feed.csv")
     result = cli(products, "import", str(path), "--changes", str(changes), "--quiet")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f'Error: {path}: insert or update on table "audit" violates foreign key constraint'
         ' "audit_shelf_fkey"'
     ]
-    assert checksum(products, "products") == before
+    assert written_checksum(products, "products") == before
     assert changes.read_text() == OLD
     assert temp_files(tmp_path) == []
 
 
 def test_a_changes_file_that_cannot_be_written_fails_the_import(products, tmp_path):
     seeded(products, tmp_path)
-    before = checksum(products, "products")
+    before = written_checksum(products, "products")
     changes = tmp_path / "no" / "such" / "changes.csv"
-    result = cli(products, "import", str(put(tmp_path, "sku,name\nk0,x\n")), "--changes",
+    result = cli(products, "import", str(write_file(tmp_path, "sku,name\nk0,x\n", "feed.csv")),
+                 "--changes",
                  str(changes), "--quiet")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f"Error: {changes}: cannot write the changes file: No such file or directory;"
         " nothing was imported"
     ]
-    assert checksum(products, "products") == before
+    assert written_checksum(products, "products") == before
 
 
 def test_a_dry_run_writes_no_changes_file(products, tmp_path):
     seeded(products, tmp_path)
     changes = tmp_path / "changes.csv"
-    result = cli(products, "import", str(put(tmp_path, "sku,name\nk0,x\n")), "--dry-run",
+    result = cli(products, "import", str(write_file(tmp_path, "sku,name\nk0,x\n", "feed.csv")),
+                 "--dry-run",
                  "--changes", str(changes), "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["changes_file"] is None
@@ -275,7 +280,8 @@ def test_200k_changed_keys(products, tmp_path):
 def test_a_key_repeated_in_the_file_is_one_change(products, tmp_path):
     seeded(products, tmp_path, 3)
     changes = tmp_path / "changes.csv"
-    path = put(tmp_path, "sku,name\nk0,x\nK0,y\nk1,N1\nk1,z\nnew,a\nNEW,b\nk2,N2\n")
+    path = write_file(tmp_path, "sku,name\nk0,x\nK0,y\nk1,N1\nk1,z\nnew,a\nNEW,b\nk2,N2\n",
+                      "feed.csv")
     result = cli(products, "import", str(path), "--changes", str(changes), "--json",
                  "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -287,7 +293,7 @@ def test_a_key_repeated_in_the_file_is_one_change(products, tmp_path):
 
 
 def test_a_preset_import_lists_no_skipped_rows(products, tmp_path):
-    template = Path(__file__).parent / "data" / "presets" / "shopify_product_template.csv"
+    template = PRESET_SAMPLES / "shopify_product_template.csv"
     changes = tmp_path / "changes.csv"
     result = cli(products, "import", str(template), "--preset", "shopify", "--changes",
                  str(changes), "--quiet")

@@ -1,5 +1,6 @@
-"""The Citus test cluster itself (citus_cluster.py): it answers, has two workers, distributes
-and COPYs, survives a worker going down and coming back, and cleans up after itself."""
+"""The Citus test cluster itself (helpers/citus_cluster.py): it answers, has two workers,
+distributes and COPYs, survives a worker going down and coming back, and cleans up after
+itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from citus_cluster import (
+from helpers.citus_cluster import (
     DEFAULT_TARBALL,
     HOST,
     TARBALL_ENV,
@@ -18,9 +19,8 @@ from citus_cluster import (
     tarball_path,
     unavailable_reason,
 )
+from helpers.files import PROJECT
 from psycopg import sql
-
-pytest_plugins = ["citus_fixtures"]
 
 
 def _accepts(port: int) -> bool:
@@ -33,7 +33,7 @@ def test_tarball_path_comes_from_the_environment_else_the_shared_folder():
     assert tarball_path({TARBALL_ENV: "/elsewhere/citus.tar.gz"}) == Path("/elsewhere/citus.tar.gz")
     assert tarball_path({}) == DEFAULT_TARBALL
     assert tarball_path({TARBALL_ENV: ""}) == DEFAULT_TARBALL
-    assert DEFAULT_TARBALL.parent == Path(__file__).resolve().parents[2] / "shared" / "citus"
+    assert DEFAULT_TARBALL.parent == PROJECT.parent / "shared" / "citus"
 
 
 def test_missing_tarball_is_a_reason_and_start_leaves_nothing_behind(tmp_path):

@@ -20,37 +20,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from helpers.citus_cluster import leftovers
+from helpers.cli import cli, imported
+from helpers.files import PROJECT
 
-from csvload.cli import main
 from csvload.load.loader import ImportOptions, import_source
 from csvload.read.source import Source, SourceOptions
-
-pytest_plugins = ["citus_fixtures"]
-
-LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
-PROJECT = Path(__file__).resolve().parent.parent
-
-
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
-
-
-def imported(dsn: str, path: Path, *args: str) -> dict:
-    result = cli(dsn, "import", str(path), "--json", "-q", *args)
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["rows_read"] == sum(summary[k] for k in LEDGER)
-    return summary
-
-
-def generate(path: Path, rows: int, *args: str) -> Path:
-    assert cli_plain("generate", str(rows), "-o", str(path), *args).exit_code == 0
-    return path
-
-
-def cli_plain(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def checksum(dsn: str, table: str = "products") -> tuple:
@@ -105,18 +80,6 @@ def recovered(citus) -> None:
         c.execute("SELECT recover_prepared_transactions()")
 
 
-# csvload.load.distributed_stage's schemas, one per import while it runs.
-STAGE_SCHEMAS = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'csvload\\_stage\\_%'"
-
-
-def leftovers(citus) -> list[int]:
-    """Stage schemas and prepared transactions on each node: all 0 between imports."""
-    counts = []
-    for node in range(3):
-        with citus.connect(node, autocommit=True) as c:
-            counts.append(c.execute(STAGE_SCHEMAS).fetchone()[0])
-            counts.append(c.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone()[0])
-    return counts
 
 
 def products_kind(dsn: str, table: str = "products") -> str:
@@ -124,24 +87,6 @@ def products_kind(dsn: str, table: str = "products") -> str:
 
     with psycopg.connect(dsn) as c:
         return table_kind(c, table).kind.value
-
-
-@pytest.fixture
-def distributed(citus_dsn):
-    result = cli(citus_dsn, "init", "--distributed", "--shards", "4")
-    assert result.exit_code == 0, result.stderr
-    return citus_dsn
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("citus-files")
-    return {
-        "a": generate(d / "a.csv", 3000, "--duplicates", "0.1"),
-        "renamed": generate(d / "renamed.csv", 3000, "--duplicates", "0.1", "--rename", "0.2"),
-        "big": generate(d / "big.csv", 150_000),
-        "big2": generate(d / "big2.csv", 150_000, "--rename", "0.5"),
-    }
 
 
 # -- init ------------------------------------------------------------------------------------
@@ -167,11 +112,11 @@ def test_init_distributed_is_idempotent_and_init_alone_stays_local(citus_dsn):
                          " 'csvload_runs'::regclass").fetchone()[0] == 0
 
 
-def test_init_without_distributed_on_a_coordinator_is_the_local_table(citus_dsn, files):
+def test_init_without_distributed_on_a_coordinator_is_the_local_table(citus_dsn, citus_files):
     assert cli(citus_dsn, "init").exit_code == 0
     assert products_kind(citus_dsn) == "local"
-    first = imported(citus_dsn, files["a"])
-    again = imported(citus_dsn, files["renamed"])
+    first = imported(citus_dsn, citus_files["a"])
+    again = imported(citus_dsn, citus_files["renamed"])
     assert (first["inserted"], first["duplicates"]) == (2700, 300)
     assert again["inserted"] + again["updated"] + again["unchanged"] == 2700
     assert again["updated"] > 0
@@ -180,16 +125,16 @@ def test_init_without_distributed_on_a_coordinator_is_the_local_table(citus_dsn,
 # -- csvload's distributed products ----------------------------------------------------------
 
 
-def test_fresh_reimport_renamed_and_duplicates(distributed, files):
-    first = imported(distributed, files["a"])
+def test_fresh_reimport_renamed_and_duplicates(distributed, citus_files):
+    first = imported(distributed, citus_files["a"])
     assert (first["inserted"], first["updated"], first["unchanged"], first["duplicates"]) == (
         2700, 0, 0, 300,
     )
     after_first = checksum(distributed)
-    again = imported(distributed, files["a"])
+    again = imported(distributed, citus_files["a"])
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 2700)
     assert checksum(distributed) == after_first
-    renamed = imported(distributed, files["renamed"])
+    renamed = imported(distributed, citus_files["renamed"])
     assert renamed["inserted"] == 0 and renamed["updated"] > 0
     assert renamed["updated"] + renamed["unchanged"] == 2700
     with psycopg.connect(distributed) as c:
@@ -197,11 +142,11 @@ def test_fresh_reimport_renamed_and_duplicates(distributed, files):
             "SELECT count(*) FROM products WHERE updated_at > created_at"
         ).fetchone()[0]
     assert touched == renamed["updated"]  # unchanged rows are left untouched
-    result = cli(distributed, "verify", str(files["renamed"]), "--json")
+    result = cli(distributed, "verify", str(citus_files["renamed"]), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["keys"], report["missing"], report["different"]) == (2700, 0, 0)
-    stale = cli(distributed, "verify", str(files["a"]), "--json")
+    stale = cli(distributed, "verify", str(citus_files["a"]), "--json")
     assert json.loads(stale.stdout)["different"] == renamed["updated"]
 
 
@@ -217,22 +162,22 @@ def test_a_new_spelling_of_a_sku_is_the_same_product_and_is_written(distributed,
     assert rows == [("AB-2", "x"), ("ab-1", "first")]
 
 
-def test_dry_run_changes_nothing(distributed, files):
-    imported(distributed, files["a"])
+def test_dry_run_changes_nothing(distributed, citus_files):
+    imported(distributed, citus_files["a"])
     before = checksum(distributed)
-    summary = imported(distributed, files["renamed"], "--dry-run")
+    summary = imported(distributed, citus_files["renamed"], "--dry-run")
     assert summary["status"] == "dry_run" and summary["updated"] > 0
     assert checksum(distributed) == before
 
 
 @pytest.mark.parametrize("option", ["--missing", "--changes"])
 def test_a_full_feed_is_refused_up_front_on_a_distributed_table(
-    distributed, files, tmp_path, option
+    distributed, citus_files, tmp_path, option
 ):
-    imported(distributed, files["a"])
+    imported(distributed, citus_files["a"])
     before = checksum(distributed)
     value = "deactivate" if option == "--missing" else str(tmp_path / "c.csv")
-    result = cli(distributed, "import", str(files["renamed"]), option, value)
+    result = cli(distributed, "import", str(citus_files["renamed"]), option, value)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         "Error: products: is a distributed table of Citus; --missing and --changes do not"
@@ -242,8 +187,8 @@ def test_a_full_feed_is_refused_up_front_on_a_distributed_table(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_status_from_another_shell_during_a_distributed_import(distributed, files):
-    process = csvload_process(distributed, "import", str(files["big"]), "-q")
+def test_status_from_another_shell_during_a_distributed_import(distributed, citus_files):
+    process = csvload_process(distributed, "import", str(citus_files["big"]), "-q")
     try:
         seen = []
 
@@ -265,10 +210,10 @@ def test_status_from_another_shell_during_a_distributed_import(distributed, file
 # -- kill -9, two imports at once, a worker stopped ------------------------------------------
 
 
-def test_kill_9_mid_merge_leaves_the_table_as_before_or_after(citus, distributed, files):
-    imported(distributed, files["big"])
+def test_kill_9_mid_merge_leaves_the_table_as_before_or_after(citus, distributed, citus_files):
+    imported(distributed, citus_files["big"])
     before = checksum(distributed)
-    process = csvload_process(distributed, "import", str(files["big2"]), "-q")
+    process = csvload_process(distributed, "import", str(citus_files["big2"]), "-q")
     try:
         # The merge: distributed_stage's pushed-down upsert (or upsert.upsert()).
         wait_for(lambda: active_query(citus, "WITH % AS %INSERT INTO%"), what="the merge")
@@ -279,16 +224,16 @@ def test_kill_9_mid_merge_leaves_the_table_as_before_or_after(citus, distributed
     recovered(citus)
     assert leftovers(citus) == [0] * 6  # the distributed stage went with the transaction
     after = checksum(distributed)
-    imported(distributed, files["big2"])
+    imported(distributed, citus_files["big2"])
     assert after in (before, checksum(distributed))
 
 
-def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, files):
+def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, citus_files):
     results: dict[str, object] = {}
 
     def load(name: str) -> None:
         try:
-            with Source(SourceOptions(str(files[name]))) as source, psycopg.connect(
+            with Source(SourceOptions(str(citus_files[name]))) as source, psycopg.connect(
                 distributed
             ) as conn:
                 results[name] = import_source(conn, source, ImportOptions())
@@ -307,7 +252,7 @@ def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, fil
     last = "renamed" if renamed.inserted == 0 else "a"
     second = results[last]
     assert second.updated > 0 and second.updated + second.unchanged == 2700
-    report = json.loads(cli(distributed, "verify", str(files[last]), "--json").stdout)
+    report = json.loads(cli(distributed, "verify", str(citus_files[last]), "--json").stdout)
     assert (report["missing"], report["different"]) == (0, 0)
 
 
@@ -315,11 +260,11 @@ def test_two_concurrent_imports_with_overlapping_skus_serialise(distributed, fil
 # import, and Citus passes on its "terminating connection due to administrator command".
 @pytest.mark.parametrize("during", ["COPY%", "WITH % AS %INSERT INTO%"])
 def test_a_worker_stopped_mid_import_fails_in_one_line_and_writes_nothing(
-    citus, distributed, files, during
+    citus, distributed, citus_files, during
 ):
-    imported(distributed, files["a"])
+    imported(distributed, citus_files["a"])
     before = checksum(distributed)
-    process = csvload_process(distributed, "import", str(files["big"]), "-q")
+    process = csvload_process(distributed, "import", str(citus_files["big"]), "-q")
     try:
         wait_for(lambda: active_query(citus, during), what="the import to stage or merge")
         citus.stop_worker(0)
@@ -329,7 +274,9 @@ def test_a_worker_stopped_mid_import_fails_in_one_line_and_writes_nothing(
     stderr = process.stderr.read().strip().splitlines()
     assert code == 1
     assert len(stderr) == 1
-    assert stderr[0].startswith(f"Error: {files['big']}: a worker node is down or unreachable: ")
+    assert stderr[0].startswith(
+        f"Error: {citus_files['big']}: a worker node is down or unreachable: "
+    )
     assert stderr[0].endswith("; nothing was written")
     recovered(citus)
     wait_for(lambda: _answers(distributed), what="the worker to answer again")
@@ -424,15 +371,15 @@ def test_a_key_without_the_distribution_column_is_refused_in_one_line(citus_dsn,
         assert c.execute("SELECT count(*) FROM bysup").fetchone()[0] == 0
 
 
-def test_reference_table(citus_dsn, files):
+def test_reference_table(citus_dsn, citus_files):
     assert cli(citus_dsn, "init").exit_code == 0
     with psycopg.connect(citus_dsn, autocommit=True) as c:
         c.execute("SELECT create_reference_table('products')")
     assert products_kind(citus_dsn) == "reference"
-    first = imported(citus_dsn, files["a"])
+    first = imported(citus_dsn, citus_files["a"])
     assert (first["inserted"], first["duplicates"]) == (2700, 300)
-    renamed = imported(citus_dsn, files["renamed"])
+    renamed = imported(citus_dsn, citus_files["renamed"])
     assert renamed["inserted"] == 0 and renamed["updated"] > 0
     assert renamed["updated"] + renamed["unchanged"] == 2700
-    report = json.loads(cli(citus_dsn, "verify", str(files["renamed"]), "--json").stdout)
+    report = json.loads(cli(citus_dsn, "verify", str(citus_files["renamed"]), "--json").stdout)
     assert (report["missing"], report["different"]) == (0, 0)

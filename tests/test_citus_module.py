@@ -19,8 +19,6 @@ from csvload.table.citus import (
     table_kind,
 )
 
-pytest_plugins = ["citus_fixtures"]
-
 
 def _catalog_snapshot(conn: psycopg.Connection) -> tuple:
     """What create_distributed_products could change: shards, indexes, columns, rows."""

@@ -12,19 +12,13 @@ import uuid
 
 import psycopg
 import pytest
-import test_citus_import
+from helpers.citus_cluster import STAGE_SCHEMAS, leftovers
+from helpers.cli import cli, imported
 from psycopg import conninfo
-from test_citus_import import STAGE_SCHEMAS, cli, imported, leftovers
 
 from csvload.load import distributed_stage
 from csvload.load.loader import ImportOptions, import_source, prepare
 from csvload.read.source import Source, SourceOptions
-
-pytest_plugins = ["citus_fixtures"]
-
-# test_citus_import's fixtures: csvload's distributed products (4 shards), generated files.
-distributed = test_citus_import.distributed
-files = test_citus_import.files
 
 
 def stage_kind(dsn: str, path, **options) -> tuple[str | None, object]:
@@ -200,10 +194,10 @@ def test_a_user_who_cannot_create_schemas_stages_on_the_coordinator(distributed,
             c.execute(f"DROP ROLE {role}")
 
 
-def test_nothing_is_left_behind(citus, distributed, files, tmp_path):
+def test_nothing_is_left_behind(citus, distributed, citus_files, tmp_path):
     # And after kill -9: see test_citus_import's kill test.
-    imported(distributed, files["a"])
-    imported(distributed, files["renamed"], "--dry-run")
+    imported(distributed, citus_files["a"])
+    imported(distributed, citus_files["renamed"], "--dry-run")
     bad = tmp_path / "bad.csv"
     bad.write_text("sku,name,active\nx-1,n,maybe\n")  # one reject, more than 0
     assert cli(distributed, "import", str(bad)).exit_code == 1

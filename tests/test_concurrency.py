@@ -11,7 +11,8 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import content_checksum, csvload_cmd, with_search_path
+from helpers.cli import csvload_cmd
+from helpers.db import content_checksum, with_search_path
 
 from csvload.generate import generate_file
 from csvload.table import schema

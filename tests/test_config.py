@@ -3,25 +3,18 @@ command line."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers.files import write_toml
 
 from csvload.cli.config import CONFIG_FILE, OPTIONS, Feed, load_feed, merge
 from csvload.errors import ConfigError, ExitStatus
 
 
-def write(directory: Path, text: str, name: str = CONFIG_FILE) -> Path:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
 def error(tmp_path: Path, text: str, feed: str = "shop") -> str:
     """The one-line message load_feed raises for `text` as ./csvload.toml."""
-    write(tmp_path, text)
+    write_toml(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_feed(None, feed, tmp_path)
     assert e.value.exit_status == ExitStatus.USAGE
@@ -34,7 +27,7 @@ def error(tmp_path: Path, text: str, feed: str = "shop") -> str:
 
 
 def test_a_feed_is_normalised_to_the_shapes_of_the_command_line_options(tmp_path):
-    write(
+    write_toml(
         tmp_path,
         """
         # The shop's nightly export.
@@ -93,7 +86,7 @@ def test_a_feed_is_normalised_to_the_shapes_of_the_command_line_options(tmp_path
 
 
 def test_only_the_keys_the_file_sets_are_in_the_settings(tmp_path):
-    write(tmp_path, '[feeds.shop]\ntable = "products"\n')
+    write_toml(tmp_path, '[feeds.shop]\ntable = "products"\n')
     assert load_feed(None, "shop", tmp_path).settings == {"table": "products"}
 
 
@@ -106,7 +99,7 @@ def test_every_documented_option_is_accepted():
 
 
 def test_config_path_is_relative_to_cwd_and_feed_paths_to_the_config_file(tmp_path):
-    write(
+    write_toml(
         tmp_path / "conf",
         """
         [feeds."nightly shop"]
@@ -128,7 +121,7 @@ def test_config_path_is_relative_to_cwd_and_feed_paths_to_the_config_file(tmp_pa
 
 
 def test_other_feeds_are_not_checked_key_by_key(tmp_path):
-    write(
+    write_toml(
         tmp_path,
         """
         [feeds.shop]
@@ -414,7 +407,7 @@ def test_secrets_are_refused_naming_the_environment_variable(tmp_path, text, mes
 
 
 def test_a_header_called_password_may_be_mapped(tmp_path):
-    write(tmp_path, '[feeds.shop]\nmap = { "Password" = "pass_hint" }\n')
+    write_toml(tmp_path, '[feeds.shop]\nmap = { "Password" = "pass_hint" }\n')
     assert load_feed(None, "shop", tmp_path).settings == {"map": (("Password", "pass_hint"),)}
 
 
@@ -474,7 +467,8 @@ def test_touch_and_no_touch_are_one_setting(feed, explicit, expected):
 
 
 def test_a_loaded_feed_merges_into_command_line_values(tmp_path):
-    write(tmp_path, '[feeds.shop]\ntable = "shop_items"\nkey = "supplier,sku"\ntouch = false\n')
+    write_toml(tmp_path,
+               '[feeds.shop]\ntable = "shop_items"\nkey = "supplier,sku"\ntouch = false\n')
     feed = load_feed(None, "shop", tmp_path)
     cli = {"table": "products", "key": ("sku",), "touch": None, "no_touch": False}
     assert merge(feed.settings, cli, {"table"}) == {

@@ -25,7 +25,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import CORPUS, fetch_products
+from helpers.db import fetch_products
+from helpers.files import CORPUS
 
 from csvload.cli import main
 from csvload.load.loader import ImportOptions, ImportResult, Statements, stage

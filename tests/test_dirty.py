@@ -12,40 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import fetch_products, table_checksum
+from helpers.cli import error_line, quiet_cli
+from helpers.db import fetch_products, prefill, table_checksum
+from helpers.files import write_file
 
 from csvload.cli import main
 from csvload.read.source import FIELD_LIMIT, Source, SourceOptions
 
 ACTIVE_HINT = "(use true/false, t/f, 1/0 or yes/no)"
-
-
-def cli(dsn: str, *args: str, input: bytes | None = None):
-    """`csvload import ...` without progress lines, so stderr holds only errors."""
-    quiet = [] if "--quiet" in args else ["--quiet"]
-    return CliRunner().invoke(
-        main, [*args, *quiet, "--dsn", dsn], input=input, catch_exceptions=False
-    )
-
-
-def put(tmp_path: Path, data: bytes, name: str = "p.csv") -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
-
-
-def error_line(result) -> str:
-    """The one line the CLI printed on stderr."""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def prefill(dsn: str) -> str:
-    """Put one known row in products and return the table checksum."""
-    with psycopg.connect(dsn) as conn:
-        conn.execute("INSERT INTO products (sku, name) VALUES ('KEEP', 'kept')")
-    return table_checksum(dsn)
 
 
 # -- rejected rows and the rejects file ------------------------------------------------------
@@ -92,8 +66,8 @@ DIRTY_GOOD = [
 
 
 def test_each_reason_line_and_the_rejects_file_byte_exact(products, tmp_path):
-    path = put(tmp_path, DIRTY)
-    result = cli(products, "import", path, "--max-errors", "9", "--json", "--quiet")
+    path = write_file(tmp_path, DIRTY)
+    result = quiet_cli(products, "import", path, "--max-errors", "9", "--json", "--quiet")
     assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
     assert (summary["status"], summary["rejected"], summary["inserted"]) == ("succeeded", 8, 4)
@@ -105,8 +79,8 @@ def test_each_reason_line_and_the_rejects_file_byte_exact(products, tmp_path):
 
 def test_too_many_rejects_rolls_back_exits_1_and_still_writes_rejects(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, DIRTY)
-    result = cli(products, "import", path, "--max-errors", "7")
+    path = write_file(tmp_path, DIRTY)
+    result = quiet_cli(products, "import", path, "--max-errors", "7")
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: 8 rows rejected, more than --max-errors 7; nothing was imported"
@@ -118,8 +92,8 @@ def test_too_many_rejects_rolls_back_exits_1_and_still_writes_rejects(products, 
 
 def test_default_max_errors_is_zero(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
-    result = cli(products, "import", path)
+    path = write_file(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
+    result = quiet_cli(products, "import", path)
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: 1 rows rejected, more than --max-errors 0; nothing was imported"
@@ -130,15 +104,15 @@ def test_default_max_errors_is_zero(products, tmp_path):
 
 
 def test_exactly_max_errors_imports_good_rows_and_exits_3(products, tmp_path):
-    path = put(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
-    result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+    path = write_file(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     assert result.exit_code == 3
     assert fetch_products(products) == [("a", "1", None, True), ("b", "3", None, True)]
 
 
 def test_json_of_a_failed_import_still_gives_rejected_and_rejects_file(products, tmp_path):
-    path = put(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
-    result = cli(products, "import", path, "--json")
+    path = write_file(tmp_path, b"sku,name\na,1\n,2\nb,3\n")
+    result = quiet_cli(products, "import", path, "--json")
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert (summary["status"], summary["rejected"]) == ("failed", 1)
@@ -146,8 +120,8 @@ def test_json_of_a_failed_import_still_gives_rejected_and_rejects_file(products,
 
 
 def test_no_rejects_no_rejects_file_and_no_temp_files(products, tmp_path):
-    path = put(tmp_path, b"sku,name\na,1\n")
-    result = cli(products, "import", path, "--json", "--quiet")
+    path = write_file(tmp_path, b"sku,name\na,1\n")
+    result = quiet_cli(products, "import", path, "--json", "--quiet")
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert (summary["rejected"], summary["rejects_file"]) == (0, None)
@@ -155,10 +129,11 @@ def test_no_rejects_no_rejects_file_and_no_temp_files(products, tmp_path):
 
 
 def test_rejects_option_puts_the_file_where_asked(products, tmp_path):
-    path = put(tmp_path, b"sku,name\n,1\n")
+    path = write_file(tmp_path, b"sku,name\n,1\n")
     target = tmp_path / "out" / "bad-rows.csv"
     target.parent.mkdir()
-    result = cli(products, "import", path, "--rejects", str(target), "--max-errors", "1", "--json")
+    result = quiet_cli(products, "import", path, "--rejects", str(target), "--max-errors", "1",
+                       "--json")
     assert result.exit_code == 3
     assert json.loads(result.stdout)["rejects_file"] == str(target)
     assert target.read_bytes() == b'line,reason,record\r\n2,empty sku,",1"\r\n'
@@ -169,7 +144,8 @@ def test_rejects_option_puts_the_file_where_asked(products, tmp_path):
 def test_stdin_rejects_go_to_the_current_directory(products, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = b"sku,name\nfrom-stdin,x\n,y\n"
-    result = cli(products, "import", "-", "--max-errors", "1", "--json", "--quiet", input=data)
+    result = quiet_cli(products, "import", "-", "--max-errors", "1", "--json", "--quiet",
+                       input=data)
     assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
     assert summary["rejects_file"] == str(tmp_path / "stdin.rejects.csv")
@@ -181,10 +157,10 @@ def test_stdin_rejects_go_to_the_current_directory(products, tmp_path, monkeypat
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_rejects_file_mode_follows_umask(products, tmp_path, umask, mode):
-    path = put(tmp_path, b"sku,name\n,1\n")
+    path = write_file(tmp_path, b"sku,name\n,1\n")
     old = os.umask(umask)
     try:
-        result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+        result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     finally:
         os.umask(old)
     assert result.exit_code == 3
@@ -194,19 +170,19 @@ def test_rejects_file_mode_follows_umask(products, tmp_path, umask, mode):
 def test_a_symlink_at_the_rejects_path_is_refused_neither_followed_nor_replaced(
     products, tmp_path
 ):
-    path = put(tmp_path, b"sku,name\n,1\n")
+    path = write_file(tmp_path, b"sku,name\n,1\n")
     victim = tmp_path / "victim"
     victim.write_text("precious")
     os.symlink(victim, path + ".rejects.csv")
-    assert cli(products, "import", path, "--max-errors", "1", "--quiet").exit_code == 2
+    assert quiet_cli(products, "import", path, "--max-errors", "1", "--quiet").exit_code == 2
     assert victim.read_text() == "precious"
     assert os.readlink(path + ".rejects.csv") == str(victim)
 
 
 def test_unwritable_rejects_location_is_a_one_line_error(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, b"sku,name\n,1\n")
-    result = cli(products, "import", path, "--rejects", str(tmp_path / "no" / "dir.csv"))
+    path = write_file(tmp_path, b"sku,name\n,1\n")
+    result = quiet_cli(products, "import", path, "--rejects", str(tmp_path / "no" / "dir.csv"))
     assert result.exit_code == 1
     assert error_line(result).startswith(f"Error: {tmp_path / 'no' / 'dir.csv'}: cannot write")
     assert table_checksum(products) == before
@@ -215,11 +191,11 @@ def test_unwritable_rejects_location_is_a_one_line_error(products, tmp_path):
 def test_field_size_limit(products, tmp_path):
     big = b"x" * FIELD_LIMIT
     too_big = b"y" * (FIELD_LIMIT + 1)
-    path = put(
+    path = write_file(
         tmp_path,
         b"sku,name\nmax," + big + b'\nover,"' + too_big + b'"\nmid,' + b"z" * 200_000 + b"\n",
     )
-    result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     assert result.exit_code == 3
     with psycopg.connect(products) as conn:
         lengths = conn.execute("SELECT sku, length(name) FROM products ORDER BY sku").fetchall()
@@ -233,8 +209,8 @@ def test_field_size_limit(products, tmp_path):
 
 def test_field_past_the_csv_hard_limit_refuses_the_file(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, b'sku,name\na,b\nc,"' + b"q" * (4 * FIELD_LIMIT + 10) + b'"\n')
-    result = cli(products, "import", path)
+    path = write_file(tmp_path, b'sku,name\na,b\nc,"' + b"q" * (4 * FIELD_LIMIT + 10) + b'"\n')
+    result = quiet_cli(products, "import", path)
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {path} line 3: a field is longer than 67108864 characters, the file cannot "
@@ -247,11 +223,12 @@ def test_field_past_the_csv_hard_limit_refuses_the_file(products, tmp_path):
 
 
 def test_dry_run_reports_every_count_including_rejects_and_changes_nothing(products, tmp_path):
-    first = put(tmp_path, b"sku,name\nkeep,same\nold,before\n", "first.csv")
-    assert cli(products, "import", first, "--quiet").exit_code == 0
+    first = write_file(tmp_path, b"sku,name\nkeep,same\nold,before\n", "first.csv")
+    assert quiet_cli(products, "import", first, "--quiet").exit_code == 0
     before = table_checksum(products)
-    path = put(tmp_path, b"sku,name\nkeep,same\nold,after\nnew,x\n,empty\nnew,x2\n")
-    result = cli(products, "import", path, "--dry-run", "--max-errors", "1", "--json", "--quiet")
+    path = write_file(tmp_path, b"sku,name\nkeep,same\nold,after\nnew,x\n,empty\nnew,x2\n")
+    result = quiet_cli(products, "import", path, "--dry-run", "--max-errors", "1", "--json",
+                       "--quiet")
     assert result.exit_code == 3
     summary = json.loads(result.stdout)
     counts = {k: summary[k] for k in ("inserted", "updated", "unchanged", "duplicates", "rejected")}
@@ -266,7 +243,7 @@ def test_dry_run_reports_every_count_including_rejects_and_changes_nothing(produ
 
 
 def test_stdin(products):
-    result = cli(products, "import", "-", "--quiet", input=b"sku,name\ns1,from stdin\n")
+    result = quiet_cli(products, "import", "-", "--quiet", input=b"sku,name\ns1,from stdin\n")
     assert result.exit_code == 0
     assert fetch_products(products) == [("s1", "from stdin", None, True)]
 
@@ -274,7 +251,7 @@ def test_stdin(products):
 def test_gzip_is_detected_by_content_and_progress_counts_compressed_bytes(products, tmp_path):
     rows = "".join(f"sku-{i},name {i},{'description ' * 20}\n" for i in range(5000))
     data = gzip.compress(("sku,name,description\n" + rows).encode())
-    path = put(tmp_path, data, "p.csv.gz")
+    path = write_file(tmp_path, data, "p.csv.gz")
     with Source(SourceOptions(path)) as source:
         done = [chunk.bytes_done for chunk in source.chunks(500)]
     # About 500 rows a chunk; a block forwarded whole (about 1,000 of these rows) is
@@ -282,11 +259,12 @@ def test_gzip_is_detected_by_content_and_progress_counts_compressed_bytes(produc
     assert 5 <= len(done) <= 10
     assert done == sorted(done) and all(d <= len(data) for d in done)
     assert done[-1] == len(data) < len(rows)
-    result = cli(products, "import", path, "--json", "--quiet")
+    result = quiet_cli(products, "import", path, "--json", "--quiet")
     assert json.loads(result.stdout)["inserted"] == 5000
     # Detection is by magic bytes, not by name; stdin works too.
-    plain = put(tmp_path, gzip.compress(b"sku,name\nz,gz on stdin\n"), "nosuffix.csv")
-    assert cli(products, "import", "-", "--quiet", input=Path(plain).read_bytes()).exit_code == 0
+    plain = write_file(tmp_path, gzip.compress(b"sku,name\nz,gz on stdin\n"), "nosuffix.csv")
+    assert quiet_cli(products, "import", "-", "--quiet",
+                     input=Path(plain).read_bytes()).exit_code == 0
     assert ("z", "gz on stdin", None, True) in fetch_products(products)
 
 
@@ -302,8 +280,8 @@ def test_gzip_is_detected_by_content_and_progress_counts_compressed_bytes(produc
 def test_damaged_gzip_is_a_one_line_error(products, tmp_path, mangle, line):
     before = prefill(products)
     body = "".join(f"s{i},{i * 7919 % 1000}\n" for i in range(20000))
-    path = put(tmp_path, mangle(gzip.compress(("sku,name\n" + body).encode())), "p.csv.gz")
-    result = cli(products, "import", path)
+    path = write_file(tmp_path, mangle(gzip.compress(("sku,name\n" + body).encode())), "p.csv.gz")
+    result = quiet_cli(products, "import", path)
     assert result.exit_code == 1
     message = error_line(result)
     assert message.startswith(f"Error: {path} line ")
@@ -326,9 +304,9 @@ def test_damaged_gzip_is_a_one_line_error(products, tmp_path, mangle, line):
     ids=["utf8-bom", "latin-1", "cp1252", "utf-16", "utf-16-be-bom"],
 )
 def test_encodings_store_the_right_text(products, tmp_path, data, encoding):
-    path = put(tmp_path, data)
+    path = write_file(tmp_path, data)
     args = ["--encoding", encoding] if encoding else []
-    result = cli(products, "import", path, "--quiet", *args)
+    result = quiet_cli(products, "import", path, "--quiet", *args)
     assert result.exit_code == 0, result.stderr
     text = data.decode(encoding or "utf-8-sig").lstrip("\ufeff")
     sku, name = text.splitlines()[1].split(",")
@@ -336,8 +314,8 @@ def test_encodings_store_the_right_text(products, tmp_path, data, encoding):
 
 
 def test_latin1_bytes_read_as_utf8_are_rejected_never_stored(products, tmp_path):
-    path = put(tmp_path, b"sku,name\nok,plain\nl1,Cr\xe8me\n")
-    result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+    path = write_file(tmp_path, b"sku,name\nok,plain\nl1,Cr\xe8me\n")
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     assert result.exit_code == 3
     assert fetch_products(products) == [("ok", "plain", None, True)]
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -347,8 +325,8 @@ def test_latin1_bytes_read_as_utf8_are_rejected_never_stored(products, tmp_path)
 
 
 def test_latin1_rejects_file_keeps_latin1_bytes(products, tmp_path):
-    path = put(tmp_path, b"sku,name\n\xe91,caf\xe9\n,caf\xe9 \xa9\n")
-    result = cli(products, "import", path, "--encoding", "latin-1", "--max-errors", "1")
+    path = write_file(tmp_path, b"sku,name\n\xe91,caf\xe9\n,caf\xe9 \xa9\n")
+    result = quiet_cli(products, "import", path, "--encoding", "latin-1", "--max-errors", "1")
     assert result.exit_code == 3
     assert fetch_products(products) == [("é1", "café", None, True)]
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -358,9 +336,9 @@ def test_latin1_rejects_file_keeps_latin1_bytes(products, tmp_path):
 
 def test_utf8_file_given_as_latin1_is_refused(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, "sku,name\na,plain\nb,Crème\n".encode())
+    path = write_file(tmp_path, "sku,name\na,plain\nb,Crème\n".encode())
     for encoding in ("latin-1", "cp1252"):
-        result = cli(products, "import", path, "--encoding", encoding)
+        result = quiet_cli(products, "import", path, "--encoding", encoding)
         assert result.exit_code == 1
         assert error_line(result) == (
             f"Error: {path} line 3: text is valid UTF-8 but --encoding {encoding} was given"
@@ -371,8 +349,8 @@ def test_utf8_file_given_as_latin1_is_refused(products, tmp_path):
 
 def test_utf16_file_read_as_utf8_is_a_clear_error(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, "sku,name\na,b\n".encode("utf-16"))
-    result = cli(products, "import", path)
+    path = write_file(tmp_path, "sku,name\na,b\n".encode("utf-16"))
+    result = quiet_cli(products, "import", path)
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {path} line 1: header has bytes that are not valid utf-8 (check --encoding)"
@@ -381,8 +359,8 @@ def test_utf16_file_read_as_utf8_is_a_clear_error(products, tmp_path):
 
 
 def test_cp1252_undefined_byte_is_rejected(products, tmp_path):
-    path = put(tmp_path, b"sku,name\na,\x80 ok\nb,\x81 undefined\n")
-    result = cli(products, "import", path, "--encoding", "cp1252", "--max-errors", "1")
+    path = write_file(tmp_path, b"sku,name\na,\x80 ok\nb,\x81 undefined\n")
+    result = quiet_cli(products, "import", path, "--encoding", "cp1252", "--max-errors", "1")
     assert result.exit_code == 3
     assert fetch_products(products) == [("a", "€ ok", None, True)]
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -395,8 +373,8 @@ def test_undecodable_utf16_is_rejected_and_written_back_byte_exact(products, tmp
     good = "sku,name\nok,fine\n".encode("utf-16")
     lone = "x,".encode("utf-16-le") + b"\x00\xd8" + "y\n".encode("utf-16-le")  # lone surrogate
     odd = "z,w".encode("utf-16-le") + b"\x41"  # an odd trailing byte
-    path = put(tmp_path, good + lone + odd)
-    result = cli(products, "import", path, "--encoding", "utf-16", "--max-errors", "2")
+    path = write_file(tmp_path, good + lone + odd)
+    result = quiet_cli(products, "import", path, "--encoding", "utf-16", "--max-errors", "2")
     assert result.exit_code == 3, result.stderr
     assert fetch_products(products) == [("ok", "fine", None, True)]
     reason = b"bytes that are not valid utf-16 (check --encoding)"
@@ -419,14 +397,14 @@ def test_undecodable_utf16_is_rejected_and_written_back_byte_exact(products, tmp
     ids=["semicolon", "auto-semicolon", "auto-tab", "auto-pipe"],
 )
 def test_delimiters(products, tmp_path, data, args):
-    path = put(tmp_path, data)
-    assert cli(products, "import", path, "--quiet", *args).exit_code == 0
+    path = write_file(tmp_path, data)
+    assert quiet_cli(products, "import", path, "--quiet", *args).exit_code == 0
     assert fetch_products(products) == [("a", "b, with comma", "c", True)]
 
 
 def test_delimiter_auto_that_cannot_decide_is_a_clear_error(products, tmp_path):
-    path = put(tmp_path, b"skuname\nab\n")
-    result = cli(products, "import", path, "--delimiter", "auto")
+    path = write_file(tmp_path, b"skuname\nab\n")
+    result = quiet_cli(products, "import", path, "--delimiter", "auto")
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {path}: cannot detect the delimiter (give --delimiter explicitly)"
@@ -435,9 +413,9 @@ def test_delimiter_auto_that_cannot_decide_is_a_clear_error(products, tmp_path):
 
 @pytest.mark.parametrize("delimiter", ['"', "\n"], ids=["quote", "newline"])
 def test_unusable_delimiter_is_refused(products, tmp_path, delimiter):
-    path = put(tmp_path, b"sku,name\na,b\n")
+    path = write_file(tmp_path, b"sku,name\na,b\n")
     before = table_checksum(products)
-    result = cli(products, "import", path, "--delimiter", delimiter)
+    result = quiet_cli(products, "import", path, "--delimiter", delimiter)
     assert result.exit_code == 2  # a usage error, caught while parsing options
     assert (
         "Invalid value for '--delimiter': must be one character other than a quote or a"
@@ -447,8 +425,8 @@ def test_unusable_delimiter_is_refused(products, tmp_path, delimiter):
 
 
 def test_rejects_path_naming_the_input_is_refused(products, tmp_path):
-    path = put(tmp_path, b"sku,name\na,b\n")
-    result = cli(products, "import", path, "--rejects", path)
+    path = write_file(tmp_path, b"sku,name\na,b\n")
+    result = quiet_cli(products, "import", path, "--rejects", path)
     assert result.exit_code == 2
     assert "Invalid value for --rejects: must not be the input file" in result.stderr
     assert Path(path).read_bytes() == b"sku,name\na,b\n"
@@ -457,8 +435,8 @@ def test_rejects_path_naming_the_input_is_refused(products, tmp_path):
 def test_dot_delimiter_with_a_copy_end_marker_lookalike(products, tmp_path):
     # Up to PostgreSQL 17, "\." alone on a line ends COPY even in CSV mode, dropping the
     # rows after it: such a row must not be forwarded raw.  (18 no longer does that.)
-    path = put(tmp_path, b"sku.name\na.1\n\\.\nb.2\n")
-    assert cli(products, "import", path, "--delimiter", ".", "--quiet").exit_code == 0
+    path = write_file(tmp_path, b"sku.name\na.1\n\\.\nb.2\n")
+    assert quiet_cli(products, "import", path, "--delimiter", ".", "--quiet").exit_code == 0
     assert fetch_products(products) == [
         ("\\", "", None, True),
         ("a", "1", None, True),
@@ -468,8 +446,8 @@ def test_dot_delimiter_with_a_copy_end_marker_lookalike(products, tmp_path):
 
 def test_unclosed_quote_at_eof_is_rejected_whatever_the_quote_count(products, tmp_path):
     # Two quotes, one of them literal: the quoted field opened after it never closes.
-    path = put(tmp_path, b'sku,name,description\nok,1,2\nx,a"b,"c\nd,e,f\n')
-    result = cli(products, "import", path, "--max-errors", "1")
+    path = write_file(tmp_path, b'sku,name,description\nok,1,2\nx,a"b,"c\nd,e,f\n')
+    result = quiet_cli(products, "import", path, "--max-errors", "1")
     assert result.exit_code == 3
     assert fetch_products(products) == [("ok", "1", "2", True)]
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -489,8 +467,8 @@ def test_line_endings_quoted_newlines_blank_lines_and_no_final_newline(products,
         b"",  # 7
         b"last,no,newline",  # 8
     ]
-    path = put(tmp_path, eol.join(lines))
-    result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+    path = write_file(tmp_path, eol.join(lines))
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     assert result.exit_code == 3
     assert fetch_products(products) == [
         ("last", "no", "newline", True),
@@ -502,8 +480,8 @@ def test_line_endings_quoted_newlines_blank_lines_and_no_final_newline(products,
 
 
 def test_mixed_line_endings_count_physical_lines(products, tmp_path):
-    path = put(tmp_path, b"sku,name\r\na,1\rb,2\n,3\r\n")
-    result = cli(products, "import", path, "--max-errors", "1", "--quiet")
+    path = write_file(tmp_path, b"sku,name\r\na,1\rb,2\n,3\r\n")
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--quiet")
     assert result.exit_code == 3
     assert Path(path + ".rejects.csv").read_bytes() == (
         b'line,reason,record\r\n4,empty sku,",3"\r\n'
@@ -513,15 +491,15 @@ def test_mixed_line_endings_count_physical_lines(products, tmp_path):
 def test_crlf_straddling_the_read_buffer_is_one_line_ending(products, tmp_path):
     # The text layer reads in 8 KiB chunks: put a CRLF across each possible boundary.
     rows = b"".join(b"s%d,%s\r\n" % (i, b"n" * (8180 + i)) for i in range(24))
-    path = put(tmp_path, b"sku,name\r\n" + rows + b",x\r\n")
-    result = cli(products, "import", path, "--max-errors", "1", "--json", "--quiet")
+    path = write_file(tmp_path, b"sku,name\r\n" + rows + b",x\r\n")
+    result = quiet_cli(products, "import", path, "--max-errors", "1", "--json", "--quiet")
     assert json.loads(result.stdout)["inserted"] == 24
     assert Path(path + ".rejects.csv").read_bytes().startswith(b"line,reason,record\r\n26,")
 
 
 def test_blank_lines_before_the_header(products, tmp_path):
-    path = put(tmp_path, b"\n\r\nsku,name\n,x\n")
-    assert cli(products, "import", path).exit_code == 1
+    path = write_file(tmp_path, b"\n\r\nsku,name\n,x\n")
+    assert quiet_cli(products, "import", path).exit_code == 1
     assert Path(path + ".rejects.csv").read_bytes() == b'line,reason,record\r\n4,empty sku,",x"\r\n'
 
 
@@ -529,8 +507,8 @@ def test_blank_lines_before_the_header(products, tmp_path):
 
 
 def test_map_renames_headers(products, tmp_path):
-    path = put(tmp_path, b"Product Code,Product Name,Notes\nP-1,Chair,wooden\n")
-    result = cli(
+    path = write_file(tmp_path, b"Product Code,Product Name,Notes\nP-1,Chair,wooden\n")
+    result = quiet_cli(
         products, "import", path, "--quiet",
         "--map", "Product Code=sku", "--map", "product name=name", "--map", "Notes=description",
     )  # fmt: skip
@@ -540,8 +518,8 @@ def test_map_renames_headers(products, tmp_path):
 
 def test_map_to_an_unknown_field_is_a_usage_error(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, b"Code,sku,name\nP-1,s,Chair\n")
-    result = cli(products, "import", path, "--map", "Code=price")
+    path = write_file(tmp_path, b"Code,sku,name\nP-1,s,Chair\n")
+    result = quiet_cli(products, "import", path, "--map", "Code=price")
     assert result.exit_code == 2
     assert result.stderr == (
         "Error: --map Code=price: products has no such column 'price' (writable columns:"
@@ -579,7 +557,7 @@ BOGUS_DSN = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
 def test_file_level_errors(products, tmp_path, make, message):
     before = prefill(products)
     path = str(make(tmp_path))
-    result = cli(products, "import", path)
+    result = quiet_cli(products, "import", path)
     assert result.exit_code == 1
     assert error_line(result) == "Error: " + message.format(p=path)
     assert table_checksum(products) == before
@@ -598,7 +576,7 @@ def test_permission_denied(products, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged uid")
     before = prefill(products)
-    path = put(tmp_path, b"sku,name\na,b\n", "secret.csv")
+    path = write_file(tmp_path, b"sku,name\na,b\n", "secret.csv")
     os.chmod(path, 0o600)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -624,13 +602,13 @@ def test_permission_denied(products, tmp_path):
 
 def test_utf16_without_bom_names_the_byte_order_options(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, "sku,name\na,b\n".encode("utf-16-le"))
-    result = cli(products, "import", path, "--encoding", "utf-16")
+    path = write_file(tmp_path, "sku,name\na,b\n".encode("utf-16-le"))
+    result = quiet_cli(products, "import", path, "--encoding", "utf-16")
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {path} line 1: UTF-16 stream does not start with BOM (name the byte order: "
         "--encoding utf-16-le or utf-16-be)"
     )
     assert table_checksum(products) == before
-    assert cli(products, "import", path, "--encoding", "utf-16-le").exit_code == 0
+    assert quiet_cli(products, "import", path, "--encoding", "utf-16-le").exit_code == 0
     assert ("a", "b", None, True) in fetch_products(products)

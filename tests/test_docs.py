@@ -4,10 +4,11 @@ resolves."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
-DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+from helpers.files import PROJECT
+
+DOCS = [PROJECT / "README.md", PROJECT / "CONTRIBUTING.md",
+        *sorted((PROJECT / "docs").glob("*.md"))]
 
 
 def _named_tests(text: str) -> list[tuple[str, str]]:
@@ -28,7 +29,7 @@ def test_every_test_the_docs_name_exists():
         if not doc.exists():
             continue
         for file, name in _named_tests(doc.read_text(encoding="utf-8")):
-            path = ROOT / "tests" / file
+            path = PROJECT / "tests" / file
             if not path.exists() or not re.search(
                 rf"^def {name}\(", path.read_text(encoding="utf-8"), re.M
             ):

@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from helpers.files import PROJECT
 
 from csvload.cli.dbcommands import db
 from csvload.errors import ServerError
@@ -404,7 +405,7 @@ def test_as_root_the_server_runs_as_an_existing_unprivileged_user(
 
 def _as_nobody(python: str, script: str, arg: Path) -> subprocess.CompletedProcess:
     """Run `python -c script arg` as the user nobody, with csvload's source importable."""
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = PROJECT / "src"
     argv = ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", python, "-c", script]
     return subprocess.run([*argv, str(arg)], capture_output=True, text=True, timeout=120)
 

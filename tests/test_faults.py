@@ -19,7 +19,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import content_checksum, csvload_cmd, table_checksum, with_search_path
+from helpers.cli import csvload_cmd
+from helpers.db import content_checksum, table_checksum, with_search_path
 
 from csvload.generate import generate_file
 from csvload.table import schema

@@ -11,15 +11,14 @@ import io
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from test_webhook import receiver  # noqa: F401 - the fixture
+from helpers.cli import cli, only_line
+from helpers.db import query
+from helpers.files import PRESET_SAMPLES, write_toml
 
-from csvload.cli import main
 from csvload.webhook import verify_signature
 
 # As Django would make the README's catalog_product, with a supplier column: a Python
@@ -62,40 +61,17 @@ max_missing = 1
 """
 
 
-def write(directory: Path, text: str, name: str = "csvload.toml") -> Path:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return path
-
-
-def run(dsn: str | None, *args: str, env: dict | None = None):
-    dsn_args = ["--dsn", dsn] if dsn else []
-    return CliRunner(env=env).invoke(main, [*args, *dsn_args], catch_exceptions=False)
-
-
-def fetch(dsn: str, statement: str) -> list[tuple]:
-    with psycopg.connect(dsn) as c:
-        return c.execute(statement).fetchall()
-
-
 def products_csv(tmp_path: Path, skus, name: str = "feed.csv") -> Path:
     path = tmp_path / name
     path.write_text("sku,name\n" + "".join(f"{s},Name {s}\n" for s in skus))
     return path
 
 
-def only_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
 SKUS = [f"s{i}" for i in range(10)]
 
 
 def seeded(dsn: str, tmp_path: Path) -> None:
-    result = run(dsn, "import", str(products_csv(tmp_path, SKUS, "seed.csv")), "--quiet")
+    result = cli(dsn, "import", str(products_csv(tmp_path, SKUS, "seed.csv")), "--quiet")
     assert result.exit_code == 0, result.stderr
 
 
@@ -105,21 +81,21 @@ def seeded(dsn: str, tmp_path: Path) -> None:
 def test_feed_from_csvload_toml_in_the_working_directory(products, tmp_path, monkeypatch):
     seeded(products, tmp_path)
     work = tmp_path / "work"
-    write(work, SIMPLE_TOML)
+    write_toml(work, SIMPLE_TOML)
     monkeypatch.chdir(work)
-    result = run(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS[:9])),
+    result = cli(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS[:9])),
                  "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["table"], summary["deactivated"]) == ("products", 1)
-    assert fetch(products, "SELECT sku FROM products WHERE NOT active") == [("s9",)]
+    assert query(products, "SELECT sku FROM products WHERE NOT active") == [("s9",)]
 
 
 def test_feed_from_config_path(products, tmp_path, monkeypatch):
     seeded(products, tmp_path)
-    write(tmp_path / "etc", SIMPLE_TOML, "feeds.toml")
+    write_toml(tmp_path / "etc", SIMPLE_TOML, "feeds.toml")
     monkeypatch.chdir(tmp_path)  # no csvload.toml here; --config is relative to the cwd
-    result = run(products, "import", "--feed", "shop", "--config", "etc/feeds.toml",
+    result = cli(products, "import", "--feed", "shop", "--config", "etc/feeds.toml",
                  str(products_csv(tmp_path, SKUS[:9])), "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["deactivated"] == 1
@@ -127,19 +103,19 @@ def test_feed_from_config_path(products, tmp_path, monkeypatch):
 
 def test_no_csvload_toml_in_the_working_directory(products, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
+    result = cli(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
     assert result.exit_code == 2
     assert only_line(result.stderr) == (
         "Error: csvload.toml: no such file (--feed reads it from the working directory; or"
         " give --config PATH)"
     )
-    assert fetch(products, "SELECT count(*) FROM products") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products") == [(0,)]
 
 
 def test_config_without_feed_is_a_usage_error(products, tmp_path, monkeypatch):
-    write(tmp_path, SIMPLE_TOML)
+    write_toml(tmp_path, SIMPLE_TOML)
     monkeypatch.chdir(tmp_path)
-    result = run(products, "import", "--config", "csvload.toml",
+    result = cli(products, "import", "--config", "csvload.toml",
                  str(products_csv(tmp_path, SKUS)))
     assert result.exit_code == 2
     assert "--config names the file that --feed reads; give --feed too" in result.stderr
@@ -150,11 +126,11 @@ def test_config_without_feed_is_a_usage_error(products, tmp_path, monkeypatch):
 
 def test_a_flag_on_the_command_line_wins_over_the_file(products, tmp_path, monkeypatch):
     seeded(products, tmp_path)
-    write(tmp_path, SIMPLE_TOML)
+    write_toml(tmp_path, SIMPLE_TOML)
     monkeypatch.chdir(tmp_path)
     three_gone = products_csv(tmp_path, SKUS[:7])
     # The file's max_missing = 1 stops this feed...
-    guarded = run(products, "import", "--feed", "shop", str(three_gone), "--quiet")
+    guarded = cli(products, "import", "--feed", "shop", str(three_gone), "--quiet")
     assert guarded.exit_code == 1
     assert only_line(guarded.stderr) == (
         f"Error: {three_gone}: 3 rows of products would be deactivated, more than"
@@ -162,23 +138,23 @@ def test_a_flag_on_the_command_line_wins_over_the_file(products, tmp_path, monke
         " complete)"
     )
     # ...--missing keep on the command line overrides the file's deactivate...
-    kept = run(products, "import", "--feed", "shop", str(three_gone), "--missing", "keep",
+    kept = cli(products, "import", "--feed", "shop", str(three_gone), "--missing", "keep",
                "--json", "--quiet")
     assert kept.exit_code == 0, kept.stderr
     assert json.loads(kept.stdout)["deactivated"] == 0
-    assert fetch(products, "SELECT count(*) FROM products WHERE NOT active") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products WHERE NOT active") == [(0,)]
     # ...and --max-missing 3 raises the file's limit, the file's missing still applying.
-    raised = run(products, "import", "--feed", "shop", str(three_gone), "--max-missing", "3",
+    raised = cli(products, "import", "--feed", "shop", str(three_gone), "--max-missing", "3",
                  "--json", "--quiet")
     assert raised.exit_code == 0, raised.stderr
     assert json.loads(raised.stdout)["deactivated"] == 3
 
 
 def test_a_feed_with_a_preset(products, tmp_path, monkeypatch):
-    write(tmp_path, '[feeds.shopify]\npreset = "shopify"\nmax_errors = 0\n')
+    write_toml(tmp_path, '[feeds.shopify]\npreset = "shopify"\nmax_errors = 0\n')
     monkeypatch.chdir(tmp_path)
-    template = Path(__file__).parent / "data" / "presets" / "shopify_product_template.csv"
-    result = run(products, "import", "--feed", "shopify", str(template), "--json", "--quiet")
+    template = PRESET_SAMPLES / "shopify_product_template.csv"
+    result = cli(products, "import", "--feed", "shopify", str(template), "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["inserted"], summary["skipped"]) == (16, 1)
@@ -226,30 +202,30 @@ def test_a_feed_with_a_preset(products, tmp_path, monkeypatch):
 def test_a_bad_feed_is_one_line_naming_file_line_and_key(
     products, tmp_path, monkeypatch, line, message
 ):
-    write(tmp_path, f'[feeds.shop]\ntable = "products"\n{line}\n')
+    write_toml(tmp_path, f'[feeds.shop]\ntable = "products"\n{line}\n')
     monkeypatch.chdir(tmp_path)
-    result = run(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
+    result = cli(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
     assert result.exit_code == 2
     assert only_line(result.stderr) == f"Error: {message}"
     assert result.stdout == ""
-    assert fetch(products, "SELECT count(*) FROM products") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products") == [(0,)]
 
 
 def test_an_unknown_feed_names_the_file_and_the_feeds_it_has(products, tmp_path, monkeypatch):
-    write(tmp_path, SIMPLE_TOML)
+    write_toml(tmp_path, SIMPLE_TOML)
     monkeypatch.chdir(tmp_path)
-    result = run(products, "import", "--feed", "shoo", str(products_csv(tmp_path, SKUS)))
+    result = cli(products, "import", "--feed", "shoo", str(products_csv(tmp_path, SKUS)))
     assert result.exit_code == 2
     assert only_line(result.stderr) == (
         "Error: csvload.toml: no feed 'shoo' (feeds: shop; did you mean 'shop'?)"
     )
-    assert fetch(products, "SELECT count(*) FROM products") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products") == [(0,)]
 
 
 def test_a_secret_in_another_feed_is_refused_too(products, tmp_path, monkeypatch):
-    write(tmp_path, SIMPLE_TOML + '\n[feeds.other]\npassword = "hunter2"\n')
+    write_toml(tmp_path, SIMPLE_TOML + '\n[feeds.other]\npassword = "hunter2"\n')
     monkeypatch.chdir(tmp_path)
-    result = run(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
+    result = cli(products, "import", "--feed", "shop", str(products_csv(tmp_path, SKUS)))
     assert result.exit_code == 2
     assert only_line(result.stderr) == (
         "Error: csvload.toml line 7: feed 'other': password is a secret, and secrets are"
@@ -279,7 +255,7 @@ def acme_gz(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     ],
     ids=["active_default_true", "django_no_default"],
 )
-def test_the_readme_nightly_full_feed(dsn, tmp_path, receiver, active_default):  # noqa: F811
+def test_the_readme_nightly_full_feed(dsn, tmp_path, receiver, active_default):
     with psycopg.connect(dsn) as c:
         c.execute(CATALOG_DDL.format(active_default=active_default))
         # Another supplier's rows in the same table: the acme feed never touches them.
@@ -288,9 +264,9 @@ def test_the_readme_nightly_full_feed(dsn, tmp_path, receiver, active_default): 
             " updated_at) SELECT 'bolt', 'B' || i, 'Bolt ' || i, i, true, now(), now()"
             " FROM generate_series(1, 5) i"
         )
-    bolt = fetch(dsn, "SELECT sku, xmin::text FROM catalog_product WHERE supplier = 'bolt'")
+    bolt = query(dsn, "SELECT sku, xmin::text FROM catalog_product WHERE supplier = 'bolt'")
     catalogue = tmp_path / "srv" / "catalogue"
-    write(catalogue, README_TOML.replace("{url}", receiver.url))
+    write_toml(catalogue, README_TOML.replace("{url}", receiver.url))
     (catalogue / "changes").mkdir()
     incoming = tmp_path / "srv" / "incoming" / "acme.csv.gz"
     secret = "whsec-nightly"
@@ -328,11 +304,11 @@ def test_the_readme_nightly_full_feed(dsn, tmp_path, receiver, active_default): 
         ["acme", "A40", "deactivated", ""],
         ["acme", "A41", "inserted", ""],
     ]
-    assert fetch(dsn, "SELECT sku, price::text, active FROM catalog_product WHERE supplier ="
+    assert query(dsn, "SELECT sku, price::text, active FROM catalog_product WHERE supplier ="
                       " 'acme' AND sku IN ('A1', 'A40', 'A41') ORDER BY sku") == [
         ("A1", "9.99", True), ("A40", "40.50", False), ("A41", "41.00", True)
     ]
-    assert fetch(dsn, "SELECT sku, xmin::text FROM catalog_product WHERE supplier = 'bolt'") \
+    assert query(dsn, "SELECT sku, xmin::text FROM catalog_product WHERE supplier = 'bolt'") \
         == bolt
     events = [r.json() for r in receiver.requests]
     assert [(e["event"], e["deactivated"]) for e in events] == [

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from feed_helpers import ITEM_DDL, checksum, cli, execute, put
+from helpers.cli import cli, only_line
+from helpers.db import execute, written_checksum
+from helpers.feeds import ITEM_DDL
+from helpers.files import write_file
 from psycopg import conninfo
-from test_webhook import receiver  # noqa: F401 - the fixture
 
 from csvload.table import schema
 
@@ -98,7 +100,7 @@ def summary(result) -> dict:
 def seeded(dsn: str, kind: Kind, tmp_path: Path, skus=SKUS) -> dict[str, Row]:
     """The target with one row per sku, loaded by csvload; its state."""
     kind.create(dsn)
-    first = load(dsn, kind, put(tmp_path, kind.csv(skus), "seed.csv"), "--quiet")
+    first = load(dsn, kind, write_file(tmp_path, kind.csv(skus), "seed.csv"), "--quiet")
     assert first.exit_code == 0, first.stderr
     return state(dsn, kind)
 
@@ -112,12 +114,6 @@ def deactivate(dsn: str, kind: Kind, *skus: str) -> dict[str, Row]:
     return state(dsn, kind)
 
 
-def only_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
 # -- deactivate, reactivate, delete -----------------------------------------------------------
 
 
@@ -126,7 +122,7 @@ def test_deactivate_sets_active_false_and_touches_only_the_missing_rows(major_ds
     seeded(major_dsn, kind, tmp_path)
     before = deactivate(major_dsn, kind, "K19")  # missing too, but already inactive
     listed = SKUS[:17]  # K17 and K18 are gone from the file
-    path = put(tmp_path, kind.csv(listed + ["K50"], {"K00": "Renamed"}))
+    path = write_file(tmp_path, kind.csv(listed + ["K50"], {"K00": "Renamed"}), "feed.csv")
     result = load(major_dsn, kind, path, "--missing", "deactivate", "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     s = summary(result)
@@ -147,7 +143,8 @@ def test_deactivate_sets_active_false_and_touches_only_the_missing_rows(major_ds
 @KINDS
 def test_keep_is_the_default_and_leaves_missing_rows_alone(dsn, tmp_path, kind):
     before = seeded(dsn, kind, tmp_path)
-    result = load(dsn, kind, put(tmp_path, kind.csv(SKUS[:5])), "--json", "--quiet")
+    result = load(dsn, kind, write_file(tmp_path, kind.csv(SKUS[:5]), "feed.csv"), "--json",
+                  "--quiet")
     assert result.exit_code == 0, result.stderr
     assert summary(result)["deactivated"] == 0
     assert state(dsn, kind) == before
@@ -158,7 +155,8 @@ def test_an_inactive_row_listed_again_is_reactivated(major_dsn, tmp_path, kind):
     seeded(major_dsn, kind, tmp_path)
     before = deactivate(major_dsn, kind, "K05", "K06")
     result = load(
-        major_dsn, kind, put(tmp_path, kind.csv(SKUS)), "--missing", "deactivate", "--json",
+        major_dsn, kind, write_file(tmp_path, kind.csv(SKUS),
+                                    "feed.csv"), "--missing", "deactivate", "--json",
         "--quiet",
     )
     assert result.exit_code == 0, result.stderr
@@ -184,7 +182,8 @@ def test_an_inactive_row_the_file_says_is_inactive_stays_so(major_dsn, tmp_path,
         [header, *(f"{kind.line(s, f'Name {s}')},{flags.get(s, 'true')}" for s in SKUS)]
     ) + "\n"
     result = load(
-        major_dsn, kind, put(tmp_path, text), "--missing", "deactivate", "--json", "--quiet"
+        major_dsn, kind, write_file(tmp_path, text,
+                                    "feed.csv"), "--missing", "deactivate", "--json", "--quiet"
     )
     assert result.exit_code == 0, result.stderr
     s = summary(result)
@@ -205,7 +204,8 @@ def test_reactivated_is_counted_when_the_server_keeps_no_table_statistics(dsn, t
     options = conninfo.conninfo_to_dict(dsn)["options"]
     no_stats = conninfo.make_conninfo(dsn, options=f"{options} -c track_counts=off")
     result = load(
-        no_stats, kind, put(tmp_path, kind.csv(SKUS)), "--missing", "deactivate", "--json",
+        no_stats, kind, write_file(tmp_path, kind.csv(SKUS),
+                                   "feed.csv"), "--missing", "deactivate", "--json",
         "--quiet",
     )
     assert result.exit_code == 0, result.stderr
@@ -218,7 +218,8 @@ def test_reactivated_is_counted_when_the_server_keeps_no_table_statistics(dsn, t
 def test_delete_deletes_the_missing_rows_and_nothing_else(major_dsn, tmp_path, kind):
     before = seeded(major_dsn, kind, tmp_path)
     result = load(
-        major_dsn, kind, put(tmp_path, kind.csv(SKUS[:18])), "--missing", "delete", "--json",
+        major_dsn, kind, write_file(tmp_path, kind.csv(SKUS[:18]),
+                                    "feed.csv"), "--missing", "delete", "--json",
         "--quiet",
     )
     assert result.exit_code == 0, result.stderr
@@ -237,8 +238,8 @@ def test_delete_blocked_by_a_foreign_key_names_the_constraint_and_a_key(dsn, tmp
         "CREATE TABLE orders (id int PRIMARY KEY, product_id bigint REFERENCES products (id));"
         " INSERT INTO orders SELECT 1, id FROM products WHERE sku = 'K18'",
     )
-    before = checksum(dsn, "products")
-    path = put(tmp_path, kind.csv(SKUS[:18] + ["K60"], {"K00": "Renamed"}))
+    before = written_checksum(dsn, "products")
+    path = write_file(tmp_path, kind.csv(SKUS[:18] + ["K60"], {"K00": "Renamed"}), "feed.csv")
     changes = tmp_path / "changes.csv"
     result = load(dsn, kind, path, "--missing", "delete", "--quiet", "--changes", str(changes))
     assert result.exit_code == 1
@@ -247,7 +248,7 @@ def test_delete_blocked_by_a_foreign_key_names_the_constraint_and_a_key(dsn, tmp
         " is still referenced from orders (foreign key orders_product_id_fkey); nothing was"
         " changed (--missing deactivate keeps them)"
     )
-    assert checksum(dsn, "products") == before
+    assert written_checksum(dsn, "products") == before
     assert not changes.exists() and list(tmp_path.glob(".changes.csv.*")) == []
 
 
@@ -261,8 +262,8 @@ def test_delete_blocked_by_a_composite_deferred_foreign_key(dsn, tmp_path):
         " REFERENCES feed_item (supplier, sku) DEFERRABLE INITIALLY DEFERRED);"
         " INSERT INTO order_line VALUES (1, 'ACME', 'K19')",
     )
-    before = checksum(dsn, "feed_item")
-    path = put(tmp_path, kind.csv(SKUS[:18]))
+    before = written_checksum(dsn, "feed_item")
+    path = write_file(tmp_path, kind.csv(SKUS[:18]), "feed.csv")
     result = load(dsn, kind, path, "--missing", "delete", "--quiet")
     assert result.exit_code == 1
     assert only_line(result.stderr) == (
@@ -270,7 +271,7 @@ def test_delete_blocked_by_a_composite_deferred_foreign_key(dsn, tmp_path):
         " 'ACME,K19' is still referenced from order_line (foreign key order_line_item);"
         " nothing was changed (--missing deactivate keeps them)"
     )
-    assert checksum(dsn, "feed_item") == before
+    assert written_checksum(dsn, "feed_item") == before
 
 
 # -- the guard ---------------------------------------------------------------------------------
@@ -291,8 +292,8 @@ def test_delete_blocked_by_a_composite_deferred_foreign_key(dsn, tmp_path):
 )
 def test_the_guard_fails_the_import_and_changes_nothing(dsn, tmp_path, kind, mode, limit, share):
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, kind.table)
-    path = put(tmp_path, kind.csv(SKUS[:17] + ["K70"], {"K00": "Renamed"}))
+    before = written_checksum(dsn, kind.table)
+    path = write_file(tmp_path, kind.csv(SKUS[:17] + ["K70"], {"K00": "Renamed"}), "feed.csv")
     changes = tmp_path / "changes.csv"
     args = ["--missing", mode, "--quiet", "--changes", str(changes)]
     if limit is not None:
@@ -306,7 +307,7 @@ def test_the_guard_fails_the_import_and_changes_nothing(dsn, tmp_path, kind, mod
         f" {shown}{share}; nothing was changed (raise --max-missing if the file really is"
         " complete)"
     )
-    assert checksum(dsn, kind.table) == before
+    assert written_checksum(dsn, kind.table) == before
     assert not changes.exists()
 
 
@@ -316,7 +317,7 @@ def test_the_guard_fails_the_import_and_changes_nothing(dsn, tmp_path, kind, mod
 )
 def test_the_guard_lets_through_what_its_limit_allows(dsn, tmp_path, kind, limit):
     seeded(dsn, kind, tmp_path)
-    path = put(tmp_path, kind.csv(SKUS[:17]))
+    path = write_file(tmp_path, kind.csv(SKUS[:17]), "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--max-missing", limit, "--json",
                   "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -328,18 +329,19 @@ def test_the_guard_counts_the_rows_in_scope_before_the_import(dsn, tmp_path):
     """New rows in the file do not raise the limit: 10% of the 20 there before is 2."""
     kind = PRODUCTS
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, "products")
+    before = written_checksum(dsn, "products")
     new = [f"N{i:02}" for i in range(30)]
-    path = put(tmp_path, kind.csv(SKUS[:17] + new))
+    path = write_file(tmp_path, kind.csv(SKUS[:17] + new), "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--quiet")
     assert result.exit_code == 1
     assert "3 rows of products would be deactivated" in only_line(result.stderr)
-    assert checksum(dsn, "products") == before
+    assert written_checksum(dsn, "products") == before
 
 
 @pytest.mark.parametrize("value", ["-1", "ten", "101%", "%"])
 def test_a_bad_max_missing_is_a_usage_error(dsn, tmp_path, value):
-    result = cli(dsn, "import", str(put(tmp_path, "sku,name\na,b\n")), "--max-missing", value)
+    result = cli(dsn, "import", str(write_file(tmp_path, "sku,name\na,b\n", "feed.csv")),
+                 "--max-missing", value)
     assert result.exit_code == 2
     assert f"--max-missing {value!r}: give a number of rows (500) or a share" in result.stderr
 
@@ -353,14 +355,14 @@ def test_a_bad_max_missing_is_a_usage_error(dsn, tmp_path, value):
 )
 def test_an_empty_file_never_deactivates_or_deletes(dsn, tmp_path, kind, mode):
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, kind.table)
-    path = put(tmp_path, kind.header + "\n")
+    before = written_checksum(dsn, kind.table)
+    path = write_file(tmp_path, kind.header + "\n", "feed.csv")
     result = load(dsn, kind, path, "--missing", mode, "--max-missing", "100%", "--json",
                   "--quiet")
     assert result.exit_code == 0, result.stderr
     s = summary(result)
     assert (s["rows_read"], s["deactivated"], s["deleted"]) == (0, 0, 0)
-    assert checksum(dsn, kind.table) == before
+    assert written_checksum(dsn, kind.table) == before
 
 
 @pytest.mark.parametrize(
@@ -369,29 +371,30 @@ def test_an_empty_file_never_deactivates_or_deletes(dsn, tmp_path, kind, mode):
 )
 def test_a_file_of_rejects_only_never_deactivates_or_deletes(dsn, tmp_path, kind, mode):
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, kind.table)
+    before = written_checksum(dsn, kind.table)
     blank_key = kind.line(" ", "No key")  # rejected by the reader, its key unreadable
     short = kind.line("K90", "Short").rsplit(",", 1)[0]  # too few fields
-    path = put(tmp_path, "\n".join([kind.header, blank_key, short, blank_key]) + "\n")
+    path = write_file(tmp_path, "\n".join([kind.header, blank_key, short, blank_key]) + "\n",
+                      "feed.csv")
     result = load(dsn, kind, path, "--missing", mode, "--max-missing", "100%", "--max-errors",
                   "10", "--json", "--quiet")
     assert result.exit_code == 3, result.stderr  # rejected rows
     s = summary(result)
     assert (s["rows_read"], s["rejected"], s["deactivated"], s["deleted"]) == (3, 3, 0, 0)
-    assert checksum(dsn, kind.table) == before
+    assert written_checksum(dsn, kind.table) == before
 
 
 def test_a_file_of_value_rejects_only_never_deactivates(dsn, tmp_path):
     kind = ITEMS
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, kind.table)
-    path = put(tmp_path, kind.header + "\nACME,N1,New,abc\nACME,N2,New,x.y\n")
+    before = written_checksum(dsn, kind.table)
+    path = write_file(tmp_path, kind.header + "\nACME,N1,New,abc\nACME,N2,New,x.y\n", "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--max-missing", "100%",
                   "--max-errors", "10", "--json", "--quiet")
     assert result.exit_code == 3, result.stderr
     s = summary(result)
     assert (s["rejected"], s["deactivated"]) == (2, 0)
-    assert checksum(dsn, kind.table) == before
+    assert written_checksum(dsn, kind.table) == before
 
 
 # -- rejected rows count as present ------------------------------------------------------------
@@ -409,7 +412,7 @@ def test_the_keys_of_rejected_rows_are_never_deactivated_or_deleted(dsn, tmp_pat
     reader = f"{kind.line('k15' if kind is PRODUCTS else 'K15', 'Extra')},true,surplus"
     value = f"{kind.line('K16', 'Bad', 'abc')},{'maybe' if kind is PRODUCTS else 'true'}"
     text = "\n".join([header, *good, reader, value]) + "\n"
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "feed.csv")
     result = load(dsn, kind, path, "--missing", mode, "--max-missing", "3", "--max-errors", "2",
                   "--json", "--quiet")
     assert result.exit_code == 3, result.stderr
@@ -459,7 +462,7 @@ def test_scope_syncs_one_supplier_and_never_touches_the_other(major_dsn, tmp_pat
     lines = ["sku,name,price", "K00,Renamed,0"]
     lines += [f"K0{i},acme {i},{i}" for i in range(1, 8)]
     lines += ["K08,acme 8,8,surplus", "K20,New,20"]
-    path = put(tmp_path, "\n".join(lines) + "\n")
+    path = write_file(tmp_path, "\n".join(lines) + "\n", "feed.csv")
     result = cli(
         major_dsn, "import", str(path), "--table", "feed_item", "--scope", "supplier=acme",
         "--key", "supplier,sku", "--missing", mode, "--max-missing", "1", "--max-errors", "1",
@@ -485,8 +488,9 @@ def test_scope_syncs_one_supplier_and_never_touches_the_other(major_dsn, tmp_pat
 def test_scope_guard_counts_only_the_rows_in_scope(dsn, tmp_path):
     """10% of acme's 10 rows is 1, though the table holds 20."""
     two_suppliers(dsn)
-    before = checksum(dsn, "feed_item")
-    path = put(tmp_path, "sku,name,price\n" + "".join(f"K0{i},a,{i}\n" for i in range(8)))
+    before = written_checksum(dsn, "feed_item")
+    path = write_file(tmp_path, "sku,name,price\n" + "".join(f"K0{i},a,{i}\n" for i in range(8)),
+                      "feed.csv")
     result = cli(dsn, "import", str(path), "--table", "feed_item", "--scope", "supplier=acme",
                  "--key", "supplier,sku", "--missing", "deactivate", "--quiet")
     assert result.exit_code == 1
@@ -495,12 +499,12 @@ def test_scope_guard_counts_only_the_rows_in_scope(dsn, tmp_path):
         " 10% (10% of 10 rows in scope); nothing was changed (raise --max-missing if the"
         " file really is complete)"
     )
-    assert checksum(dsn, "feed_item") == before
+    assert written_checksum(dsn, "feed_item") == before
 
 
 def test_scope_and_a_file_column_of_the_same_name_are_refused(dsn, tmp_path):
     two_suppliers(dsn)
-    path = put(tmp_path, "supplier,sku,name\nbolt,K00,x\n")
+    path = write_file(tmp_path, "supplier,sku,name\nbolt,K00,x\n", "feed.csv")
     result = cli(dsn, "import", str(path), "--table", "feed_item", "--scope", "supplier=acme",
                  "--key", "supplier,sku")
     assert result.exit_code == 2
@@ -520,8 +524,8 @@ def test_scope_and_a_file_column_of_the_same_name_are_refused(dsn, tmp_path):
 def test_dry_run_reports_the_counts_and_changes_nothing(dsn, tmp_path, kind, mode):
     seeded(dsn, kind, tmp_path)
     deactivate(dsn, kind, "K05")
-    before = checksum(dsn, kind.table)
-    path = put(tmp_path, kind.csv(SKUS[:18]))
+    before = written_checksum(dsn, kind.table)
+    path = write_file(tmp_path, kind.csv(SKUS[:18]), "feed.csv")
     result = load(dsn, kind, path, "--missing", mode, "--dry-run", "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     s = summary(result)
@@ -530,17 +534,18 @@ def test_dry_run_reports_the_counts_and_changes_nothing(dsn, tmp_path, kind, mod
         assert (s["deactivated"], s["reactivated"], s["deleted"]) == (2, 1, 0)
     else:
         assert (s["deactivated"], s["reactivated"], s["deleted"]) == (0, 0, 2)
-    assert checksum(dsn, kind.table) == before
+    assert written_checksum(dsn, kind.table) == before
 
 
 # -- the counts everywhere ---------------------------------------------------------------------
 
 
 @KINDS
-def test_the_counts_in_json_summary_line_run_record_and_webhook(dsn, tmp_path, kind, receiver):  # noqa: F811
+def test_the_counts_in_json_summary_line_run_record_and_webhook(dsn, tmp_path, kind,
+                                                                receiver):
     seeded(dsn, kind, tmp_path)
     deactivate(dsn, kind, "K03")
-    path = put(tmp_path, kind.csv(SKUS[:18]))
+    path = write_file(tmp_path, kind.csv(SKUS[:18]), "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--json", "--webhook",
                   receiver.url)
     assert result.exit_code == 0, result.stderr
@@ -563,7 +568,7 @@ def test_the_counts_in_json_summary_line_run_record_and_webhook(dsn, tmp_path, k
     assert (event["deactivated"], event["reactivated"], event["deleted"]) == (2, 1, 0)
     assert event["table"] == kind.table
 
-    deleting = load(dsn, kind, put(tmp_path, kind.csv(SKUS[:17]), "less.csv"), "--missing",
+    deleting = load(dsn, kind, write_file(tmp_path, kind.csv(SKUS[:17]), "less.csv"), "--missing",
                     "delete", "--max-missing", "3", "--json", "--webhook", receiver.url)
     assert deleting.exit_code == 0, deleting.stderr
     assert summary(deleting)["deleted"] == 3  # K17 (active) and K18, K19 (inactive)
@@ -573,10 +578,10 @@ def test_the_counts_in_json_summary_line_run_record_and_webhook(dsn, tmp_path, k
     assert receiver.requests[1].json()["deleted"] == 3
 
 
-def test_a_failed_guard_is_recorded_and_sent_as_failed(dsn, tmp_path, receiver):  # noqa: F811
+def test_a_failed_guard_is_recorded_and_sent_as_failed(dsn, tmp_path, receiver):
     kind = PRODUCTS
     seeded(dsn, kind, tmp_path)
-    path = put(tmp_path, kind.csv(SKUS[:10]))
+    path = write_file(tmp_path, kind.csv(SKUS[:10]), "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--quiet", "--webhook",
                   receiver.url)
     assert result.exit_code == 1
@@ -594,7 +599,7 @@ def test_a_failed_guard_is_recorded_and_sent_as_failed(dsn, tmp_path, receiver):
 @KINDS
 def test_verify_missing_deactivate_expects_the_missing_rows_inactive(dsn, tmp_path, kind):
     seeded(dsn, kind, tmp_path)
-    path = put(tmp_path, kind.csv(SKUS[:18]))
+    path = write_file(tmp_path, kind.csv(SKUS[:18]), "feed.csv")
     assert load(dsn, kind, path, "--missing", "deactivate", "--quiet").exit_code == 0
     checked = cli(dsn, "verify", str(path), *kind.args, "--missing", "deactivate", "--json")
     assert checked.exit_code == 0, checked.stderr
@@ -617,7 +622,7 @@ def test_verify_missing_deactivate_expects_the_missing_rows_inactive(dsn, tmp_pa
 @KINDS
 def test_verify_missing_delete_expects_the_missing_rows_gone(dsn, tmp_path, kind):
     seeded(dsn, kind, tmp_path)
-    path = put(tmp_path, kind.csv(SKUS[:18]))
+    path = write_file(tmp_path, kind.csv(SKUS[:18]), "feed.csv")
     checked = cli(dsn, "verify", str(path), *kind.args, "--missing", "delete", "--json")
     assert checked.exit_code == 1
     assert json.loads(checked.stdout)["ok"] is False
@@ -629,7 +634,8 @@ def test_verify_missing_delete_expects_the_missing_rows_gone(dsn, tmp_path, kind
 def test_verify_missing_deactivate_with_scope(dsn, tmp_path):
     two_suppliers(dsn)
     execute(dsn, "UPDATE feed_item SET active = false WHERE supplier = 'acme' AND sku = 'K09'")
-    path = put(tmp_path, "sku,name,price\n" + "".join(f"K0{i},acme {i},{i}\n" for i in range(9)))
+    text = "sku,name,price\n" + "".join(f"K0{i},acme {i},{i}\n" for i in range(9))
+    path = write_file(tmp_path, text, "feed.csv")
     args = ("--table", "feed_item", "--scope", "supplier=acme", "--key", "supplier,sku",
             "--missing", "deactivate", "--json")
     checked = cli(dsn, "verify", str(path), *args)
@@ -641,13 +647,15 @@ def test_a_rejected_row_whose_key_is_not_of_the_key_type_fails_nothing(major_dsn
     reject with key 9 does, and keeps it."""
     execute(major_dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
                        " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
-    seed = put(tmp_path, "code,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 11)), "s.csv")
+    seed = write_file(tmp_path, "code,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 11)),
+                      "s.csv")
     args = ("--table", "coded", "--key", "code")
     assert cli(major_dsn, "import", str(seed), *args, "--quiet").exit_code == 0
     text = "code,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 9))
     text += "xx,n\nyy,n,surplus\n9,n9,surplus\n"
     for mode, count in (("deactivate", "deactivated"), ("delete", "deleted")):
-        result = cli(major_dsn, "import", str(put(tmp_path, text)), *args, "--missing", mode,
+        result = cli(major_dsn, "import", str(write_file(tmp_path, text, "feed.csv")), *args,
+                     "--missing", mode,
                      "--max-missing", "1", "--max-errors", "3", "--json", "--quiet")
         assert result.exit_code == 3, result.stderr
         s = summary(result)
@@ -660,10 +668,10 @@ def test_a_rejected_row_whose_key_is_not_of_the_key_type_fails_nothing(major_dsn
 def test_verify_missing_with_a_rejected_key_not_of_the_key_type(dsn, tmp_path):
     execute(dsn, "CREATE TABLE coded (id serial PRIMARY KEY, code int NOT NULL UNIQUE,"
                  " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
-    seed = put(tmp_path, "code,name\n1,a\n2,b\n", "s.csv")
+    seed = write_file(tmp_path, "code,name\n1,a\n2,b\n", "s.csv")
     args = ("--table", "coded", "--key", "code")
     assert cli(dsn, "import", str(seed), *args, "--quiet").exit_code == 0
-    path = put(tmp_path, "code,name\n1,a\n2,b\nyy,c,surplus\n")
+    path = write_file(tmp_path, "code,name\n1,a\n2,b\nyy,c,surplus\n", "feed.csv")
     checked = cli(dsn, "verify", str(path), *args, "--missing", "deactivate", "--json")
     assert checked.exit_code == 0, checked.stderr
     assert json.loads(checked.stdout)["rejected"] == 1
@@ -677,9 +685,9 @@ def test_two_full_feeds_with_rejects_on_one_connection(dsn, tmp_path):
                  " name text NOT NULL, active boolean NOT NULL DEFAULT true)")
     options = ImportOptions(table="coded", key=("code",), missing="deactivate",
                             max_missing="100%", max_errors=5)
-    files = [put(tmp_path, "code,name\n1,a\n2,b\n", "1.csv"),
-             put(tmp_path, "code,name\n1,a\nyy,b,surplus\n", "2.csv"),
-             put(tmp_path, "code,name,active\n1,a,true\n3,c,maybe\n", "3.csv")]
+    files = [write_file(tmp_path, "code,name\n1,a\n2,b\n", "1.csv"),
+             write_file(tmp_path, "code,name\n1,a\nyy,b,surplus\n", "2.csv"),
+             write_file(tmp_path, "code,name,active\n1,a,true\n3,c,maybe\n", "3.csv")]
     with psycopg.connect(dsn) as conn:
         if conn.info.server_version >= 160000:
             pytest.skip("PostgreSQL 16+ checks values with pg_input_is_valid(): no temp function")
@@ -716,11 +724,12 @@ def test_active_column_and_touch_name_other_columns(dsn, tmp_path, touch):
     execute(dsn, FLAGGED_DDL)
     args = ("--table", "flagged", "--missing", "deactivate", "--active-column", "enabled",
             "--max-missing", "2", *touch, "--json", "--quiet")
-    seed = put(tmp_path, "sku,name\n" + "".join(f"k{i},n{i}\n" for i in range(6)), "s.csv")
+    seed = write_file(tmp_path, "sku,name\n" + "".join(f"k{i},n{i}\n" for i in range(6)), "s.csv")
     assert cli(dsn, "import", str(seed), *args).exit_code == 0
     execute(dsn, "UPDATE flagged SET enabled = false WHERE sku = 'k0'")
     before = flagged(dsn)
-    result = cli(dsn, "import", str(put(tmp_path, "sku,name\nk0,n0\nk1,n1\nk2,n2\nk3,n3\n")),
+    result = cli(dsn, "import",
+                 str(write_file(tmp_path, "sku,name\nk0,n0\nk1,n1\nk2,n2\nk3,n3\n", "feed.csv")),
                  *args)
     assert result.exit_code == 0, result.stderr
     s = summary(result)
@@ -750,12 +759,13 @@ def test_active_column_and_touch_name_other_columns(dsn, tmp_path, touch):
 )
 def test_the_active_column_must_be_a_writable_boolean(dsn, tmp_path, column, message):
     execute(dsn, FLAGGED_DDL + "; INSERT INTO flagged (sku, name) VALUES ('a', 'A')")
-    before = checksum(dsn, "flagged")
-    result = cli(dsn, "import", str(put(tmp_path, "sku,name\nb,B\n")), "--table", "flagged",
+    before = written_checksum(dsn, "flagged")
+    result = cli(dsn, "import", str(write_file(tmp_path, "sku,name\nb,B\n", "feed.csv")), "--table",
+                 "flagged",
                  "--missing", "deactivate", "--active-column", column)
     assert result.exit_code == 2
     assert only_line(result.stderr) == message
-    assert checksum(dsn, "flagged") == before
+    assert written_checksum(dsn, "flagged") == before
 
 
 def test_two_scopes_one_of_them_an_integer_column(dsn, tmp_path):
@@ -766,7 +776,8 @@ def test_two_scopes_one_of_them_an_integer_column(dsn, tmp_path):
                  " FROM unnest(ARRAY[1, 2]) s, unnest(ARRAY['eu', 'us']) r,"
                  " generate_series(1, 4) i")
     others = fetch_multi(dsn, "NOT (shop = 1 AND region = 'eu')")
-    path = put(tmp_path, "sku,name\nk1,n\nk2,n\nk3,renamed\nk5,new\nk6,n,surplus\n")
+    path = write_file(tmp_path, "sku,name\nk1,n\nk2,n\nk3,renamed\nk5,new\nk6,n,surplus\n",
+                      "feed.csv")
     result = cli(dsn, "import", str(path), "--table", "multi", "--scope", "shop=1", "--scope",
                  "region=eu", "--key", "shop,region,sku", "--missing", "deactivate",
                  "--max-missing", "1", "--max-errors", "1", "--json", "--quiet")
@@ -790,15 +801,15 @@ def fetch_multi(dsn: str, where: str) -> list[tuple]:
 def test_max_missing_zero_allows_no_missing_row(dsn, tmp_path):
     kind = PRODUCTS
     seeded(dsn, kind, tmp_path)
-    before = checksum(dsn, "products")
-    path = put(tmp_path, kind.csv(SKUS[:19]))
+    before = written_checksum(dsn, "products")
+    path = write_file(tmp_path, kind.csv(SKUS[:19]), "feed.csv")
     result = load(dsn, kind, path, "--missing", "deactivate", "--max-missing", "0", "--quiet")
     assert result.exit_code == 1
     assert only_line(result.stderr) == (
         f"Error: {path}: 1 rows of products would be deactivated, more than --max-missing 0;"
         " nothing was changed (raise --max-missing if the file really is complete)"
     )
-    assert checksum(dsn, "products") == before
-    full = load(dsn, kind, put(tmp_path, kind.csv(SKUS), "full.csv"), "--missing",
+    assert written_checksum(dsn, "products") == before
+    full = load(dsn, kind, write_file(tmp_path, kind.csv(SKUS), "full.csv"), "--missing",
                 "deactivate", "--max-missing", "0", "--quiet")
     assert full.exit_code == 0, full.stderr

@@ -17,7 +17,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import csvload_cmd
+from helpers.cli import csvload_cmd
 
 from csvload.history.runs import latest_run
 

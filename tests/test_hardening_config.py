@@ -8,10 +8,10 @@ import json
 import os
 
 import pytest
-from click.testing import CliRunner
-from test_webhook import receiver  # noqa: F401 - the fixture
+from helpers.cli import cli, csvload_cmd
+from helpers.db import own_schema
+from helpers.webhook import closed_port
 
-from csvload.cli import main
 from csvload.server import database
 
 # The hostile test pass's three DSNs libpq cannot parse, and two it parses into a host or
@@ -42,7 +42,7 @@ def clean_env(**extra: str) -> dict[str, str | None]:
 
 
 def invoke(args, env=None):
-    return CliRunner(env=clean_env(**(env or {}))).invoke(main, args, catch_exceptions=False)
+    return cli(None, *args, env=clean_env(**(env or {})))
 
 
 def assert_nowhere(pieces, *texts):
@@ -54,7 +54,7 @@ def assert_nowhere(pieces, *texts):
 @pytest.mark.parametrize(("dsn", "pieces", "kind", "hint"), MALFORMED, ids=IDS)
 @pytest.mark.parametrize("source", ["--dsn", "DATABASE_URL", ".env"])
 def test_malformed_dsn_names_its_source_and_never_its_password(
-    dsn, pieces, kind, hint, source, tmp_path, monkeypatch, receiver  # noqa: F811
+    dsn, pieces, kind, hint, source, tmp_path, monkeypatch, receiver
 ):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.csv").write_text("sku,name\na,one\n")
@@ -139,7 +139,6 @@ def test_redact_hides_every_form_of_the_password(dsn, message, forms):
 
 
 def test_connect_error_from_a_parsed_dsn_names_the_server_not_the_password(tmp_path):
-    from test_security import closed_port
 
     port = closed_port()
     dsn = f"postgresql://app:Sale50%25off!@127.0.0.1:{port}/shop"
@@ -320,7 +319,6 @@ def bounded_import(args, cwd, seconds=20):
     import resource
     import subprocess
 
-    from conftest import csvload_cmd
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
@@ -379,8 +377,6 @@ def test_concurrent_inits_on_a_fresh_schema_all_succeed(server_dsn):
     (UniqueViolation in 4 of 14 rounds of two inits)."""
     import threading
 
-    from conftest import own_schema
-
     from csvload.history import runs
     from csvload.server.database import connect
     from csvload.table import schema
@@ -416,7 +412,6 @@ def test_concurrent_inits_on_a_fresh_schema_all_succeed(server_dsn):
 def test_init_twice_in_processes_at_once(dsn):
     import subprocess
 
-    from conftest import csvload_cmd
 
     procs = [
         subprocess.Popen(

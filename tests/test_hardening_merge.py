@@ -13,31 +13,16 @@ import json
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from helpers.cli import assert_balanced, cli
+from helpers.files import write_file
 
-from csvload.cli import main
 from csvload.table import schema
-
-
-def write(tmp_path, text: str | bytes, name: str = "p.csv") -> str:
-    path = tmp_path / name
-    path.write_bytes(text.encode() if isinstance(text, str) else text)
-    return str(path)
-
-
-def run(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
 
 
 def summary(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-LEDGER = ("inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped")
-
-
-def assert_balanced(s: dict) -> None:
-    assert s["rows_read"] == sum(s[k] for k in LEDGER), s
 
 
 # -- 5: the fast path of an empty products never resets what a user changed ------------------
@@ -81,8 +66,8 @@ def test_filling_empty_products_keeps_index_changes(products, tmp_path, change):
         for statement in USER_CHANGES[change]:
             conn.execute(statement)
     before = state(products)
-    path = write(tmp_path, "sku,name\nA-1,a\nB-2,b\n")
-    result = run(products, "import", path, "--json", "--quiet")
+    path = write_file(tmp_path, "sku,name\nA-1,a\nB-2,b\n")
+    result = cli(products, "import", path, "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     assert summary(result)["inserted"] == 2
     assert state(products) == before
@@ -97,10 +82,12 @@ def test_replica_identity_and_publication_survive_a_fill(products, tmp_path):
         publication = f"pub_{schema_name}"
         conn.execute(f'CREATE PUBLICATION "{publication}" FOR TABLE products')
     try:
-        assert run(products, "import", write(tmp_path, "sku,name\nA-1,a\n"), "-q").exit_code == 0
+        assert cli(products, "import", write_file(tmp_path, "sku,name\nA-1,a\n"),
+                   "-q").exit_code == 0
         with psycopg.connect(products) as conn:
             conn.execute("UPDATE products SET name = 'by hand'")
-        again = run(products, "import", write(tmp_path, "sku,name\nA-1,b\n", "q.csv"), "--json",
+        again = cli(products, "import", write_file(tmp_path, "sku,name\nA-1,b\n", "q.csv"),
+                    "--json",
                     "-q")
         assert again.exit_code == 0, again.stderr
         assert summary(again)["updated"] == 1
@@ -147,10 +134,11 @@ def items(dsn: str) -> list[tuple]:
 def test_after_insert_trigger_updating_its_own_row(major_dsn, tmp_path):
     """Was: inserted 3, updated 3, duplicates -3 for three new rows on a filled table."""
     triggered_table(major_dsn, "after_insert_updates_own_row")
-    first = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\n"), "--table", "items",
+    first = cli(major_dsn, "import", write_file(tmp_path, "sku,name\nA,a\n"), "--table", "items",
                 "--json", "-q")
     assert summary(first)["inserted"] == 1
-    result = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\nC,c\nD,d\n", "q.csv"),
+    result = cli(major_dsn, "import",
+                 write_file(tmp_path, "sku,name\nA,a\nB,b\nC,c\nD,d\n", "q.csv"),
                  "--table", "items", "--json", "-q")
     s = summary(result)
     assert (s["inserted"], s["updated"], s["unchanged"], s["duplicates"], s["suppressed"]) == (
@@ -163,11 +151,11 @@ def test_before_trigger_suppressing_rows_is_counted_and_named(major_dsn, tmp_pat
     """Was: the rows a BEFORE trigger returned NULL for were reported as duplicates."""
     triggered_table(major_dsn, "before_refuses")
     if fill_first:
-        run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\n", "first.csv"),
+        cli(major_dsn, "import", write_file(tmp_path, "sku,name\nA,a\nB,b\n", "first.csv"),
             "--table", "items", "-q")
     # A and B exist when filled: A changes to a refused name, B to an accepted one.
     text = "sku,name\nA,xa\nB,b2\nC,c\nD,xd\nE,xe\n"
-    result = run(major_dsn, "import", write(tmp_path, text), "--table", "items", "--json")
+    result = cli(major_dsn, "import", write_file(tmp_path, text), "--table", "items", "--json")
     s = summary(result)
     assert_balanced(s)
     if fill_first:
@@ -186,9 +174,9 @@ def test_full_feed_with_triggers_counts_exactly(major_dsn, tmp_path):
         conn.execute("ALTER TABLE items ADD COLUMN active boolean NOT NULL DEFAULT true")
         conn.execute("CREATE TRIGGER t AFTER INSERT OR UPDATE OF name ON items FOR EACH ROW"
                      " EXECUTE FUNCTION touch_own_row()")
-    run(major_dsn, "import", write(tmp_path, "sku,name\nA,a\nB,b\nC,c\n", "first.csv"),
+    cli(major_dsn, "import", write_file(tmp_path, "sku,name\nA,a\nB,b\nC,c\n", "first.csv"),
         "--table", "items", "-q")
-    result = run(major_dsn, "import", write(tmp_path, "sku,name\nA,a2\nB,b\nD,d\n"),
+    result = cli(major_dsn, "import", write_file(tmp_path, "sku,name\nA,a2\nB,b\nD,d\n"),
                  "--table", "items", "--missing", "deactivate", "--max-missing", "100%",
                  "--json", "-q")
     s = summary(result)
@@ -205,8 +193,8 @@ def test_full_feed_reactivates_a_row_whose_active_field_is_empty(major_dsn, tmp_
         schema.create_products(conn)
         conn.execute("INSERT INTO products (sku, name, active) VALUES ('A', 'a', true),"
                      " ('B', 'b', false), ('C', 'c', true)")
-    path = write(tmp_path, "sku,name,active\nA,a,\nB,b,\nC,c,false\n")
-    result = run(major_dsn, "import", path, "--missing", "deactivate", "--json", "-q")
+    path = write_file(tmp_path, "sku,name,active\nA,a,\nB,b,\nC,c,false\n")
+    result = cli(major_dsn, "import", path, "--missing", "deactivate", "--json", "-q")
     s = summary(result)
     assert (s["reactivated"], s["updated"], s["deactivated"]) == (1, 2, 0)
     with psycopg.connect(major_dsn) as conn:
@@ -219,7 +207,8 @@ def test_plain_import_keeps_stored_active_for_an_empty_field(major_dsn, tmp_path
     with psycopg.connect(major_dsn) as conn:
         schema.create_products(conn)
         conn.execute("INSERT INTO products (sku, name, active) VALUES ('B', 'b', false)")
-    result = run(major_dsn, "import", write(tmp_path, "sku,name,active\nB,b,\n"), "--json", "-q")
+    result = cli(major_dsn, "import", write_file(tmp_path, "sku,name,active\nB,b,\n"), "--json",
+                 "-q")
     assert summary(result)["unchanged"] == 1
     with psycopg.connect(major_dsn) as conn:
         assert conn.execute("SELECT active FROM products").fetchone() == (False,)
@@ -235,7 +224,7 @@ def test_full_feed_with_a_rejected_key_no_row_can_hold(major_dsn, tmp_path, bad)
         conn.execute("INSERT INTO products (sku, name) SELECT 'T-' || i, 'n'"
                      " FROM generate_series(1, 20) i")
     body = b"sku,name\n" + b"".join(b"T-%d,n\n" % i for i in range(1, 20)) + bad + b",n\n"
-    result = run(major_dsn, "import", write(tmp_path, body), "--missing", "deactivate",
+    result = cli(major_dsn, "import", write_file(tmp_path, body), "--missing", "deactivate",
                  "--max-errors", "1", "--json", "-q")
     assert result.exit_code == 3, result.stderr  # imported, with rejects
     s = summary(result)
@@ -252,8 +241,8 @@ def test_verify_missing_on_a_table_with_null_keys(major_dsn, tmp_path):
         conn.execute("CREATE TABLE codes (code text UNIQUE, name text,"
                      " active boolean NOT NULL DEFAULT true)")
         conn.execute("INSERT INTO codes VALUES ('a', 'x'), (NULL, 'y'), (NULL, 'z'), ('b', 'w')")
-    path = write(tmp_path, "code,name\na,x\n")
-    result = run(major_dsn, "verify", path, "--table", "codes", "--key", "code",
+    path = write_file(tmp_path, "code,name\na,x\n")
+    result = cli(major_dsn, "verify", path, "--table", "codes", "--key", "code",
                  "--missing", "deactivate", "--json")
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import csv_records, csvload_cmd, fetch_products, table_checksum
+from helpers.cli import csvload_cmd, error_line, quiet_cli
+from helpers.db import fetch_products, prefill, table_checksum
+from helpers.files import csv_records, write_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import conninfo
-from test_dirty import cli, error_line, prefill, put
 
 from csvload.errors import InputError
 from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
@@ -42,8 +43,8 @@ def _json(result) -> dict:
 
 
 def test_a_backslash_dot_line_is_a_value_not_the_end_of_the_data(major_products, tmp_path):
-    path = put(tmp_path, b"sku\nA-1\n\\.\nA-2\nA-3\n")
-    result = cli(major_products, "import", path, "--default", "name=x", "--json")
+    path = write_file(tmp_path, b"sku\nA-1\n\\.\nA-2\nA-3\n")
+    result = quiet_cli(major_products, "import", path, "--default", "name=x", "--json")
     assert result.exit_code == 0, result.output
     summary = _json(result)
     assert (summary["inserted"], summary["duplicates"], summary["rejected"]) == (4, 0, 0)
@@ -57,15 +58,15 @@ def test_backslash_dot_with_dot_and_backslash_delimiters(major_dsn, tmp_path, ne
     with psycopg.connect(major_dsn) as conn:
         conn.execute("CREATE TABLE items (code text PRIMARY KEY, label text)")
     lines = [b"label\\code", b"a\\X1", b"\\.", b"b\\X2"]
-    path = put(tmp_path, newline.join(lines) + newline, "back.csv")
-    result = cli(major_dsn, "import", path, "--table", "items", "--key", "code",
-                 "--delimiter", "\\", "--json")  # fmt: skip
+    path = write_file(tmp_path, newline.join(lines) + newline, "back.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "items", "--key", "code",
+                       "--delimiter", "\\", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert _json(result)["inserted"] == 3
     lines = [b"code.label", b"X1.a", b"\\.", b"X2.b"]
-    path = put(tmp_path, newline.join(lines) + newline, "dot.csv")
-    result = cli(major_dsn, "import", path, "--table", "items", "--key", "code",
-                 "--delimiter", ".", "--json")  # fmt: skip
+    path = write_file(tmp_path, newline.join(lines) + newline, "dot.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "items", "--key", "code",
+                       "--delimiter", ".", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert _json(result)["inserted"] == 1  # X1 and X2 again, and "\"
     with psycopg.connect(major_dsn) as conn:
@@ -76,13 +77,13 @@ def test_backslash_dot_with_dot_and_backslash_delimiters(major_dsn, tmp_path, ne
 def test_backslash_dot_does_not_cut_a_full_feed_short(major_products, tmp_path):
     """The finding's repro: a full feed T1..T50, \\., T51..T100 deleted T51..T100."""
     skus = [f"T{i}" for i in range(1, 101)]
-    first = put(tmp_path, ("sku\n" + "".join(f"{s}\n" for s in skus)).encode(), "a.csv")
-    assert cli(major_products, "import", first, "--default", "name=n").exit_code == 0
+    first = write_file(tmp_path, ("sku\n" + "".join(f"{s}\n" for s in skus)).encode(), "a.csv")
+    assert quiet_cli(major_products, "import", first, "--default", "name=n").exit_code == 0
     text = "sku\n" + "".join(f"{s}\n" for s in skus[:50]) + "\\.\n"
     text += "".join(f"{s}\n" for s in skus[50:])
-    path = put(tmp_path, text.encode(), "b.csv")
-    result = cli(major_products, "import", path, "--default", "name=n", "--missing", "delete",
-                 "--max-missing", "100%", "--json")  # fmt: skip
+    path = write_file(tmp_path, text.encode(), "b.csv")
+    result = quiet_cli(major_products, "import", path, "--default", "name=n", "--missing", "delete",
+                       "--max-missing", "100%", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = _json(result)
     assert (summary["deleted"], summary["inserted"], summary["unchanged"]) == (0, 1, 100)
@@ -202,7 +203,7 @@ def test_a_70_mb_line_fails_with_one_line_and_changes_nothing(products, tmp_path
         for _ in range(70):
             f.write(piece)
         f.write(b"\nA-2,y\n")
-    result = cli(products, "import", str(path))
+    result = quiet_cli(products, "import", str(path))
     assert result.exit_code == 1
     assert error_line(result) == "Error: " + _too_long(str(path), 2)
     assert table_checksum(products) == before
@@ -216,7 +217,7 @@ def test_every_read_path_stops_at_the_line_limit(tmp_path, monkeypatch, encoding
     monkeypatch.setattr(source, "_LINE_LIMIT", 1 << 20)
     long = "x" * (3 << 20)
     text = f"sku,{long}\nA,1\n" if where == "header" else f"sku,name\nA,1\nB,{long}\nC,2\n"
-    path = put(tmp_path, text.encode(encoding))
+    path = write_file(tmp_path, text.encode(encoding))
     line = 1 if where == "header" else 3
     with pytest.raises(InputError) as e, Source(SourceOptions(path, encoding=encoding)) as src:
         for _ in src.chunks(10):
@@ -228,7 +229,7 @@ def test_every_read_path_stops_at_the_line_limit(tmp_path, monkeypatch, encoding
 def test_a_line_under_the_limit_is_read_as_before(tmp_path, monkeypatch):
     monkeypatch.setattr(source, "_LINE_LIMIT", 1 << 20)
     long = "x" * ((1 << 20) - 100)
-    path = put(tmp_path, f"sku,name\nA,{long}\r\nB,\"a\r\n{long}\"\r\nC,2".encode())
+    path = write_file(tmp_path, f"sku,name\nA,{long}\r\nB,\"a\r\n{long}\"\r\nC,2".encode())
     with Source(SourceOptions(path)) as src:
         rows = [r for chunk in src.chunks(1) for r in csv_records(
             "sku,name\n" + chunk.data.decode())]  # fmt: skip
@@ -257,8 +258,8 @@ def test_dev_zero_fails_fast_in_bounded_memory(dsn):
 @pytest.mark.parametrize("name", ["hex", "rot13", "base64", "zlib", "uu", "quopri", "bz2"])
 def test_an_encoding_that_is_not_a_text_encoding_is_a_usage_error(products, tmp_path, name):
     before = prefill(products)
-    path = put(tmp_path, b"sku,name\nA,1\n")
-    result = cli(products, "import", path, "--encoding", name)
+    path = write_file(tmp_path, b"sku,name\nA,1\n")
+    result = quiet_cli(products, "import", path, "--encoding", name)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
         f"Error: Invalid value for '--encoding': {name!r} is not a text encoding"
@@ -268,8 +269,8 @@ def test_an_encoding_that_is_not_a_text_encoding_is_a_usage_error(products, tmp_
 
 
 def test_an_unknown_encoding_is_still_a_usage_error(products, tmp_path):
-    path = put(tmp_path, b"sku,name\nA,1\n")
-    result = cli(products, "import", path, "--encoding", "klingon")
+    path = write_file(tmp_path, b"sku,name\nA,1\n")
+    result = quiet_cli(products, "import", path, "--encoding", "klingon")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
         "Error: Invalid value for '--encoding': unknown encoding 'klingon'"
@@ -278,7 +279,7 @@ def test_an_unknown_encoding_is_still_a_usage_error(products, tmp_path):
 
 
 def test_the_library_refuses_a_codec_that_is_not_text(tmp_path):
-    path = put(tmp_path, b"sku,name\nA,1\n")
+    path = write_file(tmp_path, b"sku,name\nA,1\n")
     with pytest.raises(InputError, match="^'hex' is not a text encoding"):
         Source(SourceOptions(path, encoding="hex"))
 
@@ -317,8 +318,8 @@ LATIN1_FILE = (
 @pytest.mark.parametrize("block", [16, 1 << 18], ids=["small-blocks", "one-block"])
 def test_a_character_latin1_cannot_store_is_a_reject(latin1, tmp_path, monkeypatch, block):
     monkeypatch.setattr(source, "_BLOCK", block)
-    path = put(tmp_path, LATIN1_FILE.encode())
-    result = cli(latin1, "import", path, "--max-errors", "2", "--json")
+    path = write_file(tmp_path, LATIN1_FILE.encode())
+    result = quiet_cli(latin1, "import", path, "--max-errors", "2", "--json")
     assert result.exit_code == 3, result.output
     assert (_json(result)["inserted"], _json(result)["rejected"]) == (2, 2)
     assert [r[:2] for r in fetch_products(latin1)] == [("A-1", "Crème brûlée"), ("A-4", "plain")]
@@ -332,8 +333,8 @@ def test_a_character_latin1_cannot_store_is_a_reject(latin1, tmp_path, monkeypat
 
 
 def test_one_bad_character_with_max_errors_1_imports_the_rest(latin1, tmp_path):
-    path = put(tmp_path, "sku,name\nA-1,x\nA-2,10 €\nA-3,y\n".encode())
-    result = cli(latin1, "import", path, "--max-errors", "1")
+    path = write_file(tmp_path, "sku,name\nA-1,x\nA-2,10 €\nA-3,y\n".encode())
+    result = quiet_cli(latin1, "import", path, "--max-errors", "1")
     assert result.exit_code == 3, result.output
     assert [r[0] for r in fetch_products(latin1)] == ["A-1", "A-3"]
     assert len(Path(path + ".rejects.csv").read_text(encoding="utf-8").splitlines()) == 2
@@ -341,8 +342,8 @@ def test_one_bad_character_with_max_errors_1_imports_the_rest(latin1, tmp_path):
 
 def test_one_bad_character_with_max_errors_0_fails_and_changes_nothing(latin1, tmp_path):
     before = prefill(latin1)
-    path = put(tmp_path, "sku,name\nA-1,x\nA-2,10 €\nA-3,y\n".encode())
-    result = cli(latin1, "import", path)
+    path = write_file(tmp_path, "sku,name\nA-1,x\nA-2,10 €\nA-3,y\n".encode())
+    result = quiet_cli(latin1, "import", path)
     assert result.exit_code == 1
     assert error_line(result) == (
         "Error: 1 rows rejected, more than --max-errors 0; nothing was imported"
@@ -352,6 +353,6 @@ def test_one_bad_character_with_max_errors_0_fails_and_changes_nothing(latin1, t
 
 
 def test_a_utf8_database_takes_every_character(major_products, tmp_path):
-    path = put(tmp_path, LATIN1_FILE.encode())
-    assert cli(major_products, "import", path).exit_code == 0
+    path = write_file(tmp_path, LATIN1_FILE.encode())
+    assert quiet_cli(major_products, "import", path).exit_code == 0
     assert len(fetch_products(major_products)) == 4

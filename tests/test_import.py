@@ -8,38 +8,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from conftest import fetch_products, table_checksum
+from helpers.cli import LEDGER, assert_balanced, cli
+from helpers.db import fetch_products, table_checksum
+from helpers.files import write_file
+from helpers.library import import_file
 
-from csvload.cli import main
 from csvload.errors import MissingColumnError
-from csvload.load.loader import ImportOptions, import_source
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import COPY_SEND_BUFFER, widen_send_buffer
 from csvload.table import schema
-
-LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
-
-
-def write(tmp_path, text: str, name: str = "p.csv", encoding: str = "utf-8") -> str:
-    path = tmp_path / name
-    path.write_bytes(text.encode(encoding))
-    return str(path)
-
-
-def run(dsn: str, *args: str):
-    result = CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
-    return result
-
-
-def load(dsn: str, path: str, track_counts: str | None = None, **options):
-    """Import through the library and return the result.  track_counts ("on"/"off", a
-    superuser's session setting) picks the merge statement: MERGE needs the statistics."""
-    with Source(SourceOptions(path)) as source, psycopg.connect(dsn) as conn:
-        if track_counts is not None:
-            conn.execute("SELECT set_config('track_counts', %s, false)", (track_counts,))
-            conn.commit()
-        return import_source(conn, source, ImportOptions(**options))
 
 
 def index_names(dsn: str) -> set[str]:
@@ -51,19 +28,15 @@ def index_names(dsn: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def assert_balanced(summary: dict) -> None:
-    assert summary["rows_read"] == sum(summary[k] for k in LEDGER)
-
-
 # -- init ---------------------------------------------------------------------------------
 
 
 def test_init_creates_table_and_indexes_idempotently(dsn):
-    assert run(dsn, "init").exit_code == 0
+    assert cli(dsn, "init").exit_code == 0
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO products (sku, name) VALUES ('A-1', 'kept')")
         conn.commit()
-    assert run(dsn, "init").exit_code == 0
+    assert cli(dsn, "init").exit_code == 0
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT sku, name, active FROM products").fetchall()
     assert {i.name for i in schema.INDEXES} <= index_names(dsn)
@@ -81,8 +54,9 @@ def test_sku_index_is_case_insensitive_unique(products):
 
 
 def test_fresh_import_then_reimport_is_all_unchanged(products, tmp_path):
-    path = write(tmp_path, "name,sku,description\nOak table,T-1,Solid oak\nPine chair,C-2,Pine\n")
-    first = run(products, "import", path, "--json", "--quiet")
+    path = write_file(tmp_path,
+                      "name,sku,description\nOak table,T-1,Solid oak\nPine chair,C-2,Pine\n")
+    first = cli(products, "import", path, "--json", "--quiet")
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
     assert summary["status"] == "succeeded"
@@ -90,15 +64,15 @@ def test_fresh_import_then_reimport_is_all_unchanged(products, tmp_path):
     assert_balanced(summary)
     before = table_checksum(products)
 
-    second = json.loads(run(products, "import", path, "--json", "--quiet").stdout)
+    second = json.loads(cli(products, "import", path, "--json", "--quiet").stdout)
     assert (second["inserted"], second["updated"], second["unchanged"]) == (0, 0, 2)
     assert_balanced(second)
     assert table_checksum(products) == before  # untouched: not even updated_at moved
 
 
 def test_json_summary_has_exactly_the_documented_keys(products, tmp_path):
-    path = write(tmp_path, "sku,name\nA,a\n")
-    result = run(products, "import", path, "--json", "--quiet")
+    path = write_file(tmp_path, "sku,name\nA,a\n")
+    result = cli(products, "import", path, "--json", "--quiet")
     summary = json.loads(result.stdout)
     for key in ("status", "file", "rows_read", *LEDGER, "seconds", "rows_per_second", "statements"):
         assert key in summary
@@ -107,10 +81,12 @@ def test_json_summary_has_exactly_the_documented_keys(products, tmp_path):
 
 
 def test_case_insensitive_upsert_updates_and_keeps_unchanged_rows(products, tmp_path):
-    load(products, write(tmp_path, "sku,name\nAB-1,old\nCD-2,same\n"))
+    import_file(products, write_file(tmp_path, "sku,name\nAB-1,old\nCD-2,same\n"))
     with psycopg.connect(products) as conn:
         stamps = dict(conn.execute("SELECT sku, updated_at FROM products").fetchall())
-    result = load(products, write(tmp_path, "SKU,Name\nab-1,new\nCD-2,same\nEF-3,added\n", "b.csv"))
+    result = import_file(products,
+                         write_file(tmp_path, "SKU,Name\nab-1,new\nCD-2,same\nEF-3,added\n",
+                                    "b.csv"))
     assert (result.inserted, result.updated, result.unchanged) == (1, 1, 1)
     rows = fetch_products(products)
     assert rows == [
@@ -127,11 +103,11 @@ def test_case_insensitive_upsert_updates_and_keeps_unchanged_rows(products, tmp_
 @pytest.mark.parametrize("prefill", [False, True], ids=["empty-table", "filled-table"])
 def test_last_occurrence_wins_within_a_file(products, tmp_path, prefill):
     if prefill:
-        load(products, write(tmp_path, "sku,name\nzz,other\ndup,older\n", "pre.csv"))
-    path = write(
+        import_file(products, write_file(tmp_path, "sku,name\nzz,other\ndup,older\n", "pre.csv"))
+    path = write_file(
         tmp_path, "sku,name,description\ndup,first,1\nDUP,second,2\nx,only,x\nDuP,third,3\n"
     )
-    result = load(products, path)
+    result = import_file(products, path)
     assert result.duplicates == 2
     assert ("DuP", "third", "3", True) in fetch_products(products)
     assert_balanced(result.as_dict())
@@ -139,8 +115,8 @@ def test_last_occurrence_wins_within_a_file(products, tmp_path, prefill):
 
 
 def test_header_is_matched_case_insensitively_in_any_order(products, tmp_path):
-    path = write(tmp_path, "Colour,DESCRIPTION,Name,SKU\nred,d1,n1,s1\n")
-    result = run(products, "import", path)
+    path = write_file(tmp_path, "Colour,DESCRIPTION,Name,SKU\nred,d1,n1,s1\n")
+    result = cli(products, "import", path)
     assert result.exit_code == 0
     assert "ignoring unknown columns: Colour" in result.stderr
     assert result.stderr.count("Warning") == 1
@@ -148,10 +124,10 @@ def test_header_is_matched_case_insensitively_in_any_order(products, tmp_path):
 
 
 def test_missing_key_column_fails_before_writing(products, tmp_path):
-    load(products, write(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
+    import_file(products, write_file(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
     before = table_checksum(products)
-    path = write(tmp_path, "name,description\na,b\n")
-    result = run(products, "import", path)
+    path = write_file(tmp_path, "name,description\na,b\n")
+    result = cli(products, "import", path)
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {path} line 1: no sku column in the header (found 'name', 'description';"
@@ -164,10 +140,10 @@ def test_missing_key_column_fails_before_writing(products, tmp_path):
 
 def test_missing_not_null_column_fails_before_writing(products, tmp_path):
     """products.name is NOT NULL without a default: a file without it can add no row."""
-    load(products, write(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
+    import_file(products, write_file(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
     before = table_checksum(products)
-    path = write(tmp_path, "sku,description\na,b\n")
-    result = run(products, "import", path)
+    path = write_file(tmp_path, "sku,description\na,b\n")
+    result = cli(products, "import", path)
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: products.name is NOT NULL and has no default; add --default name=VALUE\n"
@@ -184,7 +160,7 @@ def test_values_are_stored_byte_exact(products, tmp_path):
         "e-4,empty description,\n"
         'e-5,"",""\n'
     )
-    result = load(products, write(tmp_path, text))
+    result = import_file(products, write_file(tmp_path, text))
     assert result.inserted == 5
     assert fetch_products(products) == [
         ("e-4", "empty description", "", True),
@@ -196,10 +172,10 @@ def test_values_are_stored_byte_exact(products, tmp_path):
 
 
 def test_active_column_is_optional_and_kept_when_absent(products, tmp_path):
-    load(products, write(tmp_path, "sku,name,active\na,x,no\nb,y,TRUE\n", "a.csv"))
+    import_file(products, write_file(tmp_path, "sku,name,active\na,x,no\nb,y,TRUE\n", "a.csv"))
     assert [r[3] for r in fetch_products(products)] == [False, True]
     # A file without 'active' leaves it alone on existing rows.
-    result = load(products, write(tmp_path, "sku,name\na,x2\nc,z\n", "b.csv"))
+    result = import_file(products, write_file(tmp_path, "sku,name\na,x2\nc,z\n", "b.csv"))
     assert (result.updated, result.inserted) == (1, 1)
     assert fetch_products(products) == [
         ("a", "x2", None, False),
@@ -209,13 +185,13 @@ def test_active_column_is_optional_and_kept_when_absent(products, tmp_path):
 
 
 def test_absent_description_keeps_existing_description(products, tmp_path):
-    load(products, write(tmp_path, "sku,name,description\na,x,kept\n", "a.csv"))
-    load(products, write(tmp_path, "sku,name\na,renamed\n", "b.csv"))
+    import_file(products, write_file(tmp_path, "sku,name,description\na,x,kept\n", "a.csv"))
+    import_file(products, write_file(tmp_path, "sku,name\na,renamed\n", "b.csv"))
     assert fetch_products(products) == [("a", "renamed", "kept", True)]
 
 
 def test_import_without_table_says_to_run_init(dsn, tmp_path):
-    result = run(dsn, "import", write(tmp_path, "sku,name\na,b\n"))
+    result = cli(dsn, "import", write_file(tmp_path, "sku,name\na,b\n"))
     assert result.exit_code == 1
     assert "run 'csvload init' first" in result.stderr
 
@@ -226,12 +202,12 @@ def test_generated_style_file_ledger_and_one_row_per_sku(products, tmp_path):
         lines.append(f"Name {i},SKU-{i % 2500},desc {i}")
         if i % 7 == 0:
             lines.append(f"Again {i},sku-{i % 2500},changed {i}")
-    path = write(tmp_path, "\n".join(lines) + "\n")
+    path = write_file(tmp_path, "\n".join(lines) + "\n")
     # One streaming COPY for all chunks: the statement count does not grow with the rows.
-    small = load(products, path, batch_size=100, dry_run=True)
-    large = load(products, path, batch_size=1000, dry_run=True)
+    small = import_file(products, path, batch_size=100, dry_run=True)
+    large = import_file(products, path, batch_size=1000, dry_run=True)
     assert small.statements == large.statements < 20
-    result = load(products, path, batch_size=500)
+    result = import_file(products, path, batch_size=500)
     assert_balanced(result.as_dict())
     with psycopg.connect(products) as conn:
         count, distinct = conn.execute(
@@ -241,9 +217,10 @@ def test_generated_style_file_ledger_and_one_row_per_sku(products, tmp_path):
 
 
 def test_dry_run_counts_but_changes_nothing(products, tmp_path):
-    load(products, write(tmp_path, "sku,name\na,x\n", "a.csv"))
+    import_file(products, write_file(tmp_path, "sku,name\na,x\n", "a.csv"))
     before = table_checksum(products)
-    result = run(products, "import", write(tmp_path, "sku,name\na,y\nb,z\n"), "--dry-run", "--json")
+    result = cli(products, "import", write_file(tmp_path, "sku,name\na,y\nb,z\n"), "--dry-run",
+                 "--json")
     summary = json.loads(result.stdout)
     assert (summary["status"], summary["updated"], summary["inserted"]) == ("dry_run", 1, 1)
     assert table_checksum(products) == before
@@ -270,7 +247,7 @@ def constraints(dsn: str) -> set[tuple[str, str]]:
 def test_filling_an_empty_table_rebuilds_every_index_and_the_primary_key(products, tmp_path):
     before = constraints(products)
     assert ("products_pkey", "p") in before
-    load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
+    import_file(products, write_file(tmp_path, "sku,name\na,1\nb,2\n"))
     assert constraints(products) == before
     with psycopg.connect(products) as conn, pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute(
@@ -283,7 +260,7 @@ def test_filling_an_empty_table_rebuilds_every_index_and_the_primary_key(product
 def test_a_referenced_primary_key_is_left_in_place(products, tmp_path):
     with psycopg.connect(products) as conn:
         conn.execute("CREATE TABLE orders (product_id bigint REFERENCES products (id))")
-    result = load(products, write(tmp_path, "sku,name\na,1\nb,2\n"))
+    result = import_file(products, write_file(tmp_path, "sku,name\na,1\nb,2\n"))
     assert result.inserted == 2
     assert ("products_pkey", "p") in constraints(products)
 
@@ -308,13 +285,14 @@ def test_both_merge_statements_give_the_same_table_and_counts(products, tmp_path
     that runs when those statistics are off, or before PostgreSQL 15, agree row for row."""
     if not _superuser(products):
         pytest.skip("setting track_counts needs a superuser")
-    load(products, write(tmp_path, "sku,name,description\nA-1,a,x\nB-2,b,y\nC-3,c,z\n", "1.csv"))
-    path = write(
+    import_file(products,
+                write_file(tmp_path, "sku,name,description\nA-1,a,x\nB-2,b,y\nC-3,c,z\n", "1.csv"))
+    path = write_file(
         tmp_path,
         "sku,name,description\nb-2,b,y\nA-1,a2,x\nD-4,d,w\nd-4,d2,w\nC-3,c,z\nE-5,e,\n",
         "2.csv",
     )
-    result = load(products, path, track_counts)
+    result = import_file(products, path, track_counts)
     assert (result.inserted, result.updated, result.unchanged, result.duplicates) == (2, 2, 1, 1)
     assert fetch_products(products) == [
         ("A-1", "a2", "x", True),
@@ -331,9 +309,9 @@ def test_both_merge_statements_give_the_same_table_and_counts(products, tmp_path
 def test_header_only_file_into_a_filled_table_changes_nothing(products, tmp_path, track_counts):
     if not _superuser(products):
         pytest.skip("setting track_counts needs a superuser")
-    load(products, write(tmp_path, "sku,name\nA-1,a\n", "1.csv"))
+    import_file(products, write_file(tmp_path, "sku,name\nA-1,a\n", "1.csv"))
     before = table_checksum(products)
-    result = load(products, write(tmp_path, "sku,name\n", "2.csv"), track_counts)
+    result = import_file(products, write_file(tmp_path, "sku,name\n", "2.csv"), track_counts)
     assert (result.rows_read, result.inserted, result.updated, result.unchanged) == (0, 0, 0, 0)
     assert table_checksum(products) == before
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import csvload_cmd, table_checksum
-from test_changes import temp_files
-from test_dirty import cli, error_line, prefill, put
-from test_import import load
+from helpers.cli import csvload_cmd, error_line, quiet_cli
+from helpers.db import prefill, table_checksum
+from helpers.files import temp_files, write_file
+from helpers.library import import_file
 
 from csvload.errors import OutputPathError
 
@@ -50,14 +50,14 @@ def test_an_output_naming_the_input_is_refused(products, tmp_path, monkeypatch, 
                                                spelling):
     before = prefill(products)
     monkeypatch.chdir(tmp_path)
-    path = put(tmp_path, ROWS, "in.csv")
+    path = write_file(tmp_path, ROWS, "in.csv")
     other = {
         "same": lambda: path,
         "dot_slash": lambda: "./in.csv",
         "symlink": lambda: os.symlink(path, "link.csv") or "link.csv",
         "hard_link": lambda: os.link(path, "hard.csv") or "hard.csv",
     }[spelling]()
-    result = cli(products, "import", path, option, other)
+    result = quiet_cli(products, "import", path, option, other)
     assert usage_error(result) == f"Error: Invalid value for {option}: must not be the input file"
     assert Path(path).read_bytes() == ROWS
     assert table_checksum(products) == before
@@ -66,7 +66,7 @@ def test_an_output_naming_the_input_is_refused(products, tmp_path, monkeypatch, 
 
 def test_changes_naming_stdin_s_file_is_refused(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, ROWS, "in.csv")
+    path = write_file(tmp_path, ROWS, "in.csv")
     with open(path, "rb") as stdin:
         done = subprocess.run(
             csvload_cmd("import", "-", "--dsn", products, "--quiet", "--changes", path),
@@ -88,11 +88,11 @@ def test_changes_and_rejects_naming_one_file_are_refused(products, tmp_path, mon
                                                          rejects):
     before = prefill(products)
     monkeypatch.chdir(tmp_path)
-    path = put(tmp_path, WITH_REJECTS, "in.csv")
+    path = write_file(tmp_path, WITH_REJECTS, "in.csv")
     changes = "in.csv.rejects.csv" if rejects == "default" else "out.csv"
     extra = {"same": ["--rejects", "out.csv"], "dot_slash": ["--rejects", "./out.csv"],
              "default": []}[rejects]
-    result = cli(products, "import", path, "--max-errors", "5", "--changes", changes, *extra)
+    result = quiet_cli(products, "import", path, "--max-errors", "5", "--changes", changes, *extra)
     assert usage_error(result) == (
         "Error: Invalid value for --changes: must not be the rejects file"
     )
@@ -140,10 +140,10 @@ KINDS = {
 def test_a_special_file_as_an_output_is_refused_and_left_alone(products, tmp_path, option,
                                                                kind):
     before = prefill(products)
-    path = put(tmp_path, WITH_REJECTS, "in.csv")
+    path = write_file(tmp_path, WITH_REJECTS, "in.csv")
     target = special(tmp_path, kind)
     mode = os.lstat(target).st_mode
-    result = cli(products, "import", path, "--max-errors", "5", option, str(target))
+    result = quiet_cli(products, "import", path, "--max-errors", "5", option, str(target))
     if kind == "directory":  # click.Path(dir_okay=False) says it first, for a flag
         assert result.exit_code == 2
         assert "is a directory" in result.stderr
@@ -164,9 +164,9 @@ def test_a_folder_named_in_the_config_file_is_refused_before_the_import(products
     before = prefill(products)
     (tmp_path / "out").mkdir()
     (tmp_path / "feeds.toml").write_text(f'[feeds.shop]\nmax_errors = 5\n{key} = "out"\n')
-    path = put(tmp_path, WITH_REJECTS, "in.csv")
-    result = cli(products, "import", "--feed", "shop", "--config",
-                 str(tmp_path / "feeds.toml"), path)
+    path = write_file(tmp_path, WITH_REJECTS, "in.csv")
+    result = quiet_cli(products, "import", "--feed", "shop", "--config",
+                       str(tmp_path / "feeds.toml"), path)
     assert usage_error(result) == (
         f"Error: Invalid value for --{key}: {tmp_path / 'out'} is a directory"
         " (give a regular file or a new path)"
@@ -177,9 +177,9 @@ def test_a_folder_named_in_the_config_file_is_refused_before_the_import(products
 
 def test_the_library_refuses_an_output_naming_the_input(products, tmp_path):
     before = prefill(products)
-    path = put(tmp_path, ROWS, "in.csv")
+    path = write_file(tmp_path, ROWS, "in.csv")
     with pytest.raises(OutputPathError) as raised:
-        load(products, path, changes_path=Path(path))
+        import_file(products, path, changes_path=Path(path))
     assert str(raised.value) == "--changes: must not be the input file"
     assert Path(path).read_bytes() == ROWS
     assert table_checksum(products) == before
@@ -214,8 +214,8 @@ def many(n: int, bad: bool = False) -> bytes:
 def test_changes_on_a_full_disk_roll_the_import_back(products, tmp_path, small_disk):
     before = prefill(products)
     changes = small_disk / "changes.csv"
-    path = put(tmp_path, many(20_000))
-    result = cli(products, "import", path, "--changes", str(changes))
+    path = write_file(tmp_path, many(20_000))
+    result = quiet_cli(products, "import", path, "--changes", str(changes))
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {changes}: cannot write the changes file: No space left on device;"
@@ -228,8 +228,9 @@ def test_changes_on_a_full_disk_roll_the_import_back(products, tmp_path, small_d
 def test_rejects_on_a_full_disk_roll_the_import_back(products, tmp_path, small_disk):
     before = prefill(products)
     rejects = small_disk / "rejects.csv"
-    path = put(tmp_path, many(5) + many(20_000, bad=True)[len(b"sku,name\n"):])
-    result = cli(products, "import", path, "--max-errors", "100000", "--rejects", str(rejects))
+    path = write_file(tmp_path, many(5) + many(20_000, bad=True)[len(b"sku,name\n"):])
+    result = quiet_cli(products, "import", path, "--max-errors", "100000", "--rejects",
+                       str(rejects))
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: {rejects}: cannot write the rejects file: No space left on device;"
@@ -275,7 +276,7 @@ def test_changes_past_the_size_limit_roll_the_import_back(products, tmp_path, ro
     out = tmp_path / "out"
     out.mkdir()
     changes = out / "changes.csv"
-    done = run_limited(products, put(tmp_path, many(rows)), 1000, "--changes", str(changes))
+    done = run_limited(products, write_file(tmp_path, many(rows)), 1000, "--changes", str(changes))
     assert done.returncode == 1, done.stderr
     assert one_line(done.stderr) == (
         f"Error: {changes}: cannot write the changes file: {FILE_TOO_LARGE};"
@@ -294,7 +295,7 @@ def test_rejects_past_the_size_limit_roll_back_and_are_not_put_in_place(products
     out = tmp_path / "out"
     out.mkdir()
     rejects = out / "rejects.csv"
-    path = put(tmp_path, many(5) + many(100, bad=True)[len(b"sku,name\n"):])
+    path = write_file(tmp_path, many(5) + many(100, bad=True)[len(b"sku,name\n"):])
     done = run_limited(products, path, 1000, "--max-errors", max_errors, "--rejects",
                        str(rejects))
     assert done.returncode == 1, done.stderr
@@ -314,7 +315,7 @@ def test_an_earlier_changes_file_is_kept_when_the_new_one_cannot_be_written(prod
     changes = out / "changes.csv"
     earlier = f"sku,change,columns\n{uuid.uuid4()},inserted,\n"
     changes.write_text(earlier)
-    done = run_limited(products, put(tmp_path, many(200)), 1000, "--changes", str(changes))
+    done = run_limited(products, write_file(tmp_path, many(200)), 1000, "--changes", str(changes))
     assert done.returncode == 1, done.stderr
     assert table_checksum(products) == before
     assert changes.read_text() == earlier
@@ -325,7 +326,7 @@ def test_outputs_within_the_limit_are_put_in_place(products, tmp_path):
     """The same limit, files that fit: the import commits and both files are whole."""
     out = tmp_path / "out"
     out.mkdir()
-    path = put(tmp_path, many(3) + many(2, bad=True)[len(b"sku,name\n"):])
+    path = write_file(tmp_path, many(3) + many(2, bad=True)[len(b"sku,name\n"):])
     done = run_limited(products, path, 1000, "--max-errors", "5", "--rejects",
                        str(out / "rejects.csv"), "--changes", str(out / "changes.csv"))
     assert done.returncode == 3, done.stderr
@@ -344,8 +345,8 @@ def test_formula_like_cells_are_kept_verbatim_in_the_rejects_file(products, tmp_
     were read, so the record can be fixed and fed back; the rejects file is CSV data, to be
     opened as text, never as a spreadsheet."""
     rows = ['=HYPERLINK("http://x","y"),a,b', "+1+2,a,b", "-3,a,b", "@SUM(A1),a,b"]
-    path = put(tmp_path, ("sku,name\nok,fine\n" + "\n".join(rows) + "\n").encode())
-    result = cli(products, "import", path, "--max-errors", "10", "--quiet")
+    path = write_file(tmp_path, ("sku,name\nok,fine\n" + "\n".join(rows) + "\n").encode())
+    result = quiet_cli(products, "import", path, "--max-errors", "10", "--quiet")
     assert result.exit_code == 3, result.stderr
     with open(path + ".rejects.csv", newline="", encoding="utf-8") as f:
         records = [r["record"] for r in csv.DictReader(f)]

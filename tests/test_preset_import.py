@@ -13,15 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from preset_files import SHOPIFY_HEADER, write_shopify, write_woocommerce
+from helpers.cli import assert_balanced, quiet_cli
+from helpers.db import query
+from helpers.files import PRESET_SAMPLES
+from helpers.presets import SHOPIFY_HEADER, write_shopify, write_woocommerce
 
-from csvload.cli import main
-
-DATA = Path(__file__).parent / "data" / "presets"
-SHOPIFY_TEMPLATE = DATA / "shopify_product_template.csv"
-SHOPIFY_PUBLISHED = DATA / "shopify_product_template_published.csv"
-WOO_SAMPLE = DATA / "woocommerce_sample_products.csv"
+SHOPIFY_TEMPLATE = PRESET_SAMPLES / "shopify_product_template.csv"
+SHOPIFY_PUBLISHED = PRESET_SAMPLES / "shopify_product_template_published.csv"
+WOO_SAMPLE = PRESET_SAMPLES / "woocommerce_sample_products.csv"
 
 SHOP_DDL = """
 CREATE TABLE shop_item (
@@ -47,25 +46,16 @@ def shop(supplier: str) -> tuple[str, ...]:
 
 def load(dsn: str, path: Path, preset: str, *args: str) -> dict:
     """Import through the CLI; the --json summary, its ledger checked."""
-    result = CliRunner().invoke(
-        main, ["import", str(path), "--preset", preset, *args, "--json", "--quiet",
-               "--dsn", dsn],
-        catch_exceptions=False,
-    )
+    result = quiet_cli(dsn, "import", str(path), "--preset", preset, *args, "--json")
     assert result.stdout, result.stderr
     summary = json.loads(result.stdout)
     summary["exit_code"] = result.exit_code
-    assert summary["rows_read"] == sum(summary[k] for k in LEDGER), summary
+    assert_balanced(summary)
     return summary
 
 
 def counts(summary: dict) -> tuple[int, ...]:
     return tuple(summary[k] for k in ("rows_read", *LEDGER))
-
-
-def fetch(dsn: str, statement: str, params=None) -> list[tuple]:
-    with psycopg.connect(dsn) as c:
-        return c.execute(statement, params).fetchall()
 
 
 @pytest.fixture
@@ -84,7 +74,7 @@ def test_shopify_template_into_products(products):
     assert s["exit_code"] == 0
     # 17 data rows: 16 variants, 1 image row without a Variant SKU (skipped, not rejected)
     assert counts(s) == (17, 16, 0, 0, 0, 0, 1)
-    rows = dict((r[0], r[1:]) for r in fetch(
+    rows = dict((r[0], r[1:]) for r in query(
         products, "SELECT sku, name, active, left(description, 29) FROM products"))
     assert len(rows) == 16
     assert rows["SRT_COT_433"] == ("Example T-Shirt", True, "<p>This t-shirt is as simple ")
@@ -99,7 +89,7 @@ def test_shopify_template_without_status_uses_published(products):
     s = load(products, SHOPIFY_PUBLISHED, "shopify")
     assert s["exit_code"] == 0
     assert counts(s) == (4, 2, 0, 0, 0, 0, 2)
-    assert fetch(products, "SELECT sku, name, active FROM products ORDER BY sku") == [
+    assert query(products, "SELECT sku, name, active FROM products ORDER BY sku") == [
         ("example-shirt-m", "Example T-Shirt", True),
         ("example-shirt-s", "Example T-Shirt", True),
     ]
@@ -109,10 +99,10 @@ def test_woocommerce_sample_into_products(products):
     s = load(products, WOO_SAMPLE, "woocommerce")
     assert s["exit_code"] == 0
     assert counts(s) == (25, 25, 0, 0, 0, 0, 0)
-    rows = dict(fetch(products, "SELECT sku, name FROM products"))
+    rows = dict(query(products, "SELECT sku, name FROM products"))
     assert rows["woo-hoodie-blue-logo"] == "Hoodie - Blue, Yes"
     assert rows["woo-beanie"] == "Beanie"
-    assert fetch(products, "SELECT count(*) FILTER (WHERE active) FROM products") == [(25,)]
+    assert query(products, "SELECT count(*) FILTER (WHERE active) FROM products") == [(25,)]
 
 
 def test_samples_of_both_shops_share_a_user_table_under_scope(shop_table):
@@ -121,7 +111,7 @@ def test_samples_of_both_shops_share_a_user_table_under_scope(shop_table):
     assert s["exit_code"] == 0 and counts(s) == (17, 16, 0, 0, 0, 0, 1)
     w = load(dsn, WOO_SAMPLE, "woocommerce", *shop("woo"))
     assert w["exit_code"] == 0 and counts(w) == (25, 25, 0, 0, 0, 0, 0)
-    got = {(r[0], r[1]): r[2:] for r in fetch(
+    got = {(r[0], r[1]): r[2:] for r in query(
         dsn, "SELECT supplier, sku, name, price, stock, barcode, active FROM shop_item")}
     assert len(got) == 41
     assert got[("acme", "HAT_GRY_275")] == (
@@ -134,11 +124,11 @@ def test_samples_of_both_shops_share_a_user_table_under_scope(shop_table):
     assert got[("woo", "woo-beanie")] == ("Beanie", Decimal("20.00"), None, None, True)
     assert got[("woo", "wp-pennant")][1] == Decimal("11.05")
     # Re-importing one shop's feed as a full feed leaves the other's rows alone.
-    woo_before = fetch(dsn, "SELECT sku, xmin::text FROM shop_item WHERE supplier = 'woo'")
+    woo_before = query(dsn, "SELECT sku, xmin::text FROM shop_item WHERE supplier = 'woo'")
     again = load(dsn, SHOPIFY_TEMPLATE, "shopify", *shop("acme"), "--missing", "deactivate")
     assert again["exit_code"] == 0
     assert counts(again) == (17, 0, 0, 16, 0, 0, 1) and again["deactivated"] == 0
-    assert fetch(dsn, "SELECT sku, xmin::text FROM shop_item WHERE supplier = 'woo'") == \
+    assert query(dsn, "SELECT sku, xmin::text FROM shop_item WHERE supplier = 'woo'") == \
         woo_before
 
 
@@ -153,11 +143,11 @@ def test_generated_shopify_into_products_then_a_smaller_full_feed(products, tmp_
     assert s["exit_code"] == 0
     assert counts(s) == (expected.rows, expected.loaded, 0, 0, 0, 0, expected.skipped)
     assert (expected.loaded, expected.skipped) == (6000, 667)
-    assert fetch(products, "SELECT count(*), count(*) FILTER (WHERE active) FROM products") == [
+    assert query(products, "SELECT count(*), count(*) FILTER (WHERE active) FROM products") == [
         (6000, expected.active)
     ]
     # Variants take their product's Title: all three rows of a product share one name.
-    assert fetch(
+    assert query(
         products,
         "SELECT count(*) FROM (SELECT split_part(sku, '-', 1) FROM products"
         " GROUP BY 1 HAVING count(DISTINCT name) <> 1 OR count(*) <> 3) x",
@@ -170,7 +160,7 @@ def test_generated_shopify_into_products_then_a_smaller_full_feed(products, tmp_
     assert counts(feed) == (fewer.rows, 0, 0, 5700, 0, 0, fewer.skipped)
     # Of products 1900..1999 every third is active (Status cycles active, draft, archived).
     assert feed["deactivated"] == 3 * sum(1 for i in range(1900, 2000) if i % 3 == 0)
-    assert fetch(products, "SELECT count(*) FROM products WHERE active") == [
+    assert query(products, "SELECT count(*) FROM products WHERE active") == [
         (fewer.active,)
     ]
 
@@ -184,7 +174,7 @@ def test_generated_shopify_into_a_user_table(shop_table, tmp_path):
     assert counts(s) == (expected.rows, 3000, 0, 0, 0, 0, 334)
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["Variant SKU"]]
-    got = {r[0]: r[1:] for r in fetch(
+    got = {r[0]: r[1:] for r in query(
         dsn, "SELECT sku, price::text, stock, barcode, supplier FROM shop_item")}
     assert len(got) == 3000
     for r in rows:
@@ -204,7 +194,7 @@ def test_generated_woocommerce_into_products_and_a_user_table(shop_table, tmp_pa
     p = load(dsn, path, "woocommerce")
     assert p["exit_code"] == 0
     assert counts(p) == (expected.rows, expected.loaded, 0, 0, 0, 0, expected.skipped)
-    assert fetch(dsn, "SELECT count(*), count(*) FILTER (WHERE active) FROM products") == [
+    assert query(dsn, "SELECT count(*), count(*) FILTER (WHERE active) FROM products") == [
         (expected.loaded, expected.active)
     ]
     u = load(dsn, path, "woocommerce", *shop("woo"))
@@ -212,13 +202,13 @@ def test_generated_woocommerce_into_products_and_a_user_table(shop_table, tmp_pa
     # A variation takes its parent's name where its own is empty, and its own price/stock.
     with open(path, newline="", encoding="utf-8") as f:
         variations = [r for r in csv.DictReader(f) if r["Type"] == "variation"]
-    got = {r[0]: r[1:] for r in fetch(dsn, "SELECT sku, name, price, stock FROM shop_item")}
+    got = {r[0]: r[1:] for r in query(dsn, "SELECT sku, name, price, stock FROM shop_item")}
     for v in variations:
         name, price, stock = got[v["SKU"]]
         i = int(v["SKU"][1:7])
         assert name.startswith(f"Product {i} ") and (not v["Name"] or name == v["Name"])
         assert (price, stock) == (Decimal(v["Regular price"]), int(v["Stock"]))
-    assert fetch(dsn, "SELECT DISTINCT supplier FROM shop_item") == [("woo",)]
+    assert query(dsn, "SELECT DISTINCT supplier FROM shop_item") == [("woo",)]
 
 
 def test_the_ledger_with_duplicates_rejects_and_skipped_rows(products, tmp_path):
@@ -238,10 +228,10 @@ def test_the_ledger_with_duplicates_rejects_and_skipped_rows(products, tmp_path)
     s = load(products, path, "shopify", "--max-errors", "1")
     assert s["exit_code"] == 3  # imported, with rejected rows
     assert counts(s) == (expected.rows + 3, 600, 0, 0, 1, 1, expected.skipped + 1)
-    assert fetch(products, "SELECT name, active FROM products WHERE sku = 'P000001-1'") == [
+    assert query(products, "SELECT name, active FROM products WHERE sku = 'P000001-1'") == [
         ("Again", True)
     ]
-    assert fetch(products, "SELECT count(*) FROM products WHERE sku = 'ODD-1'") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products WHERE sku = 'ODD-1'") == [(0,)]
 
 
 def shopify_file(path: Path, statuses: list[str]) -> Path:
@@ -261,7 +251,7 @@ def test_a_full_feed_with_a_preset_deactivates_what_the_export_lost(products, tm
     feed = load(products, shopify_file(tmp_path / "2.csv", ["active"] * 9), "shopify",
                 "--missing", "deactivate")
     assert feed["exit_code"] == 0 and feed["deactivated"] == 1
-    assert fetch(products, "SELECT sku FROM products WHERE NOT active") == [("S9",)]
+    assert query(products, "SELECT sku FROM products WHERE NOT active") == [("S9",)]
 
 
 def test_a_row_the_preset_rejects_keeps_its_product(products, tmp_path):
@@ -270,4 +260,4 @@ def test_a_row_the_preset_rejects_keeps_its_product(products, tmp_path):
                 "shopify", "--missing", "deactivate", "--max-errors", "1")
     assert feed["exit_code"] == 3 and feed["rejected"] == 1
     assert feed["deactivated"] == 0
-    assert fetch(products, "SELECT count(*) FROM products WHERE NOT active") == [(0,)]
+    assert query(products, "SELECT count(*) FROM products WHERE NOT active") == [(0,)]

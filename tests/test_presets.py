@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from preset_files import (
+from helpers.files import PRESET_SAMPLES
+from helpers.presets import (
     SHOPIFY_HEADER,
     WOOCOMMERCE_HEADER,
     write_shopify,
@@ -19,10 +20,9 @@ from preset_files import (
 from csvload.errors import ExitStatus, InputError, MissingColumnError, PresetError
 from csvload.read.presets import PRESETS, RowRejected
 
-DATA = Path(__file__).parent / "data" / "presets"
-SHOPIFY_TEMPLATE = DATA / "shopify_product_template.csv"
-SHOPIFY_PUBLISHED = DATA / "shopify_product_template_published.csv"
-WOO_SAMPLE = DATA / "woocommerce_sample_products.csv"
+SHOPIFY_TEMPLATE = PRESET_SAMPLES / "shopify_product_template.csv"
+SHOPIFY_PUBLISHED = PRESET_SAMPLES / "shopify_product_template_published.csv"
+WOO_SAMPLE = PRESET_SAMPLES / "woocommerce_sample_products.csv"
 
 PRODUCTS = ("sku", "name", "description", "active")
 WIDE = PRODUCTS + (

@@ -8,7 +8,8 @@ import pty
 import subprocess
 import threading
 
-from conftest import csvload_cmd, fetch_products
+from helpers.cli import csvload_cmd
+from helpers.db import fetch_products
 
 
 def _on_a_terminal(argv: list[str]) -> tuple[int, str, str]:

@@ -10,7 +10,8 @@ import io
 
 import psycopg
 import pytest
-from conftest import csv_records, fetch_products
+from helpers.db import fetch_products
+from helpers.files import csv_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

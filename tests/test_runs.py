@@ -18,8 +18,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from conftest import table_checksum
+from helpers.cli import cli
+from helpers.db import table_checksum
+from helpers.files import write_file
 
 from csvload.cli import main  # noqa: F401 - cli must load before runcommands
 from csvload.cli.runcommands import runs, stats, status, verify
@@ -32,12 +33,6 @@ from csvload.read.source import Source, SourceOptions
 from csvload.table.schema import INDEXES
 
 DEADLINE = 60.0  # seconds a poll may wait before the test fails; never a timing assertion
-
-
-def write(tmp_path, text: str, name: str = "p.csv") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def recorded_import(dsn: str, path: str, extra_options: dict | None = None, **options):
@@ -70,10 +65,6 @@ def run_row(dsn: str, run_id: str) -> dict:
     return info.as_dict()
 
 
-def cli(command, dsn: str, *args: str, input=None):
-    return CliRunner().invoke(command, [*args, "--dsn", dsn], input=input, catch_exceptions=False)
-
-
 def poll(what, check):
     """Call what() until check(value) holds; fail after DEADLINE seconds."""
     deadline = time.monotonic() + DEADLINE
@@ -89,7 +80,7 @@ def poll(what, check):
 
 
 def test_successful_import_records_a_complete_run(products, tmp_path):
-    path = write(tmp_path, "sku,name\nA,a\nB,b\na,again\n")
+    path = write_file(tmp_path, "sku,name\nA,a\nB,b\na,again\n")
     secrets = {
         "webhook_secret": "s3cret",
         "dsn": "postgresql://u:pw@h/db",
@@ -111,9 +102,9 @@ def test_successful_import_records_a_complete_run(products, tmp_path):
 
 
 def test_failed_import_records_failed_run_and_leaves_data_unchanged(products, tmp_path):
-    recorded_import(products, write(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
+    recorded_import(products, write_file(tmp_path, "sku,name\nkeep,me\n", "pre.csv"))
     before = table_checksum(products)
-    path = write(tmp_path, "sku,name,active\nx,y,maybe\nz,w,true\n")
+    path = write_file(tmp_path, "sku,name,active\nx,y,maybe\nz,w,true\n")
     run_id, _, error = recorded_import(products, path)
     assert isinstance(error, TooManyRejectsError)
     row = run_row(products, run_id)
@@ -124,7 +115,7 @@ def test_failed_import_records_failed_run_and_leaves_data_unchanged(products, tm
 
 
 def test_missing_column_file_is_a_failed_run(products, tmp_path):
-    path = write(tmp_path, "name,description\na,b\n")
+    path = write_file(tmp_path, "name,description\na,b\n")
     run_id, _, error = recorded_import(products, path)
     row = run_row(products, run_id)
     assert row["status"] == "failed"
@@ -133,7 +124,8 @@ def test_missing_column_file_is_a_failed_run(products, tmp_path):
 
 
 def test_dry_run_is_recorded_as_dry_run(products, tmp_path):
-    run_id, result, _ = recorded_import(products, write(tmp_path, "sku,name\na,b\n"), dry_run=True)
+    run_id, result, _ = recorded_import(products, write_file(tmp_path, "sku,name\na,b\n"),
+                                        dry_run=True)
     row = run_row(products, run_id)
     assert (row["status"], row["inserted"]) == ("dry_run", 1)
     with psycopg.connect(products) as conn:
@@ -179,22 +171,22 @@ def test_stale_heartbeat_shows_interrupted_even_with_the_lock_held(products):
 
 
 def test_run_id_prefix_and_unknown_ids(products, tmp_path):
-    run_id, _, _ = recorded_import(products, write(tmp_path, "sku,name\na,b\n"))
+    run_id, _, _ = recorded_import(products, write_file(tmp_path, "sku,name\na,b\n"))
     with psycopg.connect(products) as conn:
         assert latest_run(conn, run_id[:8].upper()).run_id == run_id
         with pytest.raises(RunNotFoundError, match="no run 00000000"):
             latest_run(conn, "00000000")
         with pytest.raises(RunNotFoundError, match="is not a run id"):
             latest_run(conn, "'; drop table products")
-    result = cli(status, products, "nope")
+    result = cli(products, "nope", command=status)
     assert result.exit_code == 1
     assert result.stderr == "Error: 'nope' is not a run id (see 'csvload runs')\n"
 
 
 def test_status_and_runs_before_any_run(products):
-    result = cli(status, products)
+    result = cli(products, command=status)
     assert result.exit_code == 1 and "no import recorded" in result.stderr
-    result = cli(runs, products, "--json")
+    result = cli(products, "--json", command=runs)
     assert (result.exit_code, json.loads(result.stdout)) == (0, [])
 
 
@@ -249,7 +241,7 @@ def test_status_json_follows_an_import_in_another_process(products, importer):
     proc.stdin.write(b"".join(lines[:100_001]))
     proc.stdin.flush()
     first = poll(
-        lambda: json.loads(cli(status, products, "--json").stdout),
+        lambda: json.loads(cli(products, "--json", command=status).stdout),
         lambda s: s["rows_done"] >= 50_000,
     )
     assert (first["run_id"], first["status"], first["phase"]) == (run_id, "running", "reading")
@@ -257,13 +249,13 @@ def test_status_json_follows_an_import_in_another_process(products, importer):
     proc.stdin.write(b"".join(lines[100_001:]))
     proc.stdin.flush()
     second = poll(
-        lambda: json.loads(cli(status, products, "--json").stdout),
+        lambda: json.loads(cli(products, "--json", command=status).stdout),
         lambda s: s["rows_done"] > first["rows_done"] + 50_000,
     )
     assert second["bytes_done"] > first["bytes_done"] and second["status"] == "running"
     proc.stdin.close()
     assert proc.wait(timeout=DEADLINE) == 0
-    done = json.loads(cli(status, products, "--json", run_id).stdout)
+    done = json.loads(cli(products, "--json", run_id, command=status).stdout)
     assert (done["status"], done["rows_read"], done["inserted"]) == ("succeeded", 200_000, 200_000)
 
 
@@ -276,11 +268,11 @@ def test_killed_import_shows_interrupted_and_wrote_nothing(products, importer):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # The server notices the closed socket at once; poll only for its backend to exit.
-    shown = poll(lambda: cli(status, products, "--json"), lambda r: r.exit_code == 1)
+    shown = poll(lambda: cli(products, "--json", command=status), lambda r: r.exit_code == 1)
     assert json.loads(shown.stdout)["status"] == "interrupted"
-    listed = json.loads(cli(runs, products, "--json").stdout)
+    listed = json.loads(cli(products, "--json", command=runs).stdout)
     assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "interrupted")]
-    text = cli(runs, products)
+    text = cli(products, command=runs)
     assert text.stdout.startswith(f"{run_id}  ") and " interrupted " in text.stdout
     assert "RUN ID" in text.stderr
     with psycopg.connect(products) as conn:
@@ -291,19 +283,22 @@ def test_killed_import_shows_interrupted_and_wrote_nothing(products, importer):
 
 
 def test_status_human_and_runs_listing(products, tmp_path):
-    first, _, _ = recorded_import(products, write(tmp_path, "sku,name\na,b\n", "one.csv"))
-    second, _, _ = recorded_import(products, write(tmp_path, "sku,name\n", "two.csv"), dry_run=True)
-    result = cli(status, products)
+    first, _, _ = recorded_import(products, write_file(tmp_path, "sku,name\na,b\n", "one.csv"))
+    second, _, _ = recorded_import(products, write_file(tmp_path, "sku,name\n", "two.csv"),
+                                   dry_run=True)
+    result = cli(products, command=status)
     assert result.exit_code == 0 and result.stdout == ""
     assert result.stderr.startswith(f"run {second}  {tmp_path / 'two.csv'}  DRY_RUN\n")
-    result = cli(status, products, first)
+    result = cli(products, first, command=status)
     assert "1 inserted" in result.stderr
-    listed = json.loads(cli(runs, products, "--json").stdout)
+    listed = json.loads(cli(products, "--json", command=runs).stdout)
     assert [r["run_id"] for r in listed] == [second, first]
     assert [
-        r["run_id"] for r in json.loads(cli(runs, products, "--json", "--limit", "1").stdout)
+        r["run_id"] for r in json.loads(cli(products, "--json", "--limit", "1",
+                                            command=runs).stdout)
     ] == [second]
-    watched = cli(status, products, "--watch", "--json", first)  # an ended run: one line, exit
+    watched = cli(products, "--watch", "--json", first,
+                  command=status)  # an ended run: one line, exit
     assert [json.loads(line)["run_id"] for line in watched.stdout.splitlines()] == [first]
 
 
@@ -317,7 +312,7 @@ FILE = (
 
 @pytest.fixture
 def loaded(products, tmp_path):
-    path = write(tmp_path, FILE)
+    path = write_file(tmp_path, FILE)
     _, _, error = recorded_import(products, path)
     assert error is None
     return products, path
@@ -326,7 +321,7 @@ def loaded(products, tmp_path):
 def test_verify_identical_file_exits_0_and_changes_nothing(loaded):
     dsn, path = loaded
     before = table_checksum(dsn)
-    result = cli(verify, dsn, path, "--json")
+    result = cli(dsn, path, "--json", command=verify)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
@@ -347,7 +342,7 @@ def test_verify_missing_sku_exits_1_and_names_it(loaded):
     dsn, path = loaded
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM products WHERE sku = 'b-2'")
-    result = cli(verify, dsn, path, "--json")
+    result = cli(dsn, path, "--json", command=verify)
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert (summary["missing"], summary["different"], summary["missing_examples"]) == (
@@ -370,7 +365,7 @@ def test_verify_different_values_exit_1_and_name_sku_and_fields(loaded, change, 
     dsn, path = loaded
     with psycopg.connect(dsn) as conn:
         conn.execute(f"UPDATE products SET {change} WHERE sku = 'A-1'")
-    result = cli(verify, dsn, path, "--json")
+    result = cli(dsn, path, "--json", command=verify)
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert summary["different"] == 1 and summary["missing"] == 0
@@ -381,8 +376,8 @@ def test_verify_different_values_exit_1_and_name_sku_and_fields(loaded, change, 
 def test_verify_matches_skus_case_insensitively_and_ignores_absent_columns(loaded, tmp_path):
     dsn, _ = loaded
     # No description or active column: only name is compared; sku case does not matter.
-    other = write(tmp_path, "Product,Code\nOak table,a-1\nPine,B-2\n", "other.csv")
-    result = cli(verify, dsn, other, "--map", "Product=name", "--map", "Code=sku", "--json")
+    other = write_file(tmp_path, "Product,Code\nOak table,a-1\nPine,B-2\n", "other.csv")
+    result = cli(dsn, other, "--map", "Product=name", "--map", "Code=sku", "--json", command=verify)
     summary = json.loads(result.stdout)
     assert result.exit_code == 0 and summary["compared"] == ["name"]
 
@@ -390,7 +385,7 @@ def test_verify_matches_skus_case_insensitively_and_ignores_absent_columns(loade
 def test_verify_reads_stdin_with_options_and_skips_rejects(loaded):
     dsn, _ = loaded
     text = "sku;name\nA-1;Oak table\nb-2;Pine\n;no sku\nNEW;x\n"
-    result = cli(verify, dsn, "-", "--delimiter", ";", "--json", input=text)
+    result = cli(dsn, "-", "--delimiter", ";", "--json", input=text, command=verify)
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert (summary["rows_read"], summary["rejected"], summary["keys"]) == (4, 1, 3)
@@ -398,7 +393,7 @@ def test_verify_reads_stdin_with_options_and_skips_rejects(loaded):
 
 
 def test_verify_without_table_says_to_run_init(dsn, tmp_path):
-    result = cli(verify, dsn, write(tmp_path, "sku,name\na,b\n"))
+    result = cli(dsn, write_file(tmp_path, "sku,name\na,b\n"), command=verify)
     assert result.exit_code == 1
     assert "run 'csvload init' first" in result.stderr
 
@@ -413,7 +408,7 @@ def test_stats_match_the_table(loaded):
         conn.execute("SELECT * FROM products WHERE lower(sku) = 'a-1'").fetchall()
         # Flushed when this backend next goes idle, i.e. before this call returns.
         conn.execute("SELECT pg_stat_force_next_flush()")
-    result = cli(stats, dsn, "--json")
+    result = cli(dsn, "--json", command=stats)
     assert result.exit_code == 0
     s = json.loads(result.stdout)
     with psycopg.connect(dsn) as conn:
@@ -436,12 +431,12 @@ def test_stats_match_the_table(loaded):
     assert {i["name"]: i["scans"] for i in s["indexes"]} == usage
     assert usage["products_lower_sku_key"] >= 1
     assert s["last_import"]["run_id"] == runs_list[0].run_id
-    text = cli(stats, dsn)
+    text = cli(dsn, command=stats)
     assert "rows            2" in text.stdout and "products_lower_sku_key" in text.stdout
 
 
 def test_stats_before_init(dsn):
-    result = cli(stats, dsn)
+    result = cli(dsn, command=stats)
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: products: the table does not exist (run 'csvload init' first)\n"

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
 
 import psycopg
-import pytest
-from conftest import csvload_cmd, table_checksum
+from helpers.cli import csvload_cmd
+from helpers.db import table_checksum
+from helpers.webhook import closed_port
 from psycopg import conninfo
-from test_webhook import Receiver
 
 PASSWORD = "KnownPw123"
 SECRET = "KnownSecret456"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def run(dsn: str, path, *extra: str, env: dict | None = None):

@@ -8,45 +8,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
-from click.testing import CliRunner
+from helpers.cli import cli, error_line, quiet_cli
+from helpers.db import execute, query
+from helpers.files import write_file
+from helpers.library import target_of
 
-from csvload.cli import main
 from csvload.errors import MappingError, MissingColumnError, TargetError
-from csvload.table.target import CITEXT, EXACT, LOWER, Binding, bind, describe
-
-
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--quiet", "--dsn", dsn], catch_exceptions=False)
-
-
-def put(tmp_path: Path, text: str, name: str = "t.csv") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def ddl(dsn: str, statements: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(statements)
-
-
-def error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def rows(dsn: str, query: str) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query).fetchall()
-
-
-def target_of(dsn: str, table: str, key=("sku",)):
-    with psycopg.connect(dsn) as conn:
-        return describe(conn, table, key)
-
+from csvload.table.target import CITEXT, EXACT, LOWER, Binding, bind
 
 # -- the key and how it matches --------------------------------------------------------------
 
@@ -105,8 +74,8 @@ KEY_TABLES = {
 @pytest.mark.parametrize("case", list(KEY_TABLES))
 def test_keys_match_as_their_unique_index_does(major_dsn, case):
     statements, key, matches, index = KEY_TABLES[case]
-    schema = rows(major_dsn, "SELECT current_schema()")[0][0]
-    ddl(major_dsn, statements.format(schema=schema))
+    schema = query(major_dsn, "SELECT current_schema()")[0][0]
+    execute(major_dsn, statements.format(schema=schema))
     target = target_of(major_dsn, "t", key)
     assert (target.key, target.matches, target.key_index) == (key, matches, index)
     assert target.case_insensitive == (matches != (EXACT,) * len(key))
@@ -114,7 +83,7 @@ def test_keys_match_as_their_unique_index_does(major_dsn, case):
 
 
 def test_key_is_resolved_case_insensitively(major_dsn):
-    ddl(major_dsn, "CREATE TABLE t (sku text PRIMARY KEY)")
+    execute(major_dsn, "CREATE TABLE t (sku text PRIMARY KEY)")
     assert target_of(major_dsn, "t", ("SKU",)).key == ("sku",)
 
 
@@ -134,28 +103,29 @@ NO_INDEX = {
 
 @pytest.mark.parametrize("case", list(NO_INDEX))
 def test_no_unique_index_on_the_key_stops_before_reading(major_dsn, tmp_path, case):
-    ddl(major_dsn, NO_INDEX[case] + "; INSERT INTO t (sku, name) VALUES ('KEEP', 'kept')")
+    execute(major_dsn, NO_INDEX[case] + "; INSERT INTO t (sku, name) VALUES ('KEEP', 'kept')")
     # Line 3 is not UTF-8: had csvload read the file, it would be a reject.
     path = tmp_path / "t.csv"
     path.write_bytes(b"sku,name\na,1\nb,\xff\n")
-    result = cli(major_dsn, "import", str(path), "--table", "t")
+    result = quiet_cli(major_dsn, "import", str(path), "--table", "t")
     assert result.exit_code == 1
     assert error_line(result) == (
         "Error: t: no unique index or constraint on (sku), so rows cannot be matched by that"
         " key (create one: CREATE UNIQUE INDEX ON t (sku))"
     )
-    assert rows(major_dsn, "SELECT sku, name FROM t") == [("KEEP", "kept")]
+    assert query(major_dsn, "SELECT sku, name FROM t") == [("KEEP", "kept")]
     assert not Path(str(path) + ".rejects.csv").exists()
     # It never creates the index itself.
-    assert rows(major_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass"
-                " AND indisunique AND indpred IS NULL AND indnkeyatts = 1"
-                " AND pg_get_indexdef(indexrelid, 1, true) IN ('sku', 'lower(sku)')") == [(0,)]
+    assert query(major_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass"
+                 " AND indisunique AND indpred IS NULL AND indnkeyatts = 1"
+                 " AND pg_get_indexdef(indexrelid, 1, true) IN ('sku', 'lower(sku)')") == [(0,)]
 
 
 def test_composite_key_without_its_index_names_both_columns(major_dsn, tmp_path):
-    ddl(major_dsn, "CREATE TABLE t (supplier text, sku text UNIQUE)")
-    result = cli(major_dsn, "import", put(tmp_path, "supplier,sku\ns,a\n"), "--table", "t",
-                 "--key", "supplier,sku")
+    execute(major_dsn, "CREATE TABLE t (supplier text, sku text UNIQUE)")
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "supplier,sku\ns,a\n", "t.csv"),
+                       "--table", "t",
+                       "--key", "supplier,sku")
     assert result.exit_code == 1
     assert error_line(result) == (
         "Error: t: no unique index or constraint on (supplier, sku), so rows cannot be matched"
@@ -164,15 +134,17 @@ def test_composite_key_without_its_index_names_both_columns(major_dsn, tmp_path)
 
 
 def test_key_column_the_table_lacks_is_a_usage_error(major_dsn, tmp_path):
-    ddl(major_dsn, "CREATE TABLE t (sku text PRIMARY KEY, name text)")
-    result = cli(major_dsn, "import", put(tmp_path, "code,name\na,1\n"), "--table", "t",
-                 "--key", "code")
+    execute(major_dsn, "CREATE TABLE t (sku text PRIMARY KEY, name text)")
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "code,name\na,1\n", "t.csv"),
+                       "--table", "t",
+                       "--key", "code")
     assert result.exit_code == 2
     assert error_line(result) == "Error: --key 'code': t has no such column (columns: sku, name)"
 
 
 def test_missing_table_is_one_line(major_dsn, tmp_path):
-    result = cli(major_dsn, "import", put(tmp_path, "sku\na\n"), "--table", "nope")
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku\na\n", "t.csv"), "--table",
+                       "nope")
     assert result.exit_code == 1
     assert error_line(result) == "Error: nope: the table does not exist (create it first)"
 
@@ -211,34 +183,37 @@ REFUSED = {
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_relations_it_cannot_load_are_refused_in_one_line(major_dsn, tmp_path, case):
     statements, message = REFUSED[case]
-    ddl(major_dsn, statements)
-    result = cli(major_dsn, "import", put(tmp_path, "sku,name\na,1\n"), "--table", "t")
+    execute(major_dsn, statements)
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku,name\na,1\n", "t.csv"),
+                       "--table", "t")
     assert result.exit_code == 1
     assert error_line(result) == f"Error: {message}"
     if case in ("view", "rules"):
-        assert rows(major_dsn, "SELECT * FROM base") == []
+        assert query(major_dsn, "SELECT * FROM base") == []
     if case == "partitioned":
-        assert rows(major_dsn, "SELECT * FROM t") == []
+        assert query(major_dsn, "SELECT * FROM t") == []
         # Its partition is a plain table, and loads.
-        ok = cli(major_dsn, "import", put(tmp_path, "sku,name\na,1\n", "p.csv"), "--table", "t_0")
+        ok = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku,name\na,1\n", "p.csv"),
+                       "--table", "t_0")
         assert ok.exit_code == 0, ok.stderr
-        assert rows(major_dsn, "SELECT * FROM t") == [("a", "1")]
+        assert query(major_dsn, "SELECT * FROM t") == [("a", "1")]
 
 
 def test_foreign_table_is_refused_in_one_line(major_dsn, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     wrapper, server = f"csvload_test_fdw_{suffix}", f"csvload_test_srv_{suffix}"
-    ddl(major_dsn, f"CREATE FOREIGN DATA WRAPPER {wrapper};"
+    execute(major_dsn, f"CREATE FOREIGN DATA WRAPPER {wrapper};"
                    f" CREATE SERVER {server} FOREIGN DATA WRAPPER {wrapper};"
                    f" CREATE FOREIGN TABLE t (sku text, name text) SERVER {server}")
     try:
-        result = cli(major_dsn, "import", put(tmp_path, "sku,name\na,1\n"), "--table", "t")
+        result = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku,name\na,1\n", "t.csv"),
+                           "--table", "t")
         assert result.exit_code == 1
         assert error_line(result) == (
             "Error: t: is a foreign table; csvload loads only into a plain table"
         )
     finally:
-        ddl(major_dsn, f"DROP FOREIGN DATA WRAPPER {wrapper} CASCADE")
+        execute(major_dsn, f"DROP FOREIGN DATA WRAPPER {wrapper} CASCADE")
 
 
 # -- binding the header: --map ---------------------------------------------------------------
@@ -260,20 +235,21 @@ WRITABLE_TABLE = (
     ids=["identity-always", "generated", "nonexistent"],
 )
 def test_map_to_a_column_it_cannot_write_is_a_usage_error(major_dsn, tmp_path, mapping, why):
-    ddl(major_dsn, WRITABLE_TABLE + "; INSERT INTO t (sku, name) VALUES ('KEEP', 'kept')")
-    path = put(tmp_path, "sku,name,Code\na,1,2\n")
-    result = cli(major_dsn, "import", path, "--table", "t", "--map", mapping)
+    execute(major_dsn, WRITABLE_TABLE + "; INSERT INTO t (sku, name) VALUES ('KEEP', 'kept')")
+    path = write_file(tmp_path, "sku,name,Code\na,1,2\n", "t.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "t", "--map", mapping)
     assert result.exit_code == 2
     assert error_line(result) == (
         f"Error: --map {mapping}: t {why} (writable columns: seq, sku, name, price)"
     )
-    assert rows(major_dsn, "SELECT sku, name FROM t") == [("KEEP", "kept")]
+    assert query(major_dsn, "SELECT sku, name FROM t") == [("KEEP", "kept")]
 
 
 def test_default_for_a_column_it_cannot_write_is_a_usage_error(major_dsn, tmp_path):
-    ddl(major_dsn, WRITABLE_TABLE)
-    result = cli(major_dsn, "import", put(tmp_path, "sku\na\n"), "--table", "t",
-                 "--default", "gross=1")
+    execute(major_dsn, WRITABLE_TABLE)
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku\na\n", "t.csv"), "--table",
+                       "t",
+                       "--default", "gross=1")
     assert result.exit_code == 2
     assert error_line(result) == (
         "Error: --default gross=1: t cannot write its generated column 'gross'"
@@ -282,21 +258,17 @@ def test_default_for_a_column_it_cannot_write_is_a_usage_error(major_dsn, tmp_pa
 
 
 def test_map_renames_headers_onto_any_writable_column(major_dsn, tmp_path):
-    ddl(major_dsn, WRITABLE_TABLE)
-    path = put(tmp_path, "Article No,Title,Colour,Seq Nr\nA-1,Oak,red,7\n")
-    result = CliRunner().invoke(
-        main,
-        ["import", path, "--table", "t", "--map", "Article No=sku", "--map", "title=name",
-         "--map", "Seq Nr=seq", "--dsn", major_dsn],
-        catch_exceptions=False,
-    )
+    execute(major_dsn, WRITABLE_TABLE)
+    path = write_file(tmp_path, "Article No,Title,Colour,Seq Nr\nA-1,Oak,red,7\n", "t.csv")
+    result = cli(major_dsn, "import", path, "--table", "t", "--map", "Article No=sku",
+                 "--map", "title=name", "--map", "Seq Nr=seq")
     assert result.exit_code == 0, result.stderr
     assert "ignoring unknown columns: Colour" in result.stderr
-    assert rows(major_dsn, "SELECT sku, name, seq, price FROM t") == [("A-1", "Oak", 7, None)]
+    assert query(major_dsn, "SELECT sku, name, seq, price FROM t") == [("A-1", "Oak", 7, None)]
 
 
 def test_headers_bind_case_insensitively_and_unknown_ones_are_ignored(major_dsn):
-    ddl(major_dsn, WRITABLE_TABLE)
+    execute(major_dsn, WRITABLE_TABLE)
     target = target_of(major_dsn, "t")
     plan = bind(target, ["\ufeffSKU", "Colour", "Price", "ID"], Binding(), "t.csv line 1")
     assert [(f.column.name, f.index) for f in plan.fields] == [("sku", 0), ("price", 2)]
@@ -306,7 +278,7 @@ def test_headers_bind_case_insensitively_and_unknown_ones_are_ignored(major_dsn)
 
 
 def test_two_headers_for_one_column_is_a_usage_error(major_dsn):
-    ddl(major_dsn, WRITABLE_TABLE)
+    execute(major_dsn, WRITABLE_TABLE)
     target = target_of(major_dsn, "t")
     with pytest.raises(MappingError) as e:
         bind(target, ["sku", "Name", "Title"], Binding(mapping=(("Title", "name"),)), "f line 1")
@@ -317,7 +289,7 @@ def test_two_headers_for_one_column_is_a_usage_error(major_dsn):
 
 
 def test_key_column_missing_from_the_header(major_dsn):
-    ddl(major_dsn, WRITABLE_TABLE)
+    execute(major_dsn, WRITABLE_TABLE)
     with pytest.raises(MissingColumnError) as e:
         bind(target_of(major_dsn, "t"), ["name", "price"], Binding(), "f line 1")
     assert str(e.value) == (
@@ -336,32 +308,34 @@ DJANGO_LIKE = (
 
 
 def test_not_null_column_without_default_names_the_fix(major_dsn, tmp_path):
-    ddl(major_dsn, DJANGO_LIKE)
-    path = put(tmp_path, "sku,name,active,stock\na,x,true,1\n")
-    result = cli(major_dsn, "import", path, "--table", "catalog_product")
+    execute(major_dsn, DJANGO_LIKE)
+    path = write_file(tmp_path, "sku,name,active,stock\na,x,true,1\n", "t.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "catalog_product")
     assert result.exit_code == 1
     assert error_line(result) == (
         "Error: catalog_product.created_at is NOT NULL and has no default;"
         " add --default created_at=now"
     )
     # Each in turn, until every column new rows need is filled.
-    result = cli(major_dsn, "import", put(tmp_path, "sku,name,active\na,x,true\n", "b.csv"),
-                 "--table", "catalog_product", "--default", "created_at=now")
+    result = quiet_cli(major_dsn, "import",
+                       write_file(tmp_path, "sku,name,active\na,x,true\n", "b.csv"),
+                       "--table", "catalog_product", "--default", "created_at=now")
     assert error_line(result) == (
         "Error: catalog_product.stock is NOT NULL and has no default; add --default stock=VALUE"
     )
-    assert rows(major_dsn, "SELECT count(*) FROM catalog_product") == [(0,)]
-    ok = cli(major_dsn, "import", path, "--table", "catalog_product", "--default",
-             "created_at=now")
+    assert query(major_dsn, "SELECT count(*) FROM catalog_product") == [(0,)]
+    ok = quiet_cli(major_dsn, "import", path, "--table", "catalog_product", "--default",
+                   "created_at=now")
     assert ok.exit_code == 0, ok.stderr
-    assert rows(major_dsn, "SELECT sku, name, active, stock, created_at = updated_at"
-                " FROM catalog_product") == [("a", "x", True, 1, True)]
+    assert query(major_dsn, "SELECT sku, name, active, stock, created_at = updated_at"
+                 " FROM catalog_product") == [("a", "x", True, 1, True)]
 
 
 def test_no_touch_leaves_updated_at_to_be_filled(major_dsn, tmp_path):
-    ddl(major_dsn, DJANGO_LIKE)
-    result = cli(major_dsn, "import", put(tmp_path, "sku,name,active,stock\na,x,t,1\n"),
-                 "--table", "catalog_product", "--default", "created_at=now", "--no-touch")
+    execute(major_dsn, DJANGO_LIKE)
+    result = quiet_cli(major_dsn, "import",
+                       write_file(tmp_path, "sku,name,active,stock\na,x,t,1\n", "t.csv"),
+                       "--table", "catalog_product", "--default", "created_at=now", "--no-touch")
     assert result.exit_code == 1
     assert error_line(result) == (
         "Error: catalog_product.updated_at is NOT NULL and has no default;"
@@ -370,8 +344,8 @@ def test_no_touch_leaves_updated_at_to_be_filled(major_dsn, tmp_path):
 
 
 def test_touch_binding(major_dsn):
-    ddl(major_dsn, DJANGO_LIKE + "; ALTER TABLE catalog_product ADD seen_at timestamp,"
-        " ADD note text")
+    execute(major_dsn, DJANGO_LIKE + "; ALTER TABLE catalog_product ADD seen_at timestamp,"
+            " ADD note text")
     target = target_of(major_dsn, "catalog_product")
     header = ["sku", "name", "active", "stock", "created_at"]
     assert bind(target, header, Binding(), "f").touch.name == "updated_at"
@@ -395,9 +369,10 @@ def test_touch_binding(major_dsn):
 
 
 def test_touch_and_no_touch_together_is_a_usage_error(major_dsn, tmp_path):
-    ddl(major_dsn, DJANGO_LIKE)
-    result = cli(major_dsn, "import", put(tmp_path, "sku\na\n"), "--table", "catalog_product",
-                 "--touch", "updated_at", "--no-touch")
+    execute(major_dsn, DJANGO_LIKE)
+    result = quiet_cli(major_dsn, "import", write_file(tmp_path, "sku\na\n", "t.csv"), "--table",
+                       "catalog_product",
+                       "--touch", "updated_at", "--no-touch")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
         "Error: --touch and --no-touch contradict each other"

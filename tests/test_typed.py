@@ -13,9 +13,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-
-from csvload.cli import main
+from helpers.cli import error_line, quiet_cli
+from helpers.files import write_file
 
 TYPED = """
 CREATE TYPE colour AS ENUM ('red', 'green', 'blue');
@@ -65,24 +64,6 @@ def record(**values: str) -> str:
     return ",".join(out)
 
 
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(
-        main, [*args, "--quiet", "--dsn", dsn], catch_exceptions=False
-    )
-
-
-def put(tmp_path: Path, text: str, name: str = "t.csv") -> str:
-    path = tmp_path / name
-    path.write_bytes(text.encode())
-    return str(path)
-
-
-def error_line(result) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 @pytest.fixture
 def typed(major_dsn):
     with psycopg.connect(major_dsn, autocommit=True) as conn:
@@ -106,7 +87,7 @@ def checksum(dsn: str) -> str:
 
 
 def load(dsn: str, path: str, *extra: str):
-    return cli(dsn, "import", path, "--table", "catalog_product", "--json", *extra)
+    return quiet_cli(dsn, "import", path, "--table", "catalog_product", "--json", *extra)
 
 
 # -- every type, stored as itself -------------------------------------------------------------
@@ -138,7 +119,7 @@ FULL = dict(
 
 
 def test_every_type_is_stored_as_the_column_type(typed, tmp_path):
-    result = load(typed, put(tmp_path, HEADER + "\n" + record(**FULL) + "\n"))
+    result = load(typed, write_file(tmp_path, HEADER + "\n" + record(**FULL) + "\n", "t.csv"))
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["inserted"] == 1
     with psycopg.connect(typed) as conn:
@@ -181,14 +162,14 @@ def test_every_type_is_stored_as_the_column_type(typed, tmp_path):
     ],
 )
 def test_booleans_take_yes_and_no_in_any_case(typed, tmp_path, raw, stored):
-    result = load(typed, put(tmp_path, f"sku,active\nA,{raw}\n"))
+    result = load(typed, write_file(tmp_path, f"sku,active\nA,{raw}\n", "t.csv"))
     assert result.exit_code == 0, result.stderr
     assert fetch(typed, "active") == [(stored,)]
 
 
 def test_decimal_comma_reads_thousands_dots_and_a_comma(typed, tmp_path):
     text = 'sku,price,ratio,score,stock\nA,"1.234,56","0,5","-1.000,25",12\nB,"12,5",1,2,3\n'
-    result = load(typed, put(tmp_path, text), "--decimal-comma")
+    result = load(typed, write_file(tmp_path, text, "t.csv"), "--decimal-comma")
     assert result.exit_code == 0, result.stderr
     assert fetch(typed, "sku, price, ratio, score, stock") == [
         ("A", Decimal("1234.56"), 0.5, -1000.25, 12),
@@ -246,7 +227,7 @@ def test_each_misfit_is_a_reject_with_line_column_and_reason(typed, tmp_path, fi
         with psycopg.connect(typed) as conn:
             conn.execute("INSERT INTO catalog_product (sku, price) VALUES ('OLD', 9)")
     text, rejects = misfit_file()
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "t.csv")
     result = load(typed, path, "--max-errors", str(len(MISFITS)))
     assert result.exit_code == 3, result.stderr
     summary = json.loads(result.stdout)
@@ -266,7 +247,7 @@ def test_rejects_count_against_max_errors_and_nothing_is_written(typed, tmp_path
         conn.execute("INSERT INTO catalog_product (sku, price) VALUES ('OLD', 9)")
     before = checksum(typed)
     text, rejects = misfit_file()
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "t.csv")
     result = load(typed, path, "--max-errors", str(len(MISFITS) - 1))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -281,7 +262,7 @@ def test_reader_and_value_rejects_together_against_max_errors(typed, tmp_path):
     """Two reader rejects (a short row) and one value reject: 3 > 2 fails."""
     before = checksum(typed)
     text = "sku,stock\nA,1\nB\nC\nD,x\n"
-    result = load(typed, put(tmp_path, text), "--max-errors", "2")
+    result = load(typed, write_file(tmp_path, text, "t.csv"), "--max-errors", "2")
     assert result.exit_code == 1
     assert error_line(result).startswith("Error: 3 rows rejected, more than --max-errors 2;")
     assert checksum(typed) == before
@@ -298,7 +279,7 @@ def test_reject_lines_are_right_after_multiline_records_and_blank_lines(typed, t
         'D,"d\n",-1\n'  # 11-12
         "E,e,1.5\n"  # 13
     )
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "t.csv")
     result = load(typed, path, "--max-errors", "3")
     assert result.exit_code == 3, result.stderr
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -321,7 +302,7 @@ def test_deferrable_foreign_key_as_django_makes_it_is_a_reject(typed, tmp_path):
             " DEFERRABLE INITIALLY DEFERRED"
         )
         conn.execute("INSERT INTO catalog_product (sku, category_id) VALUES ('OLD', 1)")
-    path = put(tmp_path, "sku,category_id\nOLD,99\nNEW,98\nOK,2\n")
+    path = write_file(tmp_path, "sku,category_id\nOLD,99\nNEW,98\nOK,2\n", "t.csv")
     result = load(typed, path, "--max-errors", "2")
     assert result.exit_code == 3, result.stderr
     assert Path(path + ".rejects.csv").read_bytes() == (
@@ -341,7 +322,7 @@ def test_duplicate_of_another_unique_index_fails_in_one_line(typed, tmp_path, wh
         text = "sku,barcode\nA,200\nB,222\nC,300\nD,222\n"
     else:
         text = "sku,barcode\nA,200\nB,201\nC,111\n"
-    path = put(tmp_path, text)
+    path = write_file(tmp_path, text, "t.csv")
     result = load(typed, path, "--max-errors", "5")
     assert result.exit_code == 1
     value, line = ("222", 5) if where == "in-file" else ("111", 4)
@@ -379,8 +360,8 @@ def test_empty_fields_mean_no_value(major_dsn, tmp_path):
         "NEW,,,,,,3,\n"  # new: the defaults, NULL where nullable
         "BAD,x,,,,,,\n"  # new, stock NOT NULL without default: a reject
     )
-    path = put(tmp_path, text)
-    result = cli(major_dsn, "import", path, "--table", "t", "--max-errors", "1", "--json")
+    path = write_file(tmp_path, text, "t.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "t", "--max-errors", "1", "--json")
     assert result.exit_code == 3, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["inserted"], summary["updated"], summary["rejected"]) == (1, 1, 1)
@@ -399,9 +380,9 @@ def test_empty_fields_mean_no_value(major_dsn, tmp_path):
 def test_default_fills_empty_fields_of_new_rows_only(major_dsn, tmp_path):
     with psycopg.connect(major_dsn, autocommit=True) as conn:
         conn.execute(EMPTY_TABLE)
-    path = put(tmp_path, "sku,label,stock,price\nOLD,o,,\nNEW,n,,\n")
-    result = cli(major_dsn, "import", path, "--table", "t", "--default", "stock=0",
-                 "--default", "price=2.25")
+    path = write_file(tmp_path, "sku,label,stock,price\nOLD,o,,\nNEW,n,,\n", "t.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "t", "--default", "stock=0",
+                       "--default", "price=2.25")
     assert result.exit_code == 0, result.stderr
     with psycopg.connect(major_dsn) as conn:
         assert conn.execute("SELECT sku, label, stock, price FROM t ORDER BY sku").fetchall() == [
@@ -412,16 +393,17 @@ def test_default_fills_empty_fields_of_new_rows_only(major_dsn, tmp_path):
 
 def test_reimport_of_every_type_is_unchanged_then_one_change_updates(typed, tmp_path):
     """The merge compares every type, json (which has no = operator) and arrays included."""
-    path = put(tmp_path, HEADER + "\n" + record(**FULL) + "\n")
+    path = write_file(tmp_path, HEADER + "\n" + record(**FULL) + "\n", "t.csv")
     assert load(typed, path).exit_code == 0
     before = checksum(typed)
     again = load(typed, path)
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["unchanged"] == 1
     assert checksum(typed) == before
-    verified = cli(typed, "verify", path, "--table", "catalog_product")
+    verified = quiet_cli(typed, "verify", path, "--table", "catalog_product")
     assert verified.exit_code == 0, verified.stderr
-    changed = put(tmp_path, HEADER + "\n" + record(**{**FULL, "doc": '{"b": 2}'}) + "\n", "c.csv")
+    changed = write_file(tmp_path, HEADER + "\n" + record(**{**FULL, "doc": '{"b": 2}'}) + "\n",
+                         "c.csv")
     result = load(typed, changed)
     assert (json.loads(result.stdout)["updated"], fetch(typed, "doc")) == (1, [({"b": 2},)])
 
@@ -434,9 +416,10 @@ def test_columns_named_like_csvloads_own_stage_columns(major_dsn, tmp_path):
             " ord text CHECK (ord <> 'bad'));"
             " INSERT INTO t VALUES (1, 5, 'x')"
         )
-    path = put(tmp_path, "c1,c2,ord\n1,,first\n1,,last\n2,,z\n3,7,bad\n4,8,ok\n")
-    result = cli(major_dsn, "import", path, "--table", "t", "--key", "c1", "--max-errors", "2",
-                 "--json")
+    path = write_file(tmp_path, "c1,c2,ord\n1,,first\n1,,last\n2,,z\n3,7,bad\n4,8,ok\n", "t.csv")
+    result = quiet_cli(major_dsn, "import", path, "--table", "t", "--key", "c1", "--max-errors",
+                       "2",
+                       "--json")
     assert result.exit_code == 3, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["updated"], summary["inserted"], summary["duplicates"]) == (1, 1, 1)

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from conftest import csvload_cmd
+from helpers.cli import cli, csvload_cmd, imported
+from helpers.db import query
+from helpers.files import write_file
 
-from csvload.cli import main
 from csvload.load.loader import ImportOptions, import_source
 from csvload.read.source import Source, SourceOptions
 from csvload.table import schema
-
-LEDGER = ("inserted", "updated", "unchanged", "duplicates", "rejected")
 
 # What `manage.py sqlmigrate catalog 0001` prints on Django 4.2/5.x for
 #   class Category(models.Model): name = models.CharField(max_length=100)
@@ -74,27 +72,8 @@ def django_csv(n: int, changed: frozenset[int] = frozenset(), start: int = 0) ->
     return "\n".join(lines) + "\n"
 
 
-def cli(dsn: str, *args: str):
-    return CliRunner().invoke(main, [*args, "--dsn", dsn], catch_exceptions=False)
-
-
 def load(dsn: str, path: str, *extra: str) -> dict:
-    result = cli(dsn, "import", path, "--json", "--quiet", *DJANGO, *extra)
-    assert result.exit_code in (0, 3), result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["rows_read"] == sum(summary[k] for k in LEDGER)
-    return summary
-
-
-def put(tmp_path: Path, text: str, name: str = "p.csv") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def query(dsn: str, text: str, params=()) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(text, params).fetchall()
+    return imported(dsn, path, *DJANGO, *extra, exit_codes=(0, 3))
 
 
 @pytest.fixture
@@ -124,7 +103,7 @@ def content(dsn: str, table: str = "catalog_product") -> str:
 
 
 def test_fresh_import_into_a_django_table(django, tmp_path):
-    summary = load(django, put(tmp_path, django_csv(300)))
+    summary = load(django, write_file(tmp_path, django_csv(300)))
     assert (summary["table"], summary["key"], summary["inserted"]) == (
         "catalog_product", ["sku"], 300
     )
@@ -145,10 +124,10 @@ def test_fresh_import_into_a_django_table(django, tmp_path):
 
 
 def test_reimport_writes_only_changed_rows_and_moves_their_updated_at(django, tmp_path):
-    load(django, put(tmp_path, django_csv(300), "a.csv"))
+    load(django, write_file(tmp_path, django_csv(300), "a.csv"))
     before = physical(django)
     changed = frozenset(range(0, 300, 10))  # 10 %
-    summary = load(django, put(tmp_path, django_csv(300, changed), "b.csv"))
+    summary = load(django, write_file(tmp_path, django_csv(300, changed), "b.csv"))
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (0, 30, 270)
     after = physical(django)
     assert after.keys() == before.keys()
@@ -162,7 +141,7 @@ def test_reimport_writes_only_changed_rows_and_moves_their_updated_at(django, tm
         (Decimal("11.99"),)
     ]
     # The same file again: nothing to write at all.
-    again = load(django, put(tmp_path, django_csv(300, changed), "b.csv"))
+    again = load(django, write_file(tmp_path, django_csv(300, changed), "b.csv"))
     assert (again["updated"], again["unchanged"]) == (0, 300)
     assert physical(django) == after
 
@@ -170,19 +149,19 @@ def test_reimport_writes_only_changed_rows_and_moves_their_updated_at(django, tm
 def test_touch_another_column_and_no_touch(django, tmp_path):
     with psycopg.connect(django, autocommit=True) as conn:
         conn.execute("ALTER TABLE catalog_product ADD synced_at timestamptz")
-    load(django, put(tmp_path, django_csv(3), "a.csv"),
+    load(django, write_file(tmp_path, django_csv(3), "a.csv"),
          "--touch", "synced_at", "--default", "updated_at=now")
     first = dict(query(django, "SELECT sku, synced_at FROM catalog_product"))
     assert None not in first.values()
     stamps = dict(query(django, "SELECT sku, updated_at FROM catalog_product"))
-    load(django, put(tmp_path, django_csv(3, frozenset({1})), "b.csv"),
+    load(django, write_file(tmp_path, django_csv(3, frozenset({1})), "b.csv"),
          "--touch", "synced_at", "--default", "updated_at=now")
     second = dict(query(django, "SELECT sku, synced_at FROM catalog_product"))
     assert second["SKU-000001"] > first["SKU-000001"]
     assert second["SKU-000000"] == first["SKU-000000"]
     # Only the --touch column moves; updated_at is no longer touched.
     assert dict(query(django, "SELECT sku, updated_at FROM catalog_product")) == stamps
-    load(django, put(tmp_path, django_csv(3, frozenset({0, 1})), "c.csv"), "--no-touch",
+    load(django, write_file(tmp_path, django_csv(3, frozenset({0, 1})), "c.csv"), "--no-touch",
          "--default", "updated_at=now")
     third = dict(query(django, "SELECT sku, synced_at FROM catalog_product"))
     assert third == second
@@ -192,7 +171,7 @@ def test_touch_another_column_and_no_touch(django, tmp_path):
 
 def test_in_file_duplicates_follow_the_keys_match_rule_last_wins(django, tmp_path):
     text = HEADER + "\nA-1,first,d,1,1,t,\na-1,lower,d,2,2,t,\nA-1,last,d,3,3,t,\n"
-    summary = load(django, put(tmp_path, text))
+    summary = load(django, write_file(tmp_path, text))
     # Django's UNIQUE on sku matches exactly: A-1 and a-1 are two products.
     assert (summary["inserted"], summary["duplicates"]) == (2, 1)
     assert query(django, "SELECT sku, name, price FROM catalog_product ORDER BY sku") == [
@@ -206,10 +185,10 @@ def test_in_file_duplicates_follow_the_keys_match_rule_last_wins(django, tmp_pat
             " DROP CONSTRAINT catalog_product_sku_key;"
             " CREATE UNIQUE INDEX catalog_product_sku_ci ON catalog_product (lower(sku))"
         )
-    summary = load(django, put(tmp_path, text, "b.csv"))
+    summary = load(django, write_file(tmp_path, text, "b.csv"))
     assert (summary["inserted"], summary["duplicates"]) == (1, 2)
     assert query(django, "SELECT sku, name FROM catalog_product") == [("A-1", "last")]
-    summary = load(django, put(tmp_path, HEADER + "\na-1,again,d,3,3,t,\n", "c.csv"))
+    summary = load(django, write_file(tmp_path, HEADER + "\na-1,again,d,3,3,t,\n", "c.csv"))
     assert summary["updated"] == 1
     assert query(django, "SELECT sku, name FROM catalog_product") == [("a-1", "again")]
 
@@ -222,12 +201,13 @@ def test_composite_key(major_dsn, tmp_path):
             " DEFAULT now(), CONSTRAINT erp_item_supplier_sku UNIQUE (supplier, sku))"
         )
     args = ("--table", "erp_item", "--key", "supplier,sku", "--json", "--quiet")
-    first = put(tmp_path, "supplier,sku,qty\nACME,X,1\nBOLT,X,2\nACME,Y,3\nACME,X,4\n", "a.csv")
+    first = write_file(tmp_path, "supplier,sku,qty\nACME,X,1\nBOLT,X,2\nACME,Y,3\nACME,X,4\n",
+                       "a.csv")
     summary = json.loads(cli(major_dsn, "import", first, *args).stdout)
     assert (summary["key"], summary["inserted"], summary["duplicates"]) == (
         ["supplier", "sku"], 3, 1
     )
-    second = put(tmp_path, "sku,supplier,qty\nX,ACME,4\nX,BOLT,5\nZ,BOLT,6\n", "b.csv")
+    second = write_file(tmp_path, "sku,supplier,qty\nX,ACME,4\nX,BOLT,5\nZ,BOLT,6\n", "b.csv")
     summary = json.loads(cli(major_dsn, "import", second, *args).stdout)
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (1, 1, 1)
     assert query(major_dsn, "SELECT supplier, sku, qty FROM erp_item ORDER BY 1, 2") == [
@@ -248,28 +228,29 @@ def test_row_triggers_fire_for_written_rows_only(django, tmp_path):
             " CREATE TRIGGER catalog_product_audit AFTER INSERT OR UPDATE ON catalog_product"
             " FOR EACH ROW EXECUTE FUNCTION log_product()"
         )
-    load(django, put(tmp_path, django_csv(4), "a.csv"))
+    load(django, write_file(tmp_path, django_csv(4), "a.csv"))
     assert query(django, "SELECT op, sku FROM audit ORDER BY sku") == [
         ("INSERT", f"SKU-00000{i}") for i in range(4)
     ]
     with psycopg.connect(django) as conn:
         conn.execute("DELETE FROM audit")
-    load(django, put(tmp_path, django_csv(5, frozenset({2})), "b.csv"))
+    load(django, write_file(tmp_path, django_csv(5, frozenset({2})), "b.csv"))
     assert query(django, "SELECT op, sku FROM audit ORDER BY sku") == [
         ("UPDATE", "SKU-000002"), ("INSERT", "SKU-000004"),
     ]
 
 
 def test_dry_run_writes_nothing(django, tmp_path):
-    load(django, put(tmp_path, django_csv(5), "a.csv"))
+    load(django, write_file(tmp_path, django_csv(5), "a.csv"))
     before = content(django)
-    summary = load(django, put(tmp_path, django_csv(7, frozenset({1})), "b.csv"), "--dry-run")
+    summary = load(django, write_file(tmp_path, django_csv(7, frozenset({1})), "b.csv"),
+                   "--dry-run")
     assert (summary["status"], summary["inserted"], summary["updated"]) == ("dry_run", 2, 1)
     assert content(django) == before
 
 
 def test_verify_follows_the_target(django, tmp_path):
-    path = put(tmp_path, django_csv(4))
+    path = write_file(tmp_path, django_csv(4))
     load(django, path)
     with psycopg.connect(django) as conn:
         conn.execute("UPDATE catalog_product SET price = 0 WHERE sku = 'SKU-000001'")
@@ -297,7 +278,7 @@ def test_schema_qualified_table_through_every_command(major_dsn, tmp_path):
         # default lets it bind this table.
         conn.execute(f'ALTER TABLE "{shop}".catalog_product ALTER created_at SET DEFAULT now()')
     try:
-        path = put(tmp_path, django_csv(6))
+        path = write_file(tmp_path, django_csv(6))
         result = cli(major_dsn, "import", path, "--json", "--quiet", "--table", table,
                      "--default", "created_at=now")
         assert result.exit_code == 0, result.stderr
@@ -337,7 +318,7 @@ def test_schema_qualified_table_through_every_command(major_dsn, tmp_path):
 
 
 def test_a_failed_run_records_its_table_and_key(django, tmp_path):
-    path = put(tmp_path, HEADER + "\nA,a,d,abc,1,t,\n")
+    path = write_file(tmp_path, HEADER + "\nA,a,d,abc,1,t,\n")
     result = cli(django, "import", path, "--json", "--quiet", *DJANGO)
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
@@ -462,15 +443,15 @@ def test_the_catalog_is_identical_after_any_import(django, tmp_path, outcome):
             " CONSTRAINT catalog_product_barcode_key UNIQUE"
         )
     if outcome in ("succeeds-filled", "unique-violation"):
-        load(django, put(tmp_path, django_csv(50), "pre.csv"))
+        load(django, write_file(tmp_path, django_csv(50), "pre.csv"))
     before = catalog(django)
     before_rows = content(django)
     if outcome.startswith("succeeds"):
-        summary = load(django, put(tmp_path, django_csv(80, frozenset({1, 2}))))
+        summary = load(django, write_file(tmp_path, django_csv(80, frozenset({1, 2}))))
         assert summary["inserted"] == (30 if outcome == "succeeds-filled" else 80)
     elif outcome == "too-many-rejects":
         text = django_csv(20) + "BAD-1,x,d,abc,1,t,\nBAD-2,y,d,1,-5,t,\n"
-        result = cli(django, "import", put(tmp_path, text), "--quiet", "--max-errors", "1",
+        result = cli(django, "import", write_file(tmp_path, text), "--quiet", "--max-errors", "1",
                      *DJANGO)
         assert result.exit_code == 1
         assert "2 rows rejected, more than --max-errors 1" in result.stderr
@@ -479,7 +460,7 @@ def test_the_catalog_is_identical_after_any_import(django, tmp_path, outcome):
         text = "sku,name,description,price,stock,active,barcode\n" + "".join(
             f"N-{i},n,d,1,1,t,{4000000000000 + i % 3}\n" for i in range(6)
         )
-        result = cli(django, "import", put(tmp_path, text), "--quiet", *DJANGO)
+        result = cli(django, "import", write_file(tmp_path, text), "--quiet", *DJANGO)
         assert result.exit_code == 1
         # dress_up() gave the table a trigger, so the WITH statement writes (its counts come
         # from RETURNING) and inserts in key order: N-3 is the first to break the index.
@@ -501,7 +482,7 @@ def test_the_catalog_is_identical_after_any_import(django, tmp_path, outcome):
 
 
 def import_counting(dsn: str, text: str, tmp_path: Path, name: str):
-    path = put(tmp_path, text, name)
+    path = write_file(tmp_path, text, name)
     with Source(SourceOptions(path)) as source, psycopg.connect(dsn) as conn:
         return import_source(conn, source, ImportOptions())
 
@@ -560,13 +541,13 @@ def test_citext_key_matches_case_insensitively_end_to_end(major_dsn, tmp_path):
             " CREATE TABLE item (sku citext PRIMARY KEY, name text NOT NULL)"
         )
     args = ("--table", "item", "--json", "--quiet")
-    first = put(tmp_path, "sku,name\nAb-1,one\naB-1,two\ncd-2,three\n", "a.csv")
+    first = write_file(tmp_path, "sku,name\nAb-1,one\naB-1,two\ncd-2,three\n", "a.csv")
     summary = json.loads(cli(major_dsn, "import", first, *args).stdout)
     assert (summary["inserted"], summary["duplicates"]) == (2, 1)
     assert query(major_dsn, "SELECT sku::text, name FROM item ORDER BY sku") == [
         ("aB-1", "two"), ("cd-2", "three"),
     ]
-    second = put(tmp_path, "sku,name\nAB-1,two\nCD-2,four\nef-3,five\n", "b.csv")
+    second = write_file(tmp_path, "sku,name\nAB-1,two\nCD-2,four\nef-3,five\n", "b.csv")
     summary = json.loads(cli(major_dsn, "import", second, *args).stdout)
     # The spelling of a case-insensitive key is written when it changed.
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (1, 2, 0)
@@ -578,7 +559,7 @@ def test_citext_key_matches_case_insensitively_end_to_end(major_dsn, tmp_path):
 def test_csvload_made_products_in_another_schema(major_dsn, tmp_path):
     """`csvload init` run in schema shop, then an import naming shop.products from a
     search_path that has a products of its own (or none): each table keeps its own."""
-    from conftest import with_search_path
+    from helpers.db import with_search_path
 
     shop = f"shop_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(major_dsn, autocommit=True) as conn:
@@ -591,7 +572,7 @@ def test_csvload_made_products_in_another_schema(major_dsn, tmp_path):
         assert cli(shop_dsn, "init").exit_code == 0
         table = f"{shop}.products"
         shop_before = catalog(major_dsn, table)
-        path = put(tmp_path, PRODUCTS_FILE)
+        path = write_file(tmp_path, PRODUCTS_FILE)
         # No products on the search_path.
         result = cli(major_dsn, "import", path, "--table", table, "--quiet")
         assert result.exit_code == 0, result.stderr

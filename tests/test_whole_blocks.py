@@ -9,7 +9,7 @@ import random
 
 import psycopg
 import pytest
-from conftest import csv_records
+from helpers.files import csv_records
 
 from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
 from csvload.read.source import Source, SourceOptions, _WholeBlocks

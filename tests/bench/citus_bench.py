@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench  # noqa: E402
-from citus_cluster import CitusCluster, unavailable_reason  # noqa: E402
+from helpers.citus_cluster import CitusCluster, unavailable_reason  # noqa: E402
 
 FLOOR_SCRIPT = bench.FLOOR_STAGE + """\
 INSERT INTO products AS p (sku, name, description)

