@@ -638,8 +638,22 @@ def test_verify_missing_deactivate_with_scope(dsn, tmp_path):
     path = write_file(tmp_path, text, "feed.csv")
     args = ("--table", "feed_item", "--scope", "supplier=acme", "--key", "supplier,sku",
             "--missing", "deactivate", "--json")
+    before = written_checksum(dsn, "feed_item")
     checked = cli(dsn, "verify", str(path), *args)
     assert checked.exit_code == 0, checked.stderr  # bolt's K09 is active, and not acme's
+    report = json.loads(checked.stdout)
+    assert (report["ok"], report["rows_read"], report["matching"], report["missing"],
+            report["different"], report["stale"]) == (True, 9, 9, 0, 0, 0)
+    assert written_checksum(dsn, "feed_item") == before  # verify only reads
+    # In the scope, acme's K09 switched back on is what a completed feed would not leave.
+    execute(dsn, "UPDATE feed_item SET active = true WHERE supplier = 'acme' AND sku = 'K09'")
+    checked = cli(dsn, "verify", str(path), *args)
+    assert checked.exit_code == 1
+    report = json.loads(checked.stdout)
+    assert (report["ok"], report["stale"], report["stale_examples"]) == (False, 1, ["acme,K09"])
+    assert checked.stderr.splitlines()[-1].endswith(
+        "; 1 rows the file no longer lists are still active: acme,K09"
+    )
 
 
 def test_a_rejected_row_whose_key_is_not_of_the_key_type_fails_nothing(major_dsn, tmp_path):

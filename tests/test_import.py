@@ -227,6 +227,7 @@ def test_dry_run_counts_but_changes_nothing(products, tmp_path):
 
 
 def test_python_dash_m_runs_the_cli():
+    import re
     import subprocess
     import sys
 
@@ -234,6 +235,15 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "csvload", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "import" in out.stdout
+    assert out.stderr == ""
+    assert out.stdout.startswith("Usage: python -m csvload [OPTIONS] COMMAND [ARGS]...\n")
+    # The whole group: every command, each with its one-line help.
+    commands = out.stdout.split("\nCommands:\n", 1)[1]
+    listed = re.findall(r"^  (\w+) +(\S.*)$", commands, re.M)
+    assert [name for name, _ in listed] == [
+        "db", "generate", "import", "init", "runs", "stats", "status", "verify", "webhook",
+    ]
+    assert all(help_text for _, help_text in listed)
 
 
 def constraints(dsn: str) -> set[tuple[str, str]]:
