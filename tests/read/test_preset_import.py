@@ -1,5 +1,5 @@
 """Issue 14, presets end to end: `csvload import --preset shopify|woocommerce` through the CLI
-with the sample exports in tests/data/presets and larger files from tests/preset_files.py,
+with the sample exports in tests/data/presets and larger files from tests/helpers/presets.py,
 into csvload's products and into a user table with price/stock/barcode and a composite key
 under --scope.  The ledger stays exact:
 rows_read = inserted + updated + unchanged + duplicates + rejected + skipped."""

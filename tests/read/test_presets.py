@@ -1,5 +1,5 @@
 """Shop-export presets over the real sample exports (tests/data/presets, see SOURCES.md) and
-over generated ones (tests/preset_files.py)."""
+over generated ones (tests/helpers/presets.py)."""
 
 from __future__ import annotations
 
