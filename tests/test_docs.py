@@ -4,22 +4,33 @@ resolves."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
-DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+from helpers.files import PROJECT
+
+DOCS = [PROJECT / "README.md", PROJECT / "CONTRIBUTING.md",
+        *sorted((PROJECT / "docs").glob("*.md"))]
 
 
 def _named_tests(text: str) -> list[tuple[str, str]]:
-    """(test file, test name) for every `tests/x.py::name`, `x.py::name` and `::name` (in
-    the file named last before it) in text."""
+    """(test file, test name) for every `tests/area/x.py::name`, `x.py::name` and `::name`
+    (in the file named last before it) in text.  The file is a path under tests/ when the
+    doc writes one, else a bare file name."""
     named, current = [], None
-    for file, name in re.findall(r"`(?:tests/)?(test_\w+\.py)?(?:::(\w+))?", text):
+    pattern = r"`(tests/(?:\w+/)*)?(test_\w+\.py)?(?:::(\w+))?"
+    for folder, file, name in re.findall(pattern, text):
         if file:
-            current = file
+            current = folder + file
         if name and current:
             named.append((current, name))
     return named
+
+
+def _test_file(file: str):
+    """FILE when the doc gave a path (tests/...), else the one file of that name under tests/."""
+    if file.startswith("tests/"):
+        return PROJECT / file
+    found = list((PROJECT / "tests").rglob(file))
+    return found[0] if len(found) == 1 else PROJECT / "tests" / file
 
 
 def test_every_test_the_docs_name_exists():
@@ -28,7 +39,7 @@ def test_every_test_the_docs_name_exists():
         if not doc.exists():
             continue
         for file, name in _named_tests(doc.read_text(encoding="utf-8")):
-            path = ROOT / "tests" / file
+            path = _test_file(file)
             if not path.exists() or not re.search(
                 rf"^def {name}\(", path.read_text(encoding="utf-8"), re.M
             ):

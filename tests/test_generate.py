@@ -1,13 +1,13 @@
 import csv
 import io
 import tracemalloc
-from pathlib import Path
 
 import pytest
+from helpers.files import PROJECT
 
 from csvload.generate import HEADER, generate, generate_file, sku_for
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "products-1k.csv"
+SAMPLE = PROJECT / "sample_data" / "products-1k.csv"
 
 
 def _text(rows: int, **options) -> str:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers.webhook import Reply, closed_port
 
 from csvload import __version__
 from csvload.errors import WebhookConfigError
@@ -54,108 +50,9 @@ SUMMARY = {
 DATABASE = {"name": "shop", "host": "db.internal", "user": "loader", "password": "hunter2"}
 
 
-# --- the receiver ----------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b"ok"
-    delay: float = 0.0
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    at: float  # time.monotonic() when the request was read
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        receiver: Receiver = self.server.receiver
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = receiver.record(Received(self.path, headers, body, time.monotonic()))
-        if reply.delay and receiver.closing.wait(reply.delay):
-            return
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            pass  # the client gave up (timeout test); nothing to answer
-
-    def log_message(self, format, *args):
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class Receiver:
-    """Serves scripted replies in order (then 200) and records every request."""
-
-    def __init__(self):
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-        self._replies: deque[Reply] = deque()
-        self.requests: list[Received] = []
-        self.server = _Server(("127.0.0.1", 0), _Handler)
-        self.server.receiver = self
-        # A short poll interval keeps shutdown() (and so each test's teardown) quick.
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def script(self, *replies: Reply) -> None:
-        with self._lock:
-            self._replies.extend(replies)
-
-    def record(self, request: Received) -> Reply:
-        with self._lock:
-            self.requests.append(request)
-            return self._replies.popleft() if self._replies else Reply()
-
-    def close(self) -> None:
-        self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    # urllib honours proxy variables; a developer's proxy must not intercept 127.0.0.1.
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    r = Receiver()
-    yield r
-    r.close()
-
-
 @pytest.fixture
 def closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+    return f"http://127.0.0.1:{closed_port()}/hook"
 
 
 def completed_event(**overrides) -> dict:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-from conftest import table_checksum
-from test_webhook import Reply, receiver  # noqa: F401 - the fixture
+from helpers.cli import cli
+from helpers.db import table_checksum
+from helpers.webhook import Reply
 
-from csvload.cli import main
 from csvload.webhook import verify_signature
 
 SECRET = "s3cret-for-tests"
@@ -22,11 +21,11 @@ def signed_by(secret: str, request) -> bool:
 
 
 def import_with_hook(dsn, path, url, *extra, env=None):
-    args = ["import", str(path), "--dsn", dsn, "--json", "--quiet", "--webhook", url, *extra]
-    return CliRunner(env=env).invoke(main, args, catch_exceptions=False)
+    return cli(dsn, "import", str(path), "--json", "--quiet", "--webhook", url, *extra, env=env)
 
 
-def test_one_verified_event_whose_counts_equal_the_summary(products, tmp_path, receiver):  # noqa: F811
+def test_one_verified_event_whose_counts_equal_the_summary(products, tmp_path,
+                                                           receiver):
     path = tmp_path / "p.csv"
     path.write_text("sku,name\na,1\nb,2\nA,3\n")
     result = import_with_hook(products, path, receiver.url, env={"CSVLOAD_WEBHOOK_SECRET": SECRET})
@@ -45,7 +44,8 @@ def test_one_verified_event_whose_counts_equal_the_summary(products, tmp_path, r
     assert SECRET.encode() not in request.body
 
 
-def test_undeliverable_webhook_exits_4_and_keeps_the_import(products, tmp_path, receiver):  # noqa: F811
+def test_undeliverable_webhook_exits_4_and_keeps_the_import(products, tmp_path,
+                                                            receiver):
     receiver.script(Reply(503), Reply(503), Reply(503))
     path = tmp_path / "p.csv"
     path.write_text("sku,name\na,1\n")
@@ -59,7 +59,7 @@ def test_undeliverable_webhook_exits_4_and_keeps_the_import(products, tmp_path, 
     assert table_checksum(products) != "empty"
 
 
-def test_failed_import_sends_import_failed(products, tmp_path, receiver):  # noqa: F811
+def test_failed_import_sends_import_failed(products, tmp_path, receiver):
     before = table_checksum(products)
     path = tmp_path / "p.csv"
     path.write_text("sku,name\n,empty sku\n")
@@ -72,7 +72,7 @@ def test_failed_import_sends_import_failed(products, tmp_path, receiver):  # noq
     assert table_checksum(products) == before
 
 
-def test_dry_run_sends_nothing_unless_asked(products, tmp_path, receiver):  # noqa: F811
+def test_dry_run_sends_nothing_unless_asked(products, tmp_path, receiver):
     path = tmp_path / "p.csv"
     path.write_text("sku,name\na,1\n")
     assert import_with_hook(products, path, receiver.url, "--dry-run").exit_code == 0
@@ -86,10 +86,8 @@ def test_dry_run_sends_nothing_unless_asked(products, tmp_path, receiver):  # no
     assert [r.json()["status"] for r in receiver.requests] == ["dry_run"]
 
 
-def test_webhook_test_command(receiver):  # noqa: F811
-    result = CliRunner().invoke(
-        main, ["webhook", "test", receiver.url, "--secret", SECRET, "--json"]
-    )
+def test_webhook_test_command(receiver):
+    result = cli(None, "webhook", "test", receiver.url, "--secret", SECRET, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["last_status_code"] == 200
     assert "delivered" in result.stderr and "ms" in result.stderr

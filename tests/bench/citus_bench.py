@@ -12,7 +12,7 @@ Environment:
                     each (default none; e.g. 2000000,10000000).
     BENCH_SHARDS    shards of the distributed products (default 32, Citus's default).
     CSVLOAD_CITUS_TARBALL  the Citus overlay (default ../shared/citus/...; see
-                    tests/citus_cluster.py); the bench exits when it is missing.
+                    tests/helpers/citus_cluster.py); the bench exits when it is missing.
 
 Methods, each run into an empty table ("fresh") and then with the re-import variant of the
 same file ("reimport"), in a rotating order:
@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bench  # noqa: E402
-from citus_cluster import CitusCluster, unavailable_reason  # noqa: E402
+from helpers.citus_cluster import CitusCluster, unavailable_reason  # noqa: E402
 
 FLOOR_SCRIPT = bench.FLOOR_STAGE + """\
 INSERT INTO products AS p (sku, name, description)
