@@ -11,7 +11,8 @@ import click
 from csvload.cli.options import connect_timeout_option, dsn_option, fail, input_options, resolve_dsn
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
-from csvload.load.loader import DEFAULT_BATCH_SIZE, OPTIONAL_COUNTS, ImportOptions
+from csvload.load.loader import DEFAULT_BATCH_SIZE, ImportOptions
+from csvload.load.result import OPTIONAL_COUNTS
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, describe
 from csvload.table.schema import PRODUCTS

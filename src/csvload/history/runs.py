@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 
 from csvload import __version__
 from csvload.errors import RunNotFoundError
-from csvload.load.loader import OPTIONAL_COUNTS, ImportResult, Progress
+from csvload.load.result import OPTIONAL_COUNTS, ImportResult, Progress
 from csvload.server.database import connect, translate
 from csvload.table.schema import PRODUCTS, ddl_transaction
 

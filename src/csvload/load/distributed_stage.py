@@ -48,8 +48,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from csvload.load import sql as q
-from csvload.load import upsert
+from csvload.load import statements, upsert
 from csvload.table.target import Column, Plan
 
 STAGE_SCHEMA_PREFIX = "csvload_stage_"
@@ -91,7 +90,7 @@ class DistributedStage:
 
     @property
     def distribution(self) -> sql.Identifier:
-        return q.stage_column(self.column)
+        return statements.stage_column(self.column)
 
 
 def create(
@@ -125,7 +124,7 @@ def create(
         with conn.transaction():
             db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             db.execute(_set_search_path(stage, first=True))
-            db.execute(_create_table(ncols, constants, key.index, typed))
+            db.execute(statements.create_stage(ncols, constants, distributed=(key.index, typed)))
             db.execute(
                 sql.SQL(
                     "SELECT pg_catalog.create_distributed_table({stage}, {column},"
@@ -203,7 +202,7 @@ def localize(db, stage: DistributedStage) -> None:
         sql.SQL(
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns}, ord FROM {dist}"
         ).format(
-            stage=q.STAGE,
+            stage=statements.STAGE,
             columns=sql.SQL(", ").join(
                 sql.SQL("{0}::text AS {0}").format(sql.Identifier(c)) for c in columns
             ),
@@ -259,26 +258,6 @@ def _reserve(db, stage: DistributedStage) -> int | None:
     ).fetchone()[0]
 
 
-def _create_table(
-    ncols: int, constants: tuple[str, ...], distributed: int, typed: sql.Composable
-) -> sql.Composed:
-    """sql.create_stage()'s columns, the distributed one typed like the target's
-    distribution column, in an UNLOGGED table of the stage's schema (first on the
-    search_path, so unqualified)."""
-    parts = [
-        sql.SQL("{} {}").format(q.stage_column(i), typed if i == distributed else sql.SQL("text"))
-        for i in range(ncols)
-    ]
-    parts += [
-        sql.SQL("{} text NOT NULL DEFAULT {}").format(q.stage_column(ncols + j), sql.Literal(v))
-        for j, v in enumerate(constants)
-    ]
-    return sql.SQL(
-        "CREATE UNLOGGED TABLE {stage} ({columns},"
-        " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000))"
-    ).format(stage=q.STAGE, columns=sql.SQL(", ").join(parts))
-
-
 def _set_search_path(stage: DistributedStage, first: bool) -> sql.Composed:
     path = stage.search_path
     if first:
@@ -293,13 +272,13 @@ def _quote(name: str) -> str:
 def _latest(plan: Plan, stage: DistributedStage) -> sql.Composed:
     """sql.latest() with the distribution column itself last in DISTINCT ON (Citus pushes
     DISTINCT ON down only then) and each row's ord, for the identity."""
-    return q.latest(plan, also_by=_distribution_column(stage), with_ord=True)
+    return statements.latest(plan, also_by=_distribution_column(stage), with_ord=True)
 
 
 def _groups(plan: Plan, stage: DistributedStage) -> sql.Composable:
     """The key's sort expressions, then the distribution column itself (for Citus)."""
     return sql.SQL(", ").join(
-        [o for _, o, _ in q._key_parts(plan)] + [_distribution_column(stage)]
+        [o for _, o, _ in statements.key_parts(plan)] + [_distribution_column(stage)]
     )
 
 
@@ -308,7 +287,7 @@ def _distribution_column(stage: DistributedStage) -> sql.Composable:
 
 
 def _insert_head(plan: Plan, stage: DistributedStage, first: int | None) -> sql.Composed:
-    names, values = q._insert_lists(plan, "d")
+    names, values = statements.insert_lists(plan, "d")
     overriding = sql.SQL("")
     if stage.identity is not None:
         names = sql.SQL("{}, {}").format(names, stage.identity.identifier)
@@ -336,5 +315,5 @@ def _upsert(plan: Plan, stage: DistributedStage, first: int | None, now) -> sql.
         _insert_head(plan, stage, first),
         distinct=sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {stage} s GROUP BY {groups}) k"
-        ).format(stage=q.STAGE, groups=_groups(plan, stage)),
+        ).format(stage=statements.STAGE, groups=_groups(plan, stage)),
     )

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from psycopg import sql
 
-from csvload.load import sql as q
+from csvload.load import statements
 from csvload.table.target import LOWER, Plan
 
 NOW = sql.SQL("SELECT now()")
@@ -47,7 +47,7 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
     The deduplicated stage is materialized once: the INSERT reads it and the count of
     distinct keys is taken from it, without a second dedupe sort.
     """
-    names, values = q._insert_lists(plan, "d")
+    names, values = statements.insert_lists(plan, "d")
     return counted(
         plan,
         now,
@@ -55,7 +55,7 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
             table=plan.target.identifier, names=names, values=values
         ),
         distinct=sql.SQL("SELECT count(*) FROM d"),
-        ctes=sql.SQL("d AS MATERIALIZED ({}), ").format(q.latest(plan)),
+        ctes=sql.SQL("d AS MATERIALIZED ({}), ").format(statements.latest(plan)),
     )
 
 
@@ -87,18 +87,18 @@ def action(plan: Plan, now: datetime) -> sql.Composed:
     """ON CONFLICT's action: update the rows that differ, the touch column set to `now`."""
     touch = None
     if plan.touch is not None:
-        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), q._type(plan.touch))
-    if not q._changed(plan):
+        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), statements.type_of(plan.touch))
+    if not statements.updates_rows(plan):
         return sql.SQL("DO NOTHING")
     return sql.SQL("DO UPDATE SET {assignments} WHERE {differs}").format(
-        assignments=q._assignments(plan, "excluded", touch),
-        differs=q._differs(plan, "excluded"),
+        assignments=statements.update_assignments(plan, "excluded", touch),
+        differs=statements.row_differs(plan, "excluded"),
     )
 
 
 def kept_fields(plan: Plan) -> list:
     """The fields whose empty value means "keep what the row holds" (NOT NULL, not text)."""
-    return [f for f in q._compared(plan) if q._keeps_stored(f.column)]
+    return [f for f in statements.compared_fields(plan) if statements.keeps_stored(f.column)]
 
 
 def fill_kept(plan: Plan) -> sql.Composed | None:
@@ -115,19 +115,19 @@ def fill_kept(plan: Plan) -> sql.Composed | None:
         return None
     sets = sql.SQL(", ").join(
         sql.SQL("{raw} = CASE WHEN s.{raw} = '' THEN {stored} ELSE s.{raw} END").format(
-            raw=q.stage_column(f.index), stored=_as_staged(plan, f.column)
+            raw=statements.stage_column(f.index), stored=_as_staged(plan, f.column)
         )
         for f in kept
     )
     empty = sql.SQL(" OR ").join(
-        sql.SQL("s.{} = ''").format(q.stage_column(f.index)) for f in kept
+        sql.SQL("s.{} = ''").format(statements.stage_column(f.index)) for f in kept
     )
     return sql.SQL("UPDATE {stage} s SET {sets} FROM {table} p WHERE ({empty}) AND {match}").format(
-        stage=q.STAGE,
+        stage=statements.STAGE,
         sets=sets,
         table=plan.target.identifier,
         empty=empty,
-        match=q.stage_match(plan, "s"),
+        match=statements.stage_match(plan, "s"),
     )
 
 

@@ -36,7 +36,11 @@ def set_local(settings: Mapping[str, str]) -> sql.Composed:
     )
 
 
-def create_stage(ncols: int, constants: tuple[str, ...] = ()) -> sql.Composed:
+def create_stage(
+    ncols: int,
+    constants: tuple[str, ...] = (),
+    distributed: tuple[int, sql.Composable] | None = None,
+) -> sql.Composed:
     """A temp table holding the file's rows as text, in file order (ord).
 
     ord's sequence hands out numbers from a cache of 100,000 held by this session (the
@@ -44,17 +48,27 @@ def create_stage(ncols: int, constants: tuple[str, ...] = ()) -> sql.Composed:
     one at a time cost 0.06 s of a 0.38 s COPY at 500k rows.  `constants` (--scope's
     values) become columns after the file's, filled by their defaults: COPY never names
     them, so they cost the reader nothing.
+
+    `distributed` (the index of a column and its type): the stage of distributed_stage,
+    an UNLOGGED table (in the stage's schema, first on the search_path) whose column is
+    typed like the target's distribution column.
     """
-    parts = [sql.SQL("{} text").format(stage_column(i)) for i in range(ncols)]
+    typed = dict([distributed]) if distributed else {}
+    parts = [
+        sql.SQL("{} {}").format(stage_column(i), typed.get(i, sql.SQL("text")))
+        for i in range(ncols)
+    ]
     parts += [
         sql.SQL("{} text NOT NULL DEFAULT {}").format(stage_column(ncols + j), sql.Literal(v))
         for j, v in enumerate(constants)
     ]
-    columns = sql.SQL(", ").join(parts)
+    kind, drop = ("UNLOGGED", "") if distributed else ("TEMP", " ON COMMIT DROP")
     return sql.SQL(
-        "CREATE TEMP TABLE {stage} ({columns},"
-        " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000)) ON COMMIT DROP"
-    ).format(stage=STAGE, columns=columns)
+        "CREATE {kind} TABLE {stage} ({columns},"
+        " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000)){drop}"
+    ).format(
+        kind=sql.SQL(kind), stage=STAGE, columns=sql.SQL(", ").join(parts), drop=sql.SQL(drop)
+    )
 
 
 def copy_stage(ncols: int, delimiter: str) -> sql.Composed:
@@ -70,11 +84,11 @@ def copy_stage(ncols: int, delimiter: str) -> sql.Composed:
 # -- values --------------------------------------------------------------------------------
 
 
-def _type(column: Column) -> sql.SQL:
+def type_of(column: Column) -> sql.SQL:
     return sql.SQL(column.type)  # format_type() text from the catalog
 
 
-def _number_text(plan: Plan, field: Field) -> sql.Composable:
+def number_text(plan: Plan, field: Field) -> sql.Composable:
     """The staged text of a field, with --decimal-comma's 1.234,56 made 1234.56."""
     return _decimal_comma(plan, field.column, stage_column(field.index))
 
@@ -107,14 +121,14 @@ def value(plan: Plan, field: Field) -> sql.Composable:
     column = field.column
     if column.is_text:
         return _text_value(column, stage_column(field.index))
-    text = sql.SQL("NULLIF({}, '')").format(_number_text(plan, field))
+    text = sql.SQL("NULLIF({}, '')").format(number_text(plan, field))
     if column.type_name == "numeric" and column.scale is not None and column.category == "N":
         return sql.SQL(
             "CASE WHEN scale({text}::numeric) > {scale}"
             " THEN ('csvload: more decimals than ' || {text})::numeric"
             " ELSE {text}::{type} END"
-        ).format(text=text, scale=sql.Literal(column.scale), type=_type(column))
-    return sql.SQL("{}::{}").format(text, _type(column))
+        ).format(text=text, scale=sql.Literal(column.scale), type=type_of(column))
+    return sql.SQL("{}::{}").format(text, type_of(column))
 
 
 def _text_value(column: Column, text: sql.Composable) -> sql.Composable:
@@ -140,7 +154,7 @@ def citext_equal(column: Column, text: sql.Composable) -> sql.Composed:
     So the operator is qualified the same way."""
     schema, dot, _ = column.type.rpartition(".")
     op = sql.SQL("OPERATOR({}.=)").format(sql.SQL(schema)) if dot else sql.SQL("=")
-    return sql.SQL("p.{} {} {}::{}").format(column.identifier, op, text, _type(column))
+    return sql.SQL("p.{} {} {}::{}").format(column.identifier, op, text, type_of(column))
 
 
 def _text_key(column: Column, text: sql.Composable) -> sql.Composable:
@@ -153,7 +167,7 @@ def _text_key(column: Column, text: sql.Composable) -> sql.Composable:
     return text
 
 
-def _key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Composable]]:
+def key_parts(plan: Plan) -> list[tuple[sql.Composable, sql.Composable, sql.Composable]]:
     """Per key column: (the value carried as csvload_keyN, the dedupe sort expression,
     the join condition against the table row p and the deduplicated row d)."""
     parts = []
@@ -194,7 +208,7 @@ def latest(
     as the key's unique index matches), the last occurrence in the file winning; each
     field as its column's type.  `also_by` ends the DISTINCT ON list (for Citus, see
     distributed_stage), and `with_ord` adds each row's s.ord as csvload_ord."""
-    parts = _key_parts(plan)
+    parts = key_parts(plan)
     select = sql.SQL(", ").join(
         [sql.SQL("{} AS {}").format(carried, _key_alias(i)) for i, (carried, _, _) in
          enumerate(parts)]
@@ -213,17 +227,17 @@ def latest(
 
 
 def _join(plan: Plan) -> sql.Composable:
-    return sql.SQL(" AND ").join(j for _, _, j in _key_parts(plan))
+    return sql.SQL(" AND ").join(j for _, _, j in key_parts(plan))
 
 
-def _compared(plan: Plan) -> list[Field]:
+def compared_fields(plan: Plan) -> list[Field]:
     """The fields a re-import compares and writes: all but exact key columns (equal by
     definition); a case-insensitive key's spelling is written when it changed."""
     exact = {k for k, m in zip(plan.target.key, plan.target.matches, strict=True) if m == EXACT}
     return [f for f in plan.fields if f.column.name not in exact]
 
 
-def _keeps_stored(column: Column) -> bool:
+def keeps_stored(column: Column) -> bool:
     # An empty field in a NOT NULL non-text column keeps what an existing row holds.
     return column.not_null and not column.is_text
 
@@ -235,7 +249,7 @@ def _new_value(plan: Plan, field: Field, source: str) -> sql.Composable:
         # A full feed lists the row, so it is active unless the file says false: an empty
         # active field is "no value", not "false", and never keeps a row deactivated.
         return sql.SQL("coalesce({}, true)").format(mine)
-    if _keeps_stored(column):
+    if keeps_stored(column):
         return sql.SQL("coalesce({}, p.{})").format(mine, column.identifier)
     return mine
 
@@ -245,9 +259,9 @@ def _fallback(plan: Plan, column: Column) -> sql.Composable | None:
     column) the column's own default."""
     given = plan.default_for(column)
     if given == NOW:
-        return sql.SQL("CAST(now() AS {})").format(_type(column))
+        return sql.SQL("CAST(now() AS {})").format(type_of(column))
     if given is not None:
-        return sql.SQL("CAST({} AS {})").format(sql.Literal(given), _type(column))
+        return sql.SQL("CAST({} AS {})").format(sql.Literal(given), type_of(column))
     if column.not_null and column.default is not None:
         return sql.SQL(column.default)
     return None
@@ -255,10 +269,10 @@ def _fallback(plan: Plan, column: Column) -> sql.Composable | None:
 
 def _touch_value(plan: Plan) -> sql.Composable:
     assert plan.touch is not None
-    return sql.SQL("CAST(now() AS {})").format(_type(plan.touch))
+    return sql.SQL("CAST(now() AS {})").format(type_of(plan.touch))
 
 
-def _insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composable]:
+def insert_lists(plan: Plan, source: str) -> tuple[sql.Composable, sql.Composable]:
     """(column names, values) of the rows an import inserts, values read from `source`."""
     names: list[sql.Composable] = []
     values: list[sql.Composable] = []
@@ -311,14 +325,14 @@ def _new_active(plan: Plan, source: str) -> sql.Composable:
     return sql.SQL("true") if field is None else _new_value(plan, field, source)
 
 
-def _assignments(
+def update_assignments(
     plan: Plan, source: str, touch: sql.Composable | None = None
 ) -> sql.Composable:
     """`touch`: what the touch column is set to, instead of now() (Citus refuses now()
     in ON CONFLICT DO UPDATE SET; see upsert.py)."""
     parts = [
         sql.SQL("{} = {}").format(f.column.identifier, _new_value(plan, f, source))
-        for f in _compared(plan)
+        for f in compared_fields(plan)
     ]
     if _reactivating(plan):
         parts.append(sql.SQL("{} = true").format(plan.active.identifier))
@@ -347,8 +361,8 @@ def _comparable(column: Column, expression: sql.Composable) -> sql.Composable:
     return expression
 
 
-def _differs(plan: Plan, source: str) -> sql.Composable:
-    compared = _compared(plan)
+def row_differs(plan: Plan, source: str) -> sql.Composable:
+    compared = compared_fields(plan)
     mine = [_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)) for f in compared]
     theirs = [_comparable(f.column, _new_value(plan, f, source)) for f in compared]
     if _reactivating(plan):
@@ -359,13 +373,13 @@ def _differs(plan: Plan, source: str) -> sql.Composable:
     )
 
 
-def _changed(plan: Plan) -> bool:
-    return bool(_compared(plan)) or _reactivating(plan)
+def updates_rows(plan: Plan) -> bool:
+    return bool(compared_fields(plan)) or _reactivating(plan)
 
 
 def insert_latest(plan: Plan) -> sql.Composed:
     """Fill an empty table straight from the deduplicated stage."""
-    names, values = _insert_lists(plan, "d")
+    names, values = insert_lists(plan, "d")
     return sql.SQL("INSERT INTO {table} ({names}) SELECT {values} FROM ({latest}) d").format(
         table=plan.target.identifier, names=names, values=values, latest=latest(plan)
     )
@@ -400,7 +414,7 @@ def written(plan: Plan) -> sql.Composed:
 
 
 def merge_counts(plan: Plan, counters: list[sql.Identifier]) -> sql.Composed:
-    """After merge_into(): what this transaction has inserted into and updated in the
+    """After merge_statement(): what this transaction has inserted into and updated in the
     table so far, then the number each of `counters` has given out (0 if none)."""
     return sql.SQL(
         "SELECT pg_stat_get_xact_tuples_inserted({oid}::oid),"
@@ -414,7 +428,7 @@ def merge_counts(plan: Plan, counters: list[sql.Identifier]) -> sql.Composed:
     )
 
 
-def merge_into(
+def merge_statement(
     plan: Plan, mode: str = "keep", gone: bool = False, changes: bool = False
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table with MERGE (PostgreSQL 15 and
@@ -427,7 +441,7 @@ def merge_into(
     caller holds a lock that keeps them out); the caller reads inserted and updated from
     the transaction's table statistics (written() before, merge_counts() after).
     On the 500k re-import this ran in 1.55-1.7 s, against 1.8-1.9 s for the WITH
-    statement of merge() (both on the fillfactor-70 table).
+    statement of with_statement() (both on the fillfactor-70 table).
 
     A full feed on PostgreSQL 17 and later (`gone`): WHEN NOT MATCHED BY SOURCE
     deactivates or deletes (mode) the rows in scope the file no longer lists, and not
@@ -435,8 +449,8 @@ def merge_into(
     full one.  With `changes` (PostgreSQL 18: RETURNING old and new) the statement is
     COPY'd out, one row per key it changed, in the changes file's columns.
     """
-    names, values = _insert_lists(plan, "d")
-    differs = _differs(plan, "d")
+    names, values = insert_lists(plan, "d")
+    differs = row_differs(plan, "d")
     if plan.active is not None:
         # Counts the rows coming back to active: whenever this CASE takes a number the row
         # differs (its active changes), so it is updated, exactly once.
@@ -451,9 +465,9 @@ def merge_into(
         )
     update = (
         sql.SQL(" WHEN MATCHED AND {differs} THEN UPDATE SET {assignments}").format(
-            differs=differs, assignments=_assignments(plan, "d")
+            differs=differs, assignments=update_assignments(plan, "d")
         )
-        if _changed(plan)
+        if updates_rows(plan)
         else sql.SQL("")
     )
     parts = [
@@ -480,7 +494,7 @@ def merge_into(
 
 
 def _by_source(plan: Plan, mode: str) -> sql.Composed:
-    """merge_into()'s clause for the rows the file no longer lists."""
+    """merge_statement()'s clause for the rows the file no longer lists."""
     still = sql.SQL(" AND p.{}").format(plan.active.identifier) if mode == "deactivate" else (
         sql.SQL(""))
     condition = sql.SQL(
@@ -504,7 +518,7 @@ def _by_source(plan: Plan, mode: str) -> sql.Composed:
 
 
 def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
-    """merge_into()'s RETURNING with changes: the key, the change and, for an update,
+    """merge_statement()'s RETURNING with changes: the key, the change and, for an update,
     the columns whose old and new values differ.  A row the file does not list (d's key
     is NULL) was deactivated or deleted."""
     listed = sql.SQL("d.{} IS NOT NULL").format(_key_alias(0))
@@ -527,7 +541,7 @@ def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
             new=_comparable(f.column, sql.SQL("new.{}").format(f.column.identifier)),
             name=sql.Literal(f.column.name),
         )
-        for f in _compared(plan)
+        for f in compared_fields(plan)
     ]
     columns = (
         sql.SQL(
@@ -567,7 +581,7 @@ def stage_match(plan: Plan, row: str) -> sql.Composable:
         else:
             text = _decimal_comma(plan, f.column, text)
             conditions.append(
-                sql.SQL("p.{} = NULLIF({}, '')::{}").format(ident, text, _type(f.column))
+                sql.SQL("p.{} = NULLIF({}, '')::{}").format(ident, text, type_of(f.column))
             )
     return sql.SQL(" AND ").join(conditions)
 
@@ -577,7 +591,7 @@ def in_scope(plan: Plan) -> sql.Composable:
     if not plan.scope:
         return sql.SQL("true")
     return sql.SQL(" AND ").join(
-        sql.SQL("p.{} = CAST({} AS {})").format(c.identifier, sql.Literal(v), _type(c))
+        sql.SQL("p.{} = CAST({} AS {})").format(c.identifier, sql.Literal(v), type_of(c))
         for c, v in plan.scope
     )
 
@@ -635,7 +649,7 @@ def count_missing(plan: Plan) -> sql.Composed:
 
 def inserted_changes(plan: Plan) -> sql.Composed:
     """Filling an empty table: every distinct key of the file is inserted, so those are
-    the changes file's rows (merge() and merge_into() list a filled table's changes
+    the changes file's rows (with_statement() and merge_statement() list a filled table's changes
     themselves), COPY'd out in the same columns."""
     return sql.SQL(
         "COPY (SELECT {keys}, 'inserted', '' FROM ({latest}) d) TO STDOUT (FORMAT csv)"
@@ -695,7 +709,7 @@ def verify_counts(plan: Plan) -> sql.Composed:
         sql.SQL("CASE WHEN {cond} THEN {name} END").format(
             cond=(
                 sql.SQL("d.{f} IS NOT NULL AND {d} IS DISTINCT FROM {p}")
-                if _keeps_stored(f.column)
+                if keeps_stored(f.column)
                 else sql.SQL("{d} IS DISTINCT FROM {p}")
             ).format(
                 f=f.column.identifier,
@@ -749,13 +763,13 @@ def absent(plan: Plan) -> sql.Composed:
 ANALYZE_STAGE = sql.SQL("ANALYZE {}").format(STAGE)
 
 
-def merge(
+def with_statement(
     plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table in ONE statement, and return
     (distinct keys, updated, inserted, reactivated, deactivated or deleted, keys it
     meant to insert, rows it meant to update).  For servers
-    without MERGE (before 15) or whose table statistics are off (see merge_into()), and
+    without MERGE (before 15) or whose table statistics are off (see merge_statement()), and
     for full feeds: with `gone`, what the file no longer lists is deactivated or deleted
     (mode), and with `changes` the statement is COPY'd out, its rows the changes file's.
 
@@ -770,10 +784,10 @@ def merge(
     against 3.9-4.4 s.  Rows in scope that a rejected row names (csvload_kept) are never
     missing.
     """
-    compared = _changed(plan)
+    compared = updates_rows(plan)
     file_row = sql.SQL("d.{} IS NOT NULL").format(_key_alias(0))
     same = (
-        sql.SQL("p.ctid IS NOT NULL AND NOT ({})").format(_differs(plan, "d"))
+        sql.SQL("p.ctid IS NOT NULL AND NOT ({})").format(row_differs(plan, "d"))
         if compared
         else sql.SQL("true")
     )
@@ -791,9 +805,9 @@ def merge(
                 theirs=_comparable(f.column, sql.SQL("p.{}").format(f.column.identifier)),
                 name=sql.Literal(f.column.name),
             )
-            for f in _compared(plan)
+            for f in compared_fields(plan)
         )
-        if _compared(plan)
+        if compared_fields(plan)
         else sql.SQL("NULL")
     )
     columns = (
@@ -804,7 +818,7 @@ def merge(
         if changes
         else sql.SQL("")
     )
-    names, values = _insert_lists(plan, "d")
+    names, values = insert_lists(plan, "d")
     keys = sql.SQL(", ").join(_key_alias(i) for i in range(len(plan.target.key)))
     parts = [
         sql.SQL(
@@ -825,7 +839,7 @@ def merge(
                 ", updated AS (UPDATE {table} p SET {assignments} FROM pairs m"
                 " WHERE p.ctid = m.csvload_row AND m.csvload_listed AND NOT m.csvload_same"
                 " RETURNING 1)"
-            ).format(table=plan.target.identifier, assignments=_assignments(plan, "m"))
+            ).format(table=plan.target.identifier, assignments=update_assignments(plan, "m"))
         )
     else:
         parts.append(sql.SQL(", updated AS (SELECT 1 WHERE false)"))
@@ -913,4 +927,4 @@ def merge(
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.Composed(parts))
 
 
-COUNTS_ROW = "csvload:counts"  # the change column of merge()'s last row, with changes
+COUNTS_ROW = "csvload:counts"  # the change column of with_statement()'s last row, with changes
