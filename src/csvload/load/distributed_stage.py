@@ -1,44 +1,8 @@
 """The stage as a distributed table co-located with a hash-distributed Citus target, so
-that the merge runs shard by shard on the workers instead of through the coordinator.
-
-Tried on Citus 14.0.1 over PostgreSQL 18 (tests/test_citus_stage.py runs it on a real
-coordinator and two workers):
-
-- **Where it lives.**  Citus cannot distribute a temp table, so the stage is a regular
-  UNLOGGED table ``csvload_stage`` in a schema of the import's own
-  (``csvload_stage_<run id>``), created, COPY'd into, merged and dropped inside the
-  import's transaction: a rollback, a failed import or a client killed with -9 leaves
-  nothing behind (the schema and the shards are part of the same distributed
-  transaction), and two imports never share a name.  The schema goes first on the
-  transaction's search_path, so every statement that names ``csvload_stage`` (fit.py's
-  misfit queries, fill_kept(), find_value()) reaches it unchanged.  Creating it does not
-  wait for another import's SHARE ROW EXCLUSIVE lock on the target.  UNLOGGED: at 500k
-  rows the COPY took 1.2 s against 2.1 s logged (0.5 s into a coordinator temp table).
-- **Co-location** needs the stage's distribution column to have the target's distribution
-  column's type and collation ("cannot colocate tables products and s1 / Distribution
-  column types don't match", "... collations don't match"); a type modifier may differ
-  (varchar for varchar(20) co-locates).  So the file's column for the distribution
-  column is staged as that type, which only works for types whose input never fails:
-  text, varchar and citext.  Any other type (integer, uuid...) stays on the coordinator
-  temp stage, so a bad value is still a reject.
-- **Pushdown.**  Citus runs INSERT ... SELECT ... ON CONFLICT shard by shard only when
-  (a) DISTINCT ON includes the distribution column itself ("Distinct on columns without
-  partition column is currently unsupported": lower(sku) is not enough), so it is
-  appended after the key's sort expressions, where it only breaks ties that cannot
-  happen; and (b) nothing volatile is evaluated ("volatile functions are not allowed in
-  distributed INSERT ... SELECT queries"), and an identity column's default is a
-  NextValueExpr.  So an identity column is written explicitly, OVERRIDING SYSTEM VALUE,
-  as ``first + ord`` from a block of its sequence reserved on the coordinator (the
-  sequence then goes on after the block; ids of rows not inserted are gaps, as a
-  sequence's are after a rollback).  Stable functions are fine: Citus replaces now() by
-  the coordinator's value before it sends the shard queries.  Any other obstacle
-  (a serial or gen_random_uuid() default, say) is found by EXPLAIN before the COPY, and
-  the import then stages on the coordinator as before.
-- **Counts.**  The distinct keys: ``count(*)`` over the stage grouped like DISTINCT ON
-  (a pushed-down GROUP BY, 0.15 s at 500k rows; ``count(DISTINCT sku)`` took 0.86 s);
-  inserted and updated: RETURNING (xmax = 0), summed on the coordinator, as upsert.py
-  does.  Into an empty table the INSERT's row count is all of them.
-"""
+that the writer (writers.ShardLocalUpsert) runs shard by shard on the workers instead of
+through the coordinator: create() makes it when the target and the merge allow, else the
+import stages on the coordinator as usual.  Tried on Citus 14.0.1 over PostgreSQL 18; the
+findings that shaped it are in the comment below."""
 
 from __future__ import annotations
 
@@ -50,6 +14,44 @@ from psycopg import sql
 
 from csvload.load import statements, upsert
 from csvload.table.target import Column, Plan
+
+# Tried on Citus 14.0.1 over PostgreSQL 18 (tests/test_citus_stage.py runs it on a real
+# coordinator and two workers):
+#
+# - Where it lives.  Citus cannot distribute a temp table, so the stage is a regular
+#   UNLOGGED table csvload_stage in a schema of the import's own
+#   (csvload_stage_<run id>), created, COPY'd into, merged and dropped inside the
+#   import's transaction: a rollback, a failed import or a client killed with -9 leaves
+#   nothing behind (the schema and the shards are part of the same distributed
+#   transaction), and two imports never share a name.  The schema goes first on the
+#   transaction's search_path, so every statement that names csvload_stage (fit.py's
+#   misfit queries, fill_kept(), find_value()) reaches it unchanged.  Creating it does not
+#   wait for another import's SHARE ROW EXCLUSIVE lock on the target.  UNLOGGED: at 500k
+#   rows the COPY took 1.2 s against 2.1 s logged (0.5 s into a coordinator temp table).
+# - Co-location needs the stage's distribution column to have the target's distribution
+#   column's type and collation ("cannot colocate tables products and s1 / Distribution
+#   column types don't match", "... collations don't match"); a type modifier may differ
+#   (varchar for varchar(20) co-locates).  So the file's column for the distribution
+#   column is staged as that type, which only works for types whose input never fails:
+#   text, varchar and citext.  Any other type (integer, uuid...) stays on the coordinator
+#   temp stage, so a bad value is still a reject.
+# - Pushdown.  Citus runs INSERT ... SELECT ... ON CONFLICT shard by shard only when
+#   (a) DISTINCT ON includes the distribution column itself ("Distinct on columns without
+#   partition column is currently unsupported": lower(sku) is not enough), so it is
+#   appended after the key's sort expressions, where it only breaks ties that cannot
+#   happen; and (b) nothing volatile is evaluated ("volatile functions are not allowed in
+#   distributed INSERT ... SELECT queries"), and an identity column's default is a
+#   NextValueExpr.  So an identity column is written explicitly, OVERRIDING SYSTEM VALUE,
+#   as first + ord from a block of its sequence reserved on the coordinator (the
+#   sequence then goes on after the block; ids of rows not inserted are gaps, as a
+#   sequence's are after a rollback).  Stable functions are fine: Citus replaces now() by
+#   the coordinator's value before it sends the shard queries.  Any other obstacle
+#   (a serial or gen_random_uuid() default, say) is found by EXPLAIN before the COPY, and
+#   the import then stages on the coordinator as before.
+# - Counts.  The distinct keys: count(*) over the stage grouped like DISTINCT ON
+#   (a pushed-down GROUP BY, 0.15 s at 500k rows; count(DISTINCT sku) took 0.86 s);
+#   inserted and updated: RETURNING (xmax = 0), summed on the coordinator, as upsert.py
+#   does.  Into an empty table the INSERT's row count is all of them.
 
 STAGE_SCHEMA_PREFIX = "csvload_stage_"
 # Types whose text input cannot fail: a file's value of any other type must be able to

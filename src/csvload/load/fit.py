@@ -65,20 +65,7 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
     db.execute(CREATE_BAD)
     if not modern:
         db.execute(INPUT_ERROR_BEFORE_16)
-    for i, f in enumerate(plan.fields):
-        column = f.column
-        if column.is_text:
-            if column.length is not None and column.category == "S":
-                db.execute(_too_long(plan, i, f))
-            continue
-        if not modern and _casts_cleanly(db, plan, f):
-            pass
-        else:
-            db.execute(_bad_input(plan, i, f, modern))
-        if column.type_name == "numeric" and column.scale is not None:
-            db.execute(_too_precise(plan, i, f, modern))
-        if column.not_null and plan.default_for(column) is None and column.default is None:
-            db.execute(_empty_for_new_rows(plan, i, f))
+    _find_bad_values(db, plan, modern)
     # OFFSET 0 keeps the subquery from being flattened: the casts in its select list must
     # only ever see the rows its WHERE let through.
     fitting = sql.SQL(
@@ -106,31 +93,57 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
                    "check", check.name)
     for fk in plan.target.foreign_keys:
         if all(c in mapped for c in fk.columns):
-            present = sql.SQL(" AND ").join(
-                sql.SQL("d.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-            )
-            equal = sql.SQL(" AND ").join(
-                sql.SQL("r.{} = d.{}").format(sql.Identifier(r), sql.Identifier(c))
-                for c, r in zip(fk.columns, fk.referenced, strict=True)
-            )
-            db.execute(
-                sql.SQL(
-                    "INSERT INTO {bad} SELECT csvload_ord, {field}, 'fk', NULL, {name}"
-                    " FROM {rows} d"
-                    " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
-                ).format(
-                    bad=statements.BAD,
-                    field=sql.Literal(mapped[fk.columns[0]]),
-                    name=sql.Literal(fk.name),
-                    rows=fitting,
-                    present=present,
-                    ref=fk.table_identifier,
-                    equal=equal,
-                )
-            )
+            db.execute(_unreferenced(fk, fitting, mapped))
+    yield from _misfits(db, plan)
+
+
+def _find_bad_values(db, plan: Plan, modern: bool) -> None:
+    """Each field's values that its column's type does not take: too long, no value of
+    the type, too precise, empty where a new row needs one."""
+    for i, f in enumerate(plan.fields):
+        column = f.column
+        if column.is_text:
+            if column.length is not None and column.category == "S":
+                db.execute(_too_long(plan, i, f))
+            continue
+        if modern or not _casts_cleanly(db, plan, f):
+            db.execute(_bad_input(plan, i, f, modern))
+        if column.type_name == "numeric" and column.scale is not None:
+            db.execute(_too_precise(plan, i, f, modern))
+        if column.not_null and plan.default_for(column) is None and column.default is None:
+            db.execute(_empty_for_new_rows(plan, i, f))
+
+
+def _unreferenced(fk, rows: sql.Composable, mapped: dict[str, int]) -> sql.Composed:
+    """Record the rows whose foreign key names no row of the referenced table."""
+    present = sql.SQL(" AND ").join(
+        sql.SQL("d.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
+    )
+    equal = sql.SQL(" AND ").join(
+        sql.SQL("r.{} = d.{}").format(sql.Identifier(r), sql.Identifier(c))
+        for c, r in zip(fk.columns, fk.referenced, strict=True)
+    )
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT csvload_ord, {field}, 'fk', NULL, {name}"
+        " FROM {rows} d"
+        " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
+    ).format(
+        bad=statements.BAD,
+        field=sql.Literal(mapped[fk.columns[0]]),
+        name=sql.Literal(fk.name),
+        rows=rows,
+        present=present,
+        ref=fk.table_identifier,
+        equal=equal,
+    )
+
+
+def _misfits(db, plan: Plan) -> Iterator[Misfit]:
+    """The rows csvload_bad holds, in file order, each with its first problem, read
+    through a server-side cursor."""
     ncols = len(plan.header)
     record = sql.SQL(", ").join(statements.stage_column(i) for i in range(ncols))
-    named = conn.cursor(name="csvload_misfits")
+    named = db.cur.connection.cursor(name="csvload_misfits")
     named.itersize = 2000
     db.count += 1
     named.execute(

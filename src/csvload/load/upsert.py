@@ -1,23 +1,5 @@
-"""The merge for tables that Citus manages: INSERT ... ON CONFLICT instead of MERGE.
-
-Builders only: nothing here executes.  On a Citus coordinator (tried on Citus 14.0.1 over
-PostgreSQL 18, see CITUS_FINDINGS in the README's Citus section):
-
-- MERGE into a distributed, reference or Citus local table from the coordinator's temp
-  stage is refused ("MERGE INTO an distributed table from Postgres table is not yet
-  supported", "Reference table as target is not allowed in MERGE command", and
-  "non-IMMUTABLE functions are not yet supported in MERGE" for the identity's nextval()).
-- INSERT ... SELECT ... ON CONFLICT DO UPDATE works (Citus pulls the SELECT to the
-  coordinator and routes the rows to the shards), but refuses now() in DO UPDATE SET, and
-  loses server-side parameters in DO UPDATE and RETURNING (the workers get none).  So the
-  touch timestamp is a literal, read once from the server with NOW.
-- pg_stat_get_xact_tuples_* read 0 there (the shards do the writing) and the command tag
-  counts the source rows, so inserted and updated come from RETURNING (xmax = 0): true for
-  a row inserted, false for one updated; a row left as it was is not returned.
-
-The arbiter is the key's unique index, named by its columns (lower(col) for a lower()
-index), which on a distributed table includes the distribution column.
-"""
+"""The statements of the writer for tables that Citus manages (writers.CitusUpsert):
+INSERT ... ON CONFLICT on the key's unique index, counted by RETURNING.  Builders only."""
 
 from __future__ import annotations
 
@@ -28,6 +10,16 @@ from psycopg import sql
 from csvload.load import statements
 from csvload.table.target import LOWER, Plan
 
+# Measured on Citus 14.0.1 over PostgreSQL 18, from the coordinator's temp stage:
+# - MERGE into a distributed, reference or Citus local table is refused, so this is
+#   INSERT ... SELECT ... ON CONFLICT DO UPDATE (Citus pulls the SELECT to the coordinator
+#   and routes the rows to the shards).
+# - now() is refused in DO UPDATE SET, and server-side parameters are lost in DO UPDATE
+#   and RETURNING: the touch timestamp is a literal, read once with NOW.
+# - pg_stat_get_xact_tuples_* read 0 (the shards write) and the command tag counts the
+#   source rows: inserted and updated come from RETURNING (xmax = 0 for an insert).
+# The arbiter is the key's unique index, named by its columns (lower(col) for a lower()
+# index), which on a distributed table includes the distribution column.
 NOW = sql.SQL("SELECT now()")
 
 
