@@ -133,7 +133,7 @@ def create(
                     " colocate_with => {target})"
                 ).format(
                     stage=sql.Literal(f"{_quote(schema)}.csvload_stage"),
-                    column=sql.Literal(f"c{key.index + 1}"),  # sql.stage_column()'s name
+                    column=sql.Literal(f"c{key.index + 1}"),  # statements.stage_column()'s name
                     target=sql.Literal(
                         f"{_quote(plan.target.schema)}.{_quote(plan.target.name)}"
                     ),
@@ -187,7 +187,7 @@ def drop(db, stage: DistributedStage) -> None:
 
 
 def localize(db, stage: DistributedStage) -> None:
-    """Move the stage to the coordinator's temp table sql.STAGE (every column text, ord
+    """Move the stage to the coordinator's temp table statements.STAGE (every column text, ord
     kept) and drop the distributed one: for fit.py, whose misfit queries join the stage
     with its temp table csvload_bad, which Citus refuses ("direct joins between
     distributed and local tables are not supported").  Only an import with rows that do
@@ -216,7 +216,7 @@ def localize(db, stage: DistributedStage) -> None:
 
 def merge(db, plan: Plan, result, empty: bool, stage: DistributedStage) -> int:
     """One attempt at writing the stage into the table, shard by shard; sets inserted and
-    updated, returns the number of distinct keys (loader._merge's contract)."""
+    updated, returns the number of distinct keys (the writers' contract)."""
     conn = db.cur.connection
     first = _reserve(db, stage)
     if empty:

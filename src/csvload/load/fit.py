@@ -281,7 +281,7 @@ def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
 
 # -- reasons -------------------------------------------------------------------------------
 
-# What --decimal-comma reads (sql.DECIMAL_COMMA, the SQL that reads it), and what looks
+# What --decimal-comma reads (statements.DECIMAL_COMMA, the SQL that reads it), and what looks
 # like a decimal-comma number to suggest it.
 DECIMAL_COMMA = re.compile(statements.DECIMAL_COMMA, re.ASCII)
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$")

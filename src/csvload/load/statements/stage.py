@@ -83,10 +83,9 @@ def lock(plan: Plan, mode: str = "SHARE ROW EXCLUSIVE", nowait: bool = False) ->
 
 def find_value(plan: Plan, field: Field) -> sql.Composed:
     """The ord of the last staged row whose field holds %s (as the file spells it): where a
-    unique violation's value came from.  loader._unique_violation called this builder but
-    it was never written, so a duplicate of another unique index (a barcode) ended in an
-    AttributeError traceback instead of its one-line error.  The staged text is compared,
-    not the cast value: another row's bad value must not make this lookup fail too."""
+    unique violation's value came from (violations.unique_violation).  The staged text is
+    compared, not the cast value: another row's bad value must not make this lookup fail
+    too."""
     return sql.SQL("SELECT ord FROM {stage} WHERE {text} = %s ORDER BY ord DESC LIMIT 1").format(
         stage=STAGE, text=stage_column(field.index)
     )
