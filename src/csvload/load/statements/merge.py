@@ -161,14 +161,16 @@ def _by_source(plan: Plan, mode: str) -> sql.Composed:
     if mode == "delete":
         return sql.SQL(" WHEN NOT MATCHED BY SOURCE AND {} THEN DELETE").format(condition)
     assert mode == "deactivate" and plan.active is not None
-    touch = (
-        sql.SQL(", {} = {}").format(plan.touch.identifier, touch_value(plan))
-        if plan.touch is not None
-        else sql.SQL("")
-    )
     return sql.SQL(
         " WHEN NOT MATCHED BY SOURCE AND {condition} THEN UPDATE SET {active} = false{touch}"
-    ).format(condition=condition, active=plan.active.identifier, touch=touch)
+    ).format(condition=condition, active=plan.active.identifier, touch=_and_touch(plan))
+
+
+def _and_touch(plan: Plan) -> sql.Composable:
+    """Deactivating a row touches it too (with a touch column): ", touched = now()"."""
+    if plan.touch is None:
+        return sql.SQL("")
+    return sql.SQL(", {} = {}").format(plan.touch.identifier, touch_value(plan))
 
 
 def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
@@ -327,17 +329,12 @@ def _gone(plan: Plan, mode: str, gone: bool) -> sql.Composed:
     returning = table_key(plan)
     if gone and mode == "deactivate":
         assert plan.active is not None
-        touch = (
-            sql.SQL(", {} = {}").format(plan.touch.identifier, touch_value(plan))
-            if plan.touch is not None
-            else sql.SQL("")
-        )
         return sql.SQL(
             ", gone AS (UPDATE {table} p SET {active} = false{touch} FROM pairs m"
             " WHERE {missing} AND p.{active} RETURNING {returning})"
         ).format(
-            table=plan.target.identifier, active=plan.active.identifier, touch=touch,
-            missing=missing_row, returning=returning,
+            table=plan.target.identifier, active=plan.active.identifier,
+            touch=_and_touch(plan), missing=missing_row, returning=returning,
         )  # fmt: skip
     if gone and mode == "delete":
         return sql.SQL(
