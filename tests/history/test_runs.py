@@ -28,7 +28,8 @@ from csvload.errors import CsvloadError, RunNotFoundError, TooManyRejectsError
 from csvload.generate import generate
 from csvload.history import runs as runs_module
 from csvload.history.runs import RunRecorder, latest_run, list_runs, options_record
-from csvload.load.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
+from csvload.load.loader import DEFAULT_BATCH_SIZE, Import, ImportOptions
+from csvload.load.result import ImportResult
 from csvload.read.source import Source, SourceOptions
 from csvload.table.schema import INDEXES
 
@@ -47,15 +48,17 @@ def recorded_import(dsn: str, path: str, extra_options: dict | None = None, **op
         path=path,
         options=options_record(source_options, import_options, extra_options or {}),
     )
-    result = ImportResult(status="failed", file=path)
+    job = None
     try:
         with Source(source_options) as source, psycopg.connect(dsn) as conn:
-            import_source(conn, source, import_options, recorder.progress, result)
+            job = Import(conn, source, import_options, recorder.progress)
+            job.run()
     except CsvloadError as e:
+        result = job.result if job else ImportResult(status="failed", file=path)
         recorder.fail(str(e), result)
         return recorder.run_id, result, e
-    recorder.finish(result)
-    return recorder.run_id, result, None
+    recorder.finish(job.result)
+    return recorder.run_id, job.result, None
 
 
 def run_row(dsn: str, run_id: str) -> dict:
@@ -194,7 +197,7 @@ def test_status_and_runs_before_any_run(products):
 
 IMPORTER = """
 import sys
-from csvload.load.loader import DEFAULT_BATCH_SIZE, ImportOptions, ImportResult, import_source
+from csvload.load.loader import ImportOptions, import_source
 from csvload.history.runs import RunRecorder
 from csvload.read.source import Source, SourceOptions
 import psycopg
@@ -202,9 +205,8 @@ import psycopg
 dsn = sys.argv[1]
 recorder = RunRecorder.start(dsn, file="<stdin>", options={"batch_size": 5000})
 print(recorder.run_id, flush=True)
-result = ImportResult(status="failed", file="<stdin>")
 with Source(SourceOptions("-"), stdin=sys.stdin.buffer) as source, psycopg.connect(dsn) as conn:
-    import_source(conn, source, ImportOptions(batch_size=5000), recorder.progress, result)
+    result = import_source(conn, source, ImportOptions(batch_size=5000), recorder.progress)
 recorder.finish(result)
 """
 

@@ -29,7 +29,8 @@ from helpers.db import fetch_products
 from helpers.files import CORPUS
 
 from csvload.cli import main
-from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.load.result import ImportResult
+from csvload.load.staging import Staging, Statements, stage
 from csvload.read.source import Source, SourceOptions
 
 
@@ -283,10 +284,7 @@ def test_corpus_case_stages_byte_exact_or_rejects(products, tmp_path, case):
     options = SourceOptions(str(path), case.encoding, ",", mapping)
     with Source(options) as source, psycopg.connect(products) as conn:
         result = ImportResult(status="running", file=source.name)
-        stage(
-            Statements(conn), source, ImportOptions(max_errors=10**6), result, collected,
-            lambda p: None,
-        )  # fmt: skip
+        stage(Statements(conn), Staging(source, result, max_errors=10**6, rejects=collected))
         staged = conn.execute("SELECT * FROM csvload_stage ORDER BY ord").fetchall()
         conn.rollback()
     assert [list(row[:-1]) for row in staged] == case.rows

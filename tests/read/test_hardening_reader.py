@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from psycopg import conninfo
 
 from csvload.errors import InputError
-from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.load.result import ImportResult
+from csvload.load.staging import Staging, Statements, stage
 from csvload.read import lines as source
 from csvload.read.source import Source, SourceOptions
 from csvload.table import schema
@@ -161,9 +162,9 @@ def test_what_postgresql_stages_is_what_python_parsed(
         with psycopg.connect(major_dsn) as conn:
             result = ImportResult(status="running", file=src.name)
             stage(
-                Statements(conn), src, ImportOptions(max_errors=10**6, batch_size=3),
-                result, Collect(), lambda p: None,
-            )  # fmt: skip
+                Statements(conn),
+                Staging(src, result, batch_size=3, max_errors=10**6, rejects=Collect()),
+            )
             staged = [
                 list(r[:-1]) for r in conn.execute("SELECT * FROM csvload_stage ORDER BY ord")
             ]

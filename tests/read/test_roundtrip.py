@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvload.errors import CsvloadError
-from csvload.load.loader import ImportOptions, ImportResult, Statements, import_source, stage
+from csvload.load.loader import ImportOptions, import_source
+from csvload.load.result import ImportResult
+from csvload.load.staging import Staging, Statements, stage
 from csvload.read.source import Source, SourceOptions
 
 PROFILE = settings(
@@ -147,9 +149,9 @@ def test_fuzz_never_crashes_and_stages_what_python_parsed(
         with Source(options) as source, psycopg.connect(products) as conn:
             result = ImportResult(status="running", file=source.name)
             stage(
-                Statements(conn), source, ImportOptions(max_errors=10**6, batch_size=3), result,
-                Collect(), lambda p: None,
-            )  # fmt: skip
+                Statements(conn),
+                Staging(source, result, batch_size=3, max_errors=10**6, rejects=Collect()),
+            )
             staged = [
                 list(r[:-1]) for r in conn.execute("SELECT * FROM csvload_stage ORDER BY ord")
             ]

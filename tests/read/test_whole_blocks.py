@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from helpers.files import csv_records
 
-from csvload.load.loader import ImportOptions, ImportResult, Statements, stage
+from csvload.load.result import ImportResult
+from csvload.load.staging import Staging, Statements, stage
 from csvload.read.source import Source, SourceOptions
 from csvload.read.wholeblocks import WholeBlocks as _WholeBlocks
 
@@ -159,10 +160,7 @@ def test_mixed_file_stages_what_python_reads(products, tmp_path, newline, monkey
 
     collected = Collect()
     with Source(SourceOptions(str(path))) as source, psycopg.connect(products) as conn:
-        stage(
-            Statements(conn), source, ImportOptions(max_errors=10**6), result, collected,
-            lambda p: None,
-        )  # fmt: skip
+        stage(Statements(conn), Staging(source, result, max_errors=10**6, rejects=collected))
         staged = conn.execute(
             "SELECT c1, c2, c3, c4 FROM csvload_stage ORDER BY ord"
         ).fetchall()

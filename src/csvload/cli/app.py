@@ -7,7 +7,6 @@ import gc
 import io
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -34,18 +33,13 @@ from csvload.cli.paramtypes import FiniteFloat, WebhookUrl, seconds
 from csvload.cli.render import display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
-from csvload.errors import CsvloadError, ExitStatus, Interrupted, NoTableError, OutputPathError
+from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
-from csvload.load.loader import (
-    ImportOptions,
-    ImportResult,
-    check_outputs,
-    import_source,
-    prepare,
-)
+from csvload.load import job as load_job
+from csvload.load.loader import ImportOptions, check_outputs
 from csvload.read.rejects import default_path
-from csvload.read.source import Source, SourceOptions
-from csvload.server.database import connect, display_name, target, translate
+from csvload.read.source import SourceOptions
+from csvload.server.database import connect, display_name, translate
 from csvload.table import citus, schema
 from csvload.table.target import Binding
 
@@ -202,7 +196,7 @@ class ImportJob:
 
 
 def run_import(job: ImportJob) -> ExitStatus:
-    """Run one import, record it, deliver its webhooks, render its outcome; return the
+    """Run one import through the library (load.job.run), render its outcome; return the
     exit status.
 
     A signal (SIGINT, SIGTERM) before the commit rolls the import back.  From the moment
@@ -210,74 +204,30 @@ def run_import(job: ImportJob) -> ExitStatus:
     and the run record finish, no webhook is sent (one already on its way is cut short),
     and the import is reported as the success it is, with exit 4 where a webhook was due.
     """
-    result = ImportResult(status="failed", file=job.source.path)
-    database = {"name": None, "host": None}
-    error: CsvloadError | None = None
-    recorder: runs.RunRecorder | None = None
     with _Signals() as signals:
-        try:
-            with Source(job.source, stdin=sys.stdin.buffer) as source:
-                if job.options.preset is None:
-                    scoped = {c for c, _ in job.options.binding.scope}
-                    source.find_keys(tuple(k for k in job.options.key if k not in scoped))
-                resolved = resolve_dsn(job.dsn)
-                recorder = runs.RunRecorder.start(
-                    resolved,
-                    file=source.name,
-                    path=None if job.source.path == "-" else job.source.path,
-                    options=job.record(),
-                    connect_timeout=job.connect_timeout,
-                    table=job.options.table,
-                    key=job.options.key,
-                )
-                result.run_id = recorder.run_id
-                result.table, result.key = job.options.table, list(job.options.key)
-                with connect(resolved, connect_timeout=job.connect_timeout) as conn:
-                    database = target(conn)
-                    plan = prepare(conn, source, job.options)
-                    if plan.ignored and not job.quiet:
-                        click.echo(
-                            f"Warning: {source.name}: ignoring unknown columns: "
-                            f"{', '.join(plan.ignored)}",
-                            err=True,
-                        )
-                    with display_for(job.quiet, source.name) as display:
-
-                        def progress(p, display=display, recorder=recorder):
-                            display(p)
-                            recorder.progress(p)
-
-                        def before_commit(conn, result, recorder=recorder):
-                            recorder.finish_within(conn, result)
-                            signals.hold()
-
-                        import_source(
-                            conn, source, job.options, progress, result, plan, before_commit
-                        )
-        except CsvloadError as e:
-            error = e
-        except _Signalled as e:
-            error = Interrupted(f"{job.source.path}: {e.name}: rolled back, nothing was written")
-            error.exit_status = e.status
-        finally:
-            signals.hold()
-            if recorder is not None:
-                _end_run(recorder, result, error)
-        if error is not None:
-            result.status, result.error = "failed", str(error)
-        deliveries = _deliver(job, result, database, signals)
-        return _report(job, result, error, deliveries, recorder)
+        request = load_job.ImportRequest(
+            job.source, job.options, lambda: resolve_dsn(job.dsn), job.connect_timeout,
+            job.webhooks, job.record(),
+            stdin=sys.stdin.buffer,
+        )  # fmt: skip
+        hooks = load_job.Hooks(
+            warn=lambda text: None if job.quiet else click.echo(f"Warning: {text}", err=True),
+            progress=lambda name: display_for(job.quiet, name),
+            hold=signals.hold,
+            stopped=lambda: signals.received,
+            interruptible=signals.interrupting,
+        )
+        return _report(job, load_job.run(request, hooks))
 
 
-def _report(job: ImportJob, result: ImportResult, error, deliveries, recorder) -> ExitStatus:
+def _report(job: ImportJob, outcome: load_job.Outcome) -> ExitStatus:
     """Render the outcome on stdout (--json) and stderr; return the exit status."""
+    result, error, deliveries = outcome.result, outcome.error, outcome.deliveries
     if job.as_json:
         summary = result.as_dict()
         if job.webhooks.urls:
             summary["webhooks"] = [d.as_dict() for d in deliveries]
         click.echo(json.dumps(summary))
-    if recorder is not None and recorder.warning and not job.quiet:
-        click.echo(f"Warning: run history: {recorder.warning}", err=True)
     if error is not None:
         click.echo(f"Error: {error}", err=True)
         return error.exit_status
@@ -295,45 +245,6 @@ def _report(job: ImportJob, result: ImportResult, error, deliveries, recorder) -
     return ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK
 
 
-def _end_run(recorder, result: ImportResult, error: CsvloadError | None) -> None:
-    if error is None:
-        recorder.finish(result)
-    else:
-        recorder.fail(str(error), result, interrupted=isinstance(error, Interrupted))
-
-
-def _deliver(job: ImportJob, result: ImportResult, database: dict, signals: _Signals) -> list:
-    """One event per URL, after the transaction has ended; it never changes the import.
-    A signal that came after the commit, or comes now, ends the deliveries."""
-    if not job.webhooks.urls:
-        return []
-    if signals.received and result.status != "failed":
-        return webhook.not_sent(job.webhooks, f"not sent: {signals.received} after the commit")
-    path = job.source.path
-    file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
-    event = webhook.build_event(
-        webhook.FAILED if result.status == "failed" else webhook.COMPLETED,
-        result.as_dict(),
-        file=file,
-        database=database,
-        run_id=result.run_id,
-        error=result.error,
-    )
-    try:
-        with signals.interrupting():
-            return webhook.deliver(job.webhooks, event)
-    except _Signalled as e:
-        return webhook.not_sent(job.webhooks, f"stopped: {e.name} during the delivery")
-
-
-class _Signalled(BaseException):
-    """SIGINT or SIGTERM arrived; unwinds the import so its transaction rolls back."""
-
-    def __init__(self, name: str, status: ExitStatus):
-        super().__init__(name)
-        self.name, self.status = name, status
-
-
 _SIGNALS = {
     signal.SIGINT: ("interrupted", ExitStatus.INTERRUPTED),
     signal.SIGTERM: ("terminated", ExitStatus.TERMINATED),
@@ -341,7 +252,7 @@ _SIGNALS = {
 
 
 class _Signals:
-    """SIGINT and SIGTERM during one import.  The first one raises _Signalled while the
+    """SIGINT and SIGTERM during one import.  The first one raises load.job.Stopped while the
     import can still roll back; after hold() (the import is about to commit) it is only
     noted in .received, except inside interrupting(), where it cuts a webhook delivery
     short.  Any later signal is ignored, so a second Ctrl-C during the rollback or while
@@ -369,7 +280,7 @@ class _Signals:
         name, status = _SIGNALS[signum]
         self.received = name
         if self._raising:
-            raise _Signalled(name, status)
+            raise load_job.Stopped(name, status)
 
     def hold(self) -> None:
         """From now on a signal is only noted: the import is committing or committed."""

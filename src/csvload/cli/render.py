@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from csvload.load.loader import OPTIONAL_COUNTS, ImportResult
-from csvload.load.loader import Progress as LoadProgress
+from csvload.load.result import OPTIONAL_COUNTS, ImportResult
+from csvload.load.result import Progress as LoadProgress
 
 if TYPE_CHECKING:
     from rich.progress import Progress

@@ -21,7 +21,8 @@ from csvload.cli.options import (
 from csvload.cli.render import display_for, mb
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
-from csvload.load.loader import OPTIONAL_COUNTS, ImportOptions
+from csvload.load.loader import ImportOptions
+from csvload.load.result import OPTIONAL_COUNTS
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, display_name
 from csvload.table.schema import PRODUCTS

@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 
 from csvload import __version__
 from csvload.errors import RunNotFoundError
-from csvload.load.loader import OPTIONAL_COUNTS, ImportResult, Progress
+from csvload.load.result import OPTIONAL_COUNTS, ImportResult, Progress
 from csvload.server.database import connect, translate
 from csvload.table.schema import PRODUCTS, ddl_transaction
 
@@ -340,7 +340,7 @@ class RunRecorder:
 
     def finish_within(self, conn: psycopg.Connection, result: ImportResult) -> None:
         """Write the run's final row in the import's own transaction, just before it
-        commits (loader.import_source's before_commit): the row then says 'succeeded'
+        commits (load.loader.Import's before_commit): the row then says 'succeeded'
         exactly when the data is committed, even if the process is killed right after
         COMMIT.  finish() writes it once more afterwards, with the final timings.  In a
         savepoint: losing the history must not cost the import."""

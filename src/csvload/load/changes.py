@@ -16,7 +16,7 @@ import io
 from pathlib import Path
 
 from csvload.files import OutputFile
-from csvload.load import sql
+from csvload.load import statements
 from csvload.table.target import Plan
 
 
@@ -26,9 +26,9 @@ class ChangesWriter:
 
     def stream(self, db, plan: Plan, statement, counted: bool = True) -> list[int] | None:
         """Run a merge's COPY of its changes, writing its rows to the temp file under the
-        header (the key columns, change, columns).  sql.merge()'s (`counted`) ends with a
-        row of counts: return them.  A second attempt (after rejects were set aside)
-        starts the file again."""
+        header (the key columns, change, columns).  with_statement()'s (`counted`) ends
+        with a row of counts: return them.  A second attempt (after rejects were set
+        aside) starts the file again."""
         out = self._file
         if out.opened:
             out.restart()
@@ -50,8 +50,10 @@ class ChangesWriter:
                     out.write(last)
                 last = bytes(row)
         fields = next(csv.reader([last.decode("utf-8")])) if last else []
-        if len(fields) < 2 or fields[-2] != sql.COUNTS_ROW:
-            raise AssertionError(f"sql.merge() ended without its counts row: {last!r}")
+        if len(fields) < 2 or fields[-2] != statements.COUNTS_ROW:
+            raise AssertionError(
+                f"statements.with_statement() ended without its counts row: {last!r}"
+            )
         return [int(n) for n in fields[-1].split()]
 
     def ready(self) -> None:

@@ -1,44 +1,8 @@
 """The stage as a distributed table co-located with a hash-distributed Citus target, so
-that the merge runs shard by shard on the workers instead of through the coordinator.
-
-Tried on Citus 14.0.1 over PostgreSQL 18 (tests/test_citus_stage.py runs it on a real
-coordinator and two workers):
-
-- **Where it lives.**  Citus cannot distribute a temp table, so the stage is a regular
-  UNLOGGED table ``csvload_stage`` in a schema of the import's own
-  (``csvload_stage_<run id>``), created, COPY'd into, merged and dropped inside the
-  import's transaction: a rollback, a failed import or a client killed with -9 leaves
-  nothing behind (the schema and the shards are part of the same distributed
-  transaction), and two imports never share a name.  The schema goes first on the
-  transaction's search_path, so every statement that names ``csvload_stage`` (fit.py's
-  misfit queries, fill_kept(), find_value()) reaches it unchanged.  Creating it does not
-  wait for another import's SHARE ROW EXCLUSIVE lock on the target.  UNLOGGED: at 500k
-  rows the COPY took 1.2 s against 2.1 s logged (0.5 s into a coordinator temp table).
-- **Co-location** needs the stage's distribution column to have the target's distribution
-  column's type and collation ("cannot colocate tables products and s1 / Distribution
-  column types don't match", "... collations don't match"); a type modifier may differ
-  (varchar for varchar(20) co-locates).  So the file's column for the distribution
-  column is staged as that type, which only works for types whose input never fails:
-  text, varchar and citext.  Any other type (integer, uuid...) stays on the coordinator
-  temp stage, so a bad value is still a reject.
-- **Pushdown.**  Citus runs INSERT ... SELECT ... ON CONFLICT shard by shard only when
-  (a) DISTINCT ON includes the distribution column itself ("Distinct on columns without
-  partition column is currently unsupported": lower(sku) is not enough), so it is
-  appended after the key's sort expressions, where it only breaks ties that cannot
-  happen; and (b) nothing volatile is evaluated ("volatile functions are not allowed in
-  distributed INSERT ... SELECT queries"), and an identity column's default is a
-  NextValueExpr.  So an identity column is written explicitly, OVERRIDING SYSTEM VALUE,
-  as ``first + ord`` from a block of its sequence reserved on the coordinator (the
-  sequence then goes on after the block; ids of rows not inserted are gaps, as a
-  sequence's are after a rollback).  Stable functions are fine: Citus replaces now() by
-  the coordinator's value before it sends the shard queries.  Any other obstacle
-  (a serial or gen_random_uuid() default, say) is found by EXPLAIN before the COPY, and
-  the import then stages on the coordinator as before.
-- **Counts.**  The distinct keys: ``count(*)`` over the stage grouped like DISTINCT ON
-  (a pushed-down GROUP BY, 0.15 s at 500k rows; ``count(DISTINCT sku)`` took 0.86 s);
-  inserted and updated: RETURNING (xmax = 0), summed on the coordinator, as upsert.py
-  does.  Into an empty table the INSERT's row count is all of them.
-"""
+that the writer (writers.ShardLocalUpsert) runs shard by shard on the workers instead of
+through the coordinator: create() makes it when the target and the merge allow, else the
+import stages on the coordinator as usual.  Tried on Citus 14.0.1 over PostgreSQL 18; the
+findings that shaped it are in the comment below."""
 
 from __future__ import annotations
 
@@ -48,9 +12,46 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from csvload.load import sql as q
-from csvload.load import upsert
+from csvload.load import statements, upsert
 from csvload.table.target import Column, Plan
+
+# Tried on Citus 14.0.1 over PostgreSQL 18 (tests/test_citus_stage.py runs it on a real
+# coordinator and two workers):
+#
+# - Where it lives.  Citus cannot distribute a temp table, so the stage is a regular
+#   UNLOGGED table csvload_stage in a schema of the import's own
+#   (csvload_stage_<run id>), created, COPY'd into, merged and dropped inside the
+#   import's transaction: a rollback, a failed import or a client killed with -9 leaves
+#   nothing behind (the schema and the shards are part of the same distributed
+#   transaction), and two imports never share a name.  The schema goes first on the
+#   transaction's search_path, so every statement that names csvload_stage (fit.py's
+#   misfit queries, fill_kept(), find_value()) reaches it unchanged.  Creating it does not
+#   wait for another import's SHARE ROW EXCLUSIVE lock on the target.  UNLOGGED: at 500k
+#   rows the COPY took 1.2 s against 2.1 s logged (0.5 s into a coordinator temp table).
+# - Co-location needs the stage's distribution column to have the target's distribution
+#   column's type and collation ("cannot colocate tables products and s1 / Distribution
+#   column types don't match", "... collations don't match"); a type modifier may differ
+#   (varchar for varchar(20) co-locates).  So the file's column for the distribution
+#   column is staged as that type, which only works for types whose input never fails:
+#   text, varchar and citext.  Any other type (integer, uuid...) stays on the coordinator
+#   temp stage, so a bad value is still a reject.
+# - Pushdown.  Citus runs INSERT ... SELECT ... ON CONFLICT shard by shard only when
+#   (a) DISTINCT ON includes the distribution column itself ("Distinct on columns without
+#   partition column is currently unsupported": lower(sku) is not enough), so it is
+#   appended after the key's sort expressions, where it only breaks ties that cannot
+#   happen; and (b) nothing volatile is evaluated ("volatile functions are not allowed in
+#   distributed INSERT ... SELECT queries"), and an identity column's default is a
+#   NextValueExpr.  So an identity column is written explicitly, OVERRIDING SYSTEM VALUE,
+#   as first + ord from a block of its sequence reserved on the coordinator (the
+#   sequence then goes on after the block; ids of rows not inserted are gaps, as a
+#   sequence's are after a rollback).  Stable functions are fine: Citus replaces now() by
+#   the coordinator's value before it sends the shard queries.  Any other obstacle
+#   (a serial or gen_random_uuid() default, say) is found by EXPLAIN before the COPY, and
+#   the import then stages on the coordinator as before.
+# - Counts.  The distinct keys: count(*) over the stage grouped like DISTINCT ON
+#   (a pushed-down GROUP BY, 0.15 s at 500k rows; count(DISTINCT sku) took 0.86 s);
+#   inserted and updated: RETURNING (xmax = 0), summed on the coordinator, as upsert.py
+#   does.  Into an empty table the INSERT's row count is all of them.
 
 STAGE_SCHEMA_PREFIX = "csvload_stage_"
 # Types whose text input cannot fail: a file's value of any other type must be able to
@@ -91,7 +92,7 @@ class DistributedStage:
 
     @property
     def distribution(self) -> sql.Identifier:
-        return q.stage_column(self.column)
+        return statements.stage_column(self.column)
 
 
 def create(
@@ -125,14 +126,14 @@ def create(
         with conn.transaction():
             db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             db.execute(_set_search_path(stage, first=True))
-            db.execute(_create_table(ncols, constants, key.index, typed))
+            db.execute(statements.create_stage(ncols, constants, distributed=(key.index, typed)))
             db.execute(
                 sql.SQL(
                     "SELECT pg_catalog.create_distributed_table({stage}, {column},"
                     " colocate_with => {target})"
                 ).format(
                     stage=sql.Literal(f"{_quote(schema)}.csvload_stage"),
-                    column=sql.Literal(f"c{key.index + 1}"),  # sql.stage_column()'s name
+                    column=sql.Literal(f"c{key.index + 1}"),  # statements.stage_column()'s name
                     target=sql.Literal(
                         f"{_quote(plan.target.schema)}.{_quote(plan.target.name)}"
                     ),
@@ -186,7 +187,7 @@ def drop(db, stage: DistributedStage) -> None:
 
 
 def localize(db, stage: DistributedStage) -> None:
-    """Move the stage to the coordinator's temp table sql.STAGE (every column text, ord
+    """Move the stage to the coordinator's temp table statements.STAGE (every column text, ord
     kept) and drop the distributed one: for fit.py, whose misfit queries join the stage
     with its temp table csvload_bad, which Citus refuses ("direct joins between
     distributed and local tables are not supported").  Only an import with rows that do
@@ -203,7 +204,7 @@ def localize(db, stage: DistributedStage) -> None:
         sql.SQL(
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {columns}, ord FROM {dist}"
         ).format(
-            stage=q.STAGE,
+            stage=statements.STAGE,
             columns=sql.SQL(", ").join(
                 sql.SQL("{0}::text AS {0}").format(sql.Identifier(c)) for c in columns
             ),
@@ -215,7 +216,7 @@ def localize(db, stage: DistributedStage) -> None:
 
 def merge(db, plan: Plan, result, empty: bool, stage: DistributedStage) -> int:
     """One attempt at writing the stage into the table, shard by shard; sets inserted and
-    updated, returns the number of distinct keys (loader._merge's contract)."""
+    updated, returns the number of distinct keys (the writers' contract)."""
     conn = db.cur.connection
     first = _reserve(db, stage)
     if empty:
@@ -259,26 +260,6 @@ def _reserve(db, stage: DistributedStage) -> int | None:
     ).fetchone()[0]
 
 
-def _create_table(
-    ncols: int, constants: tuple[str, ...], distributed: int, typed: sql.Composable
-) -> sql.Composed:
-    """sql.create_stage()'s columns, the distributed one typed like the target's
-    distribution column, in an UNLOGGED table of the stage's schema (first on the
-    search_path, so unqualified)."""
-    parts = [
-        sql.SQL("{} {}").format(q.stage_column(i), typed if i == distributed else sql.SQL("text"))
-        for i in range(ncols)
-    ]
-    parts += [
-        sql.SQL("{} text NOT NULL DEFAULT {}").format(q.stage_column(ncols + j), sql.Literal(v))
-        for j, v in enumerate(constants)
-    ]
-    return sql.SQL(
-        "CREATE UNLOGGED TABLE {stage} ({columns},"
-        " ord bigint GENERATED ALWAYS AS IDENTITY (CACHE 100000))"
-    ).format(stage=q.STAGE, columns=sql.SQL(", ").join(parts))
-
-
 def _set_search_path(stage: DistributedStage, first: bool) -> sql.Composed:
     path = stage.search_path
     if first:
@@ -293,13 +274,13 @@ def _quote(name: str) -> str:
 def _latest(plan: Plan, stage: DistributedStage) -> sql.Composed:
     """sql.latest() with the distribution column itself last in DISTINCT ON (Citus pushes
     DISTINCT ON down only then) and each row's ord, for the identity."""
-    return q.latest(plan, also_by=_distribution_column(stage), with_ord=True)
+    return statements.latest(plan, also_by=_distribution_column(stage), with_ord=True)
 
 
 def _groups(plan: Plan, stage: DistributedStage) -> sql.Composable:
     """The key's sort expressions, then the distribution column itself (for Citus)."""
     return sql.SQL(", ").join(
-        [o for _, o, _ in q._key_parts(plan)] + [_distribution_column(stage)]
+        [o for _, o, _ in statements.key_parts(plan)] + [_distribution_column(stage)]
     )
 
 
@@ -308,7 +289,7 @@ def _distribution_column(stage: DistributedStage) -> sql.Composable:
 
 
 def _insert_head(plan: Plan, stage: DistributedStage, first: int | None) -> sql.Composed:
-    names, values = q._insert_lists(plan, "d")
+    names, values = statements.insert_lists(plan, "d")
     overriding = sql.SQL("")
     if stage.identity is not None:
         names = sql.SQL("{}, {}").format(names, stage.identity.identifier)
@@ -336,5 +317,5 @@ def _upsert(plan: Plan, stage: DistributedStage, first: int | None, now) -> sql.
         _insert_head(plan, stage, first),
         distinct=sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {stage} s GROUP BY {groups}) k"
-        ).format(stage=q.STAGE, groups=_groups(plan, stage)),
+        ).format(stage=statements.STAGE, groups=_groups(plan, stage)),
     )

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from psycopg import errors, sql
 
-from csvload.load import sql as q
+from csvload.load import statements
+from csvload.load.capabilities import Server
 from csvload.table.target import Column, Field, PartitionBound, Plan
 
 # The SQLSTATEs after which the merge is retried without the rows found here: data
@@ -35,7 +36,7 @@ from csvload.table.target import Column, Field, PartitionBound, Plan
 FIXABLE = (errors.DataError, errors.NotNullViolation, errors.ForeignKeyViolation,
            errors.CheckViolation)
 
-_INPUT_ERROR_15 = sql.SQL(
+INPUT_ERROR_BEFORE_16 = sql.SQL(
     "CREATE OR REPLACE FUNCTION pg_temp.csvload_input_error(value text, type text) RETURNS text"
     " LANGUAGE plpgsql AS $$"
     " BEGIN EXECUTE format('SELECT %L::' || type, value); RETURN NULL;"
@@ -45,7 +46,7 @@ _INPUT_ERROR_15 = sql.SQL(
 CREATE_BAD = sql.SQL(
     "CREATE TEMP TABLE {bad} (ord bigint, field int, kind text, code text, name text)"
     " ON COMMIT DROP"
-).format(bad=q.BAD)
+).format(bad=statements.BAD)
 
 
 @dataclass(frozen=True)
@@ -60,24 +61,11 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
     order with their reasons (the first problem of each row).  The caller deletes them
     from the stage with DELETE_BAD."""
     conn = db.cur.connection
-    modern = conn.info.server_version >= 160000
+    modern = Server.of(conn).input_error_info
     db.execute(CREATE_BAD)
     if not modern:
-        db.execute(_INPUT_ERROR_15)
-    for i, f in enumerate(plan.fields):
-        column = f.column
-        if column.is_text:
-            if column.length is not None and column.category == "S":
-                db.execute(_too_long(plan, i, f))
-            continue
-        if not modern and _casts_cleanly(db, plan, f):
-            pass
-        else:
-            db.execute(_bad_input(plan, i, f, modern))
-        if column.type_name == "numeric" and column.scale is not None:
-            db.execute(_too_precise(plan, i, f, modern))
-        if column.not_null and plan.default_for(column) is None and column.default is None:
-            db.execute(_empty_for_new_rows(plan, i, f))
+        db.execute(INPUT_ERROR_BEFORE_16)
+    _find_bad_values(db, plan, modern)
     # OFFSET 0 keeps the subquery from being flattened: the casts in its select list must
     # only ever see the rows its WHERE let through.
     fitting = sql.SQL(
@@ -87,11 +75,11 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
         " (SELECT 1 FROM {bad} b WHERE b.ord = s.ord) OFFSET 0)"
     ).format(
         values=sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(q.value(plan, f), f.column.identifier)
+            sql.SQL("{} AS {}").format(statements.value(plan, f), f.column.identifier)
             for f in plan.fields
         ),
-        stage=q.STAGE,
-        bad=q.BAD,
+        stage=statements.STAGE,
+        bad=statements.BAD,
     )
     mapped = {f.column.name: i for i, f in enumerate(plan.fields)}
     # A partition's bounds before its CHECKs, the outermost first: each statement reads
@@ -105,31 +93,57 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
                    "check", check.name)
     for fk in plan.target.foreign_keys:
         if all(c in mapped for c in fk.columns):
-            present = sql.SQL(" AND ").join(
-                sql.SQL("d.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
-            )
-            equal = sql.SQL(" AND ").join(
-                sql.SQL("r.{} = d.{}").format(sql.Identifier(r), sql.Identifier(c))
-                for c, r in zip(fk.columns, fk.referenced, strict=True)
-            )
-            db.execute(
-                sql.SQL(
-                    "INSERT INTO {bad} SELECT csvload_ord, {field}, 'fk', NULL, {name}"
-                    " FROM {rows} d"
-                    " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
-                ).format(
-                    bad=q.BAD,
-                    field=sql.Literal(mapped[fk.columns[0]]),
-                    name=sql.Literal(fk.name),
-                    rows=fitting,
-                    present=present,
-                    ref=fk.table_identifier,
-                    equal=equal,
-                )
-            )
+            db.execute(_unreferenced(fk, fitting, mapped))
+    yield from _misfits(db, plan)
+
+
+def _find_bad_values(db, plan: Plan, modern: bool) -> None:
+    """Each field's values that its column's type does not take: too long, no value of
+    the type, too precise, empty where a new row needs one."""
+    for i, f in enumerate(plan.fields):
+        column = f.column
+        if column.is_text:
+            if column.length is not None and column.category == "S":
+                db.execute(_too_long(plan, i, f))
+            continue
+        if modern or not _casts_cleanly(db, plan, f):
+            db.execute(_bad_input(plan, i, f, modern))
+        if column.type_name == "numeric" and column.scale is not None:
+            db.execute(_too_precise(plan, i, f, modern))
+        if column.not_null and plan.default_for(column) is None and column.default is None:
+            db.execute(_empty_for_new_rows(plan, i, f))
+
+
+def _unreferenced(fk, rows: sql.Composable, mapped: dict[str, int]) -> sql.Composed:
+    """Record the rows whose foreign key names no row of the referenced table."""
+    present = sql.SQL(" AND ").join(
+        sql.SQL("d.{} IS NOT NULL").format(sql.Identifier(c)) for c in fk.columns
+    )
+    equal = sql.SQL(" AND ").join(
+        sql.SQL("r.{} = d.{}").format(sql.Identifier(r), sql.Identifier(c))
+        for c, r in zip(fk.columns, fk.referenced, strict=True)
+    )
+    return sql.SQL(
+        "INSERT INTO {bad} SELECT csvload_ord, {field}, 'fk', NULL, {name}"
+        " FROM {rows} d"
+        " WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {equal})"
+    ).format(
+        bad=statements.BAD,
+        field=sql.Literal(mapped[fk.columns[0]]),
+        name=sql.Literal(fk.name),
+        rows=rows,
+        present=present,
+        ref=fk.table_identifier,
+        equal=equal,
+    )
+
+
+def _misfits(db, plan: Plan) -> Iterator[Misfit]:
+    """The rows csvload_bad holds, in file order, each with its first problem, read
+    through a server-side cursor."""
     ncols = len(plan.header)
-    record = sql.SQL(", ").join(q.stage_column(i) for i in range(ncols))
-    named = conn.cursor(name="csvload_misfits")
+    record = sql.SQL(", ").join(statements.stage_column(i) for i in range(ncols))
+    named = db.cur.connection.cursor(name="csvload_misfits")
     named.itersize = 2000
     db.count += 1
     named.execute(
@@ -137,7 +151,7 @@ def find(db, plan: Plan) -> Iterator[Misfit]:
             "SELECT b.ord, b.field, b.kind, b.code, b.name, ARRAY[{record}]"
             " FROM (SELECT DISTINCT ON (ord) * FROM {bad} ORDER BY ord, field) b"
             " JOIN {stage} s USING (ord) ORDER BY b.ord"
-        ).format(record=record, bad=q.BAD, stage=q.STAGE)
+        ).format(record=record, bad=statements.BAD, stage=statements.STAGE)
     )
     by_index = {i: f for i, f in enumerate(plan.fields)}
     try:
@@ -161,7 +175,7 @@ def _violating(db, rows: sql.Composable, mapped: dict[str, int], columns: tuple[
             " FROM {rows} d"
             " WHERE NOT coalesce(({expression}), true)"
         ).format(
-            bad=q.BAD,
+            bad=statements.BAD,
             field=sql.Literal(mapped[blamed[0]] if len(blamed) == 1 else -1),
             kind=sql.Literal(kind),
             name=sql.Literal(name),
@@ -172,7 +186,7 @@ def _violating(db, rows: sql.Composable, mapped: dict[str, int], columns: tuple[
 
 
 DELETE_BAD = sql.SQL("DELETE FROM {stage} s USING {bad} b WHERE s.ord = b.ord").format(
-    stage=q.STAGE, bad=q.BAD
+    stage=statements.STAGE, bad=statements.BAD
 )
 
 
@@ -184,7 +198,8 @@ def _casts_cleanly(db, plan: Plan, f: Field) -> bool:
         with conn.transaction():
             db.execute(
                 sql.SQL("SELECT count(NULLIF({text}, '')::{type}) FROM {stage}").format(
-                    text=q._number_text(plan, f), type=sql.SQL(f.column.type), stage=q.STAGE
+                    text=statements.number_text(plan, f), type=sql.SQL(f.column.type),
+                    stage=statements.STAGE,
                 )
             )
     except errors.DataError:
@@ -192,7 +207,7 @@ def _casts_cleanly(db, plan: Plan, f: Field) -> bool:
     return True
 
 
-def _error_code(text: sql.Composable, column: Column, modern: bool) -> sql.Composable:
+def input_error_code(text: sql.Composable, column: Column, modern: bool) -> sql.Composable:
     type_ = sql.Literal(column.type)
     if modern:
         return sql.SQL(
@@ -203,42 +218,45 @@ def _error_code(text: sql.Composable, column: Column, modern: bool) -> sql.Compo
 
 
 def _bad_input(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
-    text = q._number_text(plan, f)
+    text = statements.number_text(plan, f)
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'type', code, NULL FROM"
         " (SELECT ord, {code} AS code FROM {stage} WHERE {raw} <> '') e WHERE code IS NOT NULL"
     ).format(
-        bad=q.BAD,
+        bad=statements.BAD,
         i=sql.Literal(i),
-        code=_error_code(text, f.column, modern),
-        stage=q.STAGE,
-        raw=q.stage_column(f.index),
+        code=input_error_code(text, f.column, modern),
+        stage=statements.STAGE,
+        raw=statements.stage_column(f.index),
     )
 
 
 def _too_precise(plan: Plan, i: int, f: Field, modern: bool) -> sql.Composed:
-    text = q._number_text(plan, f)
+    text = statements.number_text(plan, f)
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'scale', NULL, NULL FROM {stage} s"
         " WHERE CASE WHEN {raw} = '' OR EXISTS (SELECT 1 FROM {bad} b WHERE b.ord = s.ord"
         " AND b.field = {i}) THEN false ELSE scale({text}::numeric) > {scale} END"
     ).format(
-        bad=q.BAD,
+        bad=statements.BAD,
         i=sql.Literal(i),
-        stage=q.STAGE,
-        raw=q.stage_column(f.index),
+        stage=statements.STAGE,
+        raw=statements.stage_column(f.index),
         text=text,
         scale=sql.Literal(f.column.scale),
     )
 
 
 def _too_long(plan: Plan, i: int, f: Field) -> sql.Composed:
-    raw = q.stage_column(f.index)
+    raw = statements.stage_column(f.index)
     # char(n) takes trailing spaces past n (it pads to n anyway); varchar(n) does too.
     return sql.SQL(
         "INSERT INTO {bad} SELECT ord, {i}, 'length', NULL, NULL FROM {stage}"
         " WHERE char_length({raw}) > {n} AND char_length(rtrim({raw}, ' ')) > {n}"
-    ).format(bad=q.BAD, i=sql.Literal(i), stage=q.STAGE, raw=raw, n=sql.Literal(f.column.length))
+    ).format(
+        bad=statements.BAD, i=sql.Literal(i), stage=statements.STAGE, raw=raw,
+        n=sql.Literal(f.column.length),
+    )  # fmt: skip
 
 
 def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
@@ -251,21 +269,21 @@ def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
         "INSERT INTO {bad} SELECT s.ord, {i}, 'empty', NULL, NULL FROM {stage} s"
         " LEFT JOIN {table} p ON {match} WHERE s.{raw} = '' AND {absent}"
     ).format(
-        bad=q.BAD,
+        bad=statements.BAD,
         i=sql.Literal(i),
-        stage=q.STAGE,
-        raw=q.stage_column(f.index),
+        stage=statements.STAGE,
+        raw=statements.stage_column(f.index),
         table=plan.target.identifier,
-        match=q.stage_match(plan, "s"),
-        absent=q.absent(plan),
+        match=statements.stage_match(plan, "s"),
+        absent=statements.absent(plan),
     )
 
 
 # -- reasons -------------------------------------------------------------------------------
 
-# What --decimal-comma reads (sql.DECIMAL_COMMA, the SQL that reads it), and what looks
+# What --decimal-comma reads (statements.DECIMAL_COMMA, the SQL that reads it), and what looks
 # like a decimal-comma number to suggest it.
-DECIMAL_COMMA = re.compile(q.DECIMAL_COMMA, re.ASCII)
+DECIMAL_COMMA = re.compile(statements.DECIMAL_COMMA, re.ASCII)
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$")
 
 

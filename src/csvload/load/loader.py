@@ -1,38 +1,37 @@
-"""The import pipeline: stream the source into a staging table with COPY, then merge it into
-the target table with set-based SQL, all in one transaction.
+"""One import as an object: Import holds its state (source, options, plan, result, feed,
+outputs) and runs it in one transaction: configure, stage, lock, write (setting aside the
+rows that do not fit), commit.  prepare() binds a source to its target before that.
 
 Nothing here prints: progress goes to a callback and the outcome is an ImportResult.
 """
 
 from __future__ import annotations
 
-import bisect
 import time
-from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
 from psycopg import errors
 
 from csvload import files
-from csvload.errors import ConstraintError, TargetError, TooManyRejectsError
-from csvload.load import distributed_stage, fit, missing, sql, upsert
+from csvload.errors import TargetError, TooManyRejectsError
+from csvload.load import distributed_stage, fit, missing, statements, writers
+from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
+from csvload.load.result import ImportResult, Progress, ProgressCallback
+from csvload.load.staging import DEFAULT_BATCH_SIZE, LineMap, Staging, Statements, stage
+from csvload.load.violations import unique_violation
 from csvload.read.presets import PRESETS
 from csvload.read.rejects import RejectsWriter
 from csvload.read.source import Reject, Source
-from csvload.server.database import translate, widen_send_buffer
+from csvload.server.database import translate
 from csvload.table import schema
 from csvload.table.schema import INDEXES, PRODUCTS
 from csvload.table.target import Binding, Plan, bind, describe
 
-# 10k rows (about 1.3 MB of text) per chunk written to the COPY stream: 2k and 10k measured
-# within noise of each other at 500k rows, and 10k keeps the client's peak RSS near 55 MB,
-# most of it psycopg and libpq themselves (50k rows per chunk: 95 MB).  See the README's
-# tuning section.
-DEFAULT_BATCH_SIZE = 10_000
+__all__ = ["DEFAULT_BATCH_SIZE", "Import", "ImportOptions", "import_source", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -54,70 +53,6 @@ class ImportOptions:
     work_mem: str = "256MB"  # for the dedupe sort; per import, not per server
 
 
-@dataclass(frozen=True)
-class Progress:
-    phase: str  # reading, waiting, merging, committing, done
-    bytes_done: int
-    bytes_total: int | None
-    rows: int
-
-
-ProgressCallback = Callable[[Progress], None]
-
-# The ledger: rows_read is the sum of the counts in LEDGER_PARTS.  OPTIONAL_COUNTS are
-# shown only when they are not 0 (full feeds, presets and triggers make them).
-LEDGER_PARTS = (
-    "inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped",
-)  # fmt: skip
-OPTIONAL_COUNTS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
-
-
-@dataclass
-class ImportResult:
-    status: str  # succeeded, failed, dry_run
-    file: str
-    table: str | None = None
-    key: list[str] = field(default_factory=list)
-    rows_read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    skipped: int = 0  # rows a preset's rules skip (a shop export's image rows)
-    suppressed: int = 0  # new or changed rows a trigger of the table kept from being written
-    deactivated: int = 0  # --missing deactivate: rows the file no longer lists
-    reactivated: int = 0  # inactive rows the file lists again (counted in updated too)
-    deleted: int = 0  # --missing delete
-    seconds: float = 0.0
-    rows_per_second: float = 0.0
-    statements: int = 0
-    rejects_file: str | None = None
-    changes_file: str | None = None
-    ignored_columns: list[str] = field(default_factory=list)
-    error: str | None = None
-    run_id: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class Statements:
-    """A cursor that counts the statements it sends."""
-
-    def __init__(self, conn: psycopg.Connection):
-        self.cur = conn.cursor()
-        self.count = 0
-
-    def execute(self, query, params=None) -> psycopg.Cursor:
-        self.count += 1
-        return self.cur.execute(query, params)
-
-    def copy(self, statement):
-        self.count += 1
-        return self.cur.copy(statement)
-
-
 def prepare(
     conn: psycopg.Connection, source: Source, options: ImportOptions, writing: bool = True
 ) -> Plan:
@@ -133,7 +68,7 @@ def prepare(
             if options.statement_timeout is not None:
                 settings["statement_timeout"] = _milliseconds(options.statement_timeout)
             if settings:
-                conn.execute(sql.set_local(settings))
+                conn.execute(statements.set_local(settings))
             target = describe(conn, options.table, options.key)
     except psycopg.Error as e:
         raise translate(e, source.name) from e
@@ -173,95 +108,6 @@ def _where(source: Source) -> str:
     return f"{source.name} line {getattr(source, 'header_line', 1)}"
 
 
-def import_source(
-    conn: psycopg.Connection,
-    source: Source,
-    options: ImportOptions,
-    progress: ProgressCallback | None = None,
-    result: ImportResult | None = None,
-    plan: Plan | None = None,
-    before_commit: Callable[[psycopg.Connection, ImportResult], None] | None = None,
-) -> ImportResult:
-    """Import an open Source into the target table, atomically.  Raises CsvloadError on
-    failure; the transaction is then rolled back and the rejects file still written.
-
-    Pass `result` to keep the counts reached so far when the import fails, and `plan`
-    (from prepare()) when the caller has bound the source already.  `before_commit` runs
-    in the import's transaction once everything is written, just before COMMIT (never
-    for a dry run): what it writes commits with the import, or not at all.
-    """
-    started = time.monotonic()
-    report = progress or (lambda p: None)
-    if result is None:
-        result = ImportResult(status="running", file=source.name)
-    check_outputs(options, source.options.path)
-    if plan is None:
-        plan = prepare(conn, source, options)
-    result.status, result.file = "running", source.name
-    result.table, result.key = plan.target.display, list(plan.target.key)
-    result.ignored_columns = list(plan.ignored)
-    rejects = RejectsWriter(options.rejects_path, source.encoding) if options.rejects_path else None
-    changes = ChangesWriter(options.changes_path) if options.changes_path else None
-    db = Statements(conn)
-    where = source.name
-    lines = LineMap()
-    sync = missing.Sync(plan, options) if options.missing != "keep" else None
-    try:
-        with conn.transaction():
-            _configure(db, options)
-            _check_now(db, plan)
-            distributed = stage(
-                db, source, options, result, rejects, report, lines, plan, sync, distribute=True
-            )
-            if result.rejected > options.max_errors:
-                raise TooManyRejectsError(_too_many(result, options, rejects))
-            _lock(db, plan, report, result)
-            if sync is not None:
-                sync.before(db)
-            report(Progress("merging", 0, None, result.rows_read))
-            _write(db, plan, source, options, result, rejects, lines, changes, sync, distributed)
-            if sync is not None:
-                sync.after(result, source.name)
-            if options.dry_run:
-                raise psycopg.Rollback()
-            # The files on disk before the COMMIT: a full disk then rolls the import back
-            # instead of failing it after its rows are in.
-            for output in (rejects, changes):
-                if output is not None:
-                    output.ready()
-            if before_commit is not None:
-                before_commit(conn, result)
-            report(Progress("committing", 0, None, result.rows_read))
-    except psycopg.Error as e:
-        if changes is not None:
-            changes.discard()
-        raise translate(e, where) from e
-    except BaseException:
-        if changes is not None:
-            changes.discard()
-        raise
-    finally:
-        result.statements = db.count
-        result.seconds = round(time.monotonic() - started, 3)
-        if rejects is not None:
-            # Committed or not: the rejects say why an import failed.  One that could not
-            # be written whole is removed, its error raised (here, or where it happened).
-            path = rejects.finish()
-            result.rejects_file = str(path) if path else None
-    if changes is not None:
-        # Only a committed import has changed anything: a dry run lists its changes in
-        # the counts alone.
-        if options.dry_run:
-            changes.discard()
-        else:
-            path = changes.finish()
-            result.changes_file = str(path) if path else None
-    result.status = "dry_run" if options.dry_run else "succeeded"
-    result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
-    report(Progress("done", 0, None, result.rows_read))
-    return result
-
-
 def outputs(options: ImportOptions) -> list[tuple[str, Path]]:
     """The files an import writes, under their options."""
     paths = (("--rejects", options.rejects_path), ("--changes", options.changes_path))
@@ -274,6 +120,225 @@ def check_outputs(options: ImportOptions, input: str | int | None) -> None:
     files.check_outputs(input, outputs(options))
 
 
+class Import:
+    """One import of an open Source into its target table, atomically.  run() raises
+    CsvloadError on failure; the transaction is then rolled back, the rejects file still
+    written, and .result keeps the counts reached so far.
+
+    `before_commit` runs in the import's transaction once everything is written, just
+    before COMMIT (never for a dry run): what it writes commits with the import, or not
+    at all.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        source: Source,
+        options: ImportOptions,
+        progress: ProgressCallback | None = None,
+        before_commit: Callable[[psycopg.Connection, ImportResult], None] | None = None,
+        run_id: str | None = None,
+    ):
+        self.conn, self.source, self.options = conn, source, options
+        self.report = progress or (lambda p: None)
+        self.before_commit = before_commit
+        self.result = ImportResult(
+            status="failed", file=source.options.path, table=options.table,
+            key=list(options.key), run_id=run_id,
+        )  # fmt: skip
+        self.plan: Plan | None = None
+        self.db = Statements(conn)
+        self.lines = LineMap()
+        self.rejects: RejectsWriter | None = None
+        self.changes: ChangesWriter | None = None
+        self.feed: missing.NoFeed = missing.NoFeed()
+        self.distributed: distributed_stage.DistributedStage | None = None
+        self.caps: Capabilities | None = None
+
+    def prepare(self) -> Plan:
+        """Bind the source to the target (prepare()); run() does it when not done yet."""
+        self.plan = prepare(self.conn, self.source, self.options)
+        return self.plan
+
+    def run(self) -> ImportResult:
+        started = time.monotonic()
+        source, options, result = self.source, self.options, self.result
+        check_outputs(options, source.options.path)
+        plan = self.plan or self.prepare()
+        result.status, result.file = "running", source.name
+        result.table, result.key = plan.target.display, list(plan.target.key)
+        result.ignored_columns = list(plan.ignored)
+        if options.rejects_path:
+            self.rejects = RejectsWriter(options.rejects_path, source.encoding)
+        if options.changes_path:
+            self.changes = ChangesWriter(options.changes_path)
+        self.feed = missing.feed_for(plan, options)
+        try:
+            with self.conn.transaction():
+                self._transaction()
+        except psycopg.Error as e:
+            self._discard_changes()
+            raise translate(e, source.name) from e
+        except BaseException:
+            self._discard_changes()
+            raise
+        finally:
+            result.statements = self.db.count
+            result.seconds = round(time.monotonic() - started, 3)
+            if self.rejects is not None:
+                # Committed or not: the rejects say why an import failed.  One that could
+                # not be written whole is removed, its error raised (here, or where it
+                # happened).
+                path = self.rejects.finish()
+                result.rejects_file = str(path) if path else None
+        self._finish_changes()
+        result.status = "dry_run" if options.dry_run else "succeeded"
+        result.rows_per_second = round(result.rows_read / result.seconds) if result.seconds else 0
+        self.report(Progress("done", 0, None, result.rows_read))
+        return result
+
+    def _transaction(self) -> None:
+        db, plan, result, options = self.db, self.plan, self.result, self.options
+        _configure(db, options)
+        if plan.target.deferrable:
+            # Deferred foreign keys (Django declares every one DEFERRABLE INITIALLY
+            # DEFERRED) would otherwise be checked at COMMIT, where a bad row fails the
+            # whole import; checked at the end of the merge, a violation is a reject.
+            db.execute(writers.SET_CONSTRAINTS_IMMEDIATE)
+        self._stage()
+        if result.rejected > options.max_errors:
+            raise TooManyRejectsError(self._too_many())
+        _lock(db, plan, self.report, result)
+        self.feed.before(db)
+        self.report(Progress("merging", 0, None, result.rows_read))
+        self._write()
+        self.feed.after(result, self.source.name)
+        if options.dry_run:
+            raise psycopg.Rollback()
+        # The files on disk before the COMMIT: a full disk then rolls the import back
+        # instead of failing it after its rows are in.
+        for output in (self.rejects, self.changes):
+            if output is not None:
+                output.ready()
+        if self.before_commit is not None:
+            self.before_commit(self.conn, result)
+        self.report(Progress("committing", 0, None, result.rows_read))
+
+    def _stage(self) -> None:
+        """Stage the source: into a stage co-located with a hash-distributed Citus target
+        when distributed_stage allows, else into the coordinator's temp stage."""
+        constants = tuple(value for _, value in self.plan.scope)
+        staging = Staging(
+            self.source, self.result, self.options.batch_size, self.options.max_errors,
+            self.report, self.rejects, self.lines, self.feed, constants,
+        )  # fmt: skip
+        self.distributed = distributed_stage.create(
+            self.db, self.plan, staging.ncols, constants, self.result.run_id
+        )
+        stage(self.db, staging, created=self.distributed is not None)
+
+    def _write(self) -> None:
+        """Write the stage into the table, optimistically: the statement casts every
+        value.  When a value does not fit (a data exception, a CHECK, a foreign key, NOT
+        NULL), the statement is rolled back to its savepoint, fit.find() names the rows to
+        blame, they become rejects, and the statement runs again without them.  A
+        distributed stage is dropped here once written, or moved to the coordinator for
+        fit.find()."""
+        db, plan, result = self.db, self.plan, self.result
+        self.caps = caps = Capabilities.read(db, plan)
+        rebuild = caps.empty and plan.target.own and _drop_own_indexes(db, plan)
+        if not caps.empty and self.distributed is None:
+            # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at
+            # 500k rows) lets it hash-join the stage with the table instead of probing the
+            # index once per row.  Filling an empty table joins nothing, so it skips this.
+            db.execute(statements.ANALYZE_STAGE)
+        for attempt in (1, 2):
+            try:
+                with self.conn.transaction():
+                    distinct = writers.choose(db, self).write(db, self)
+                break
+            except fit.FIXABLE as e:
+                referenced = self.feed.still_referenced(db, e, self.source.name)
+                if referenced is not None:
+                    raise referenced from e
+                if attempt == 2:
+                    raise
+                if self.distributed is not None:
+                    distributed_stage.localize(db, self.distributed)
+                    self.distributed = None
+                if not self._set_aside():
+                    raise translate(e, self.source.name) from e
+            except errors.UniqueViolation as e:
+                raise unique_violation(db, plan, e, self.source.name, self.lines) from e
+        if rebuild:
+            _rebuild_own_indexes(db, plan, rebuild.primary_key)
+        if self.distributed is not None:
+            distributed_stage.drop(db, self.distributed)
+        result.unchanged = distinct - result.inserted - result.updated - result.suppressed
+        result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
+
+    def _set_aside(self) -> bool:
+        """Find the staged rows that do not fit, turn them into rejects and take them out
+        of the stage.  False when there are none (the failure was not a row's)."""
+        found = 0
+        batch: list[Reject] = []
+        for misfit in fit.find(self.db, self.plan):
+            found += 1
+            batch.append(
+                Reject(self.lines.line(misfit.ord), misfit.reason,
+                       fit.record_text(misfit.fields, self.source.delimiter))
+            )  # fmt: skip
+            if len(batch) >= 1000:
+                self._reject(batch)
+                batch = []
+        self._reject(batch)
+        if not found:
+            return False
+        self.feed.keep_bad(self.db)
+        self.db.execute(fit.DELETE_BAD)
+        self.result.rejected += found
+        if self.result.rejected > self.options.max_errors:
+            raise TooManyRejectsError(self._too_many())
+        return True
+
+    def _reject(self, batch: list[Reject]) -> None:
+        if batch and self.rejects is not None:
+            self.rejects.write(batch)
+
+    def _too_many(self) -> str:
+        where = f" (see {self.rejects.path})" if self.rejects is not None else ""
+        return (
+            f"{self.result.rejected} rows rejected, more than --max-errors"
+            f" {self.options.max_errors}; nothing was imported{where}"
+        )
+
+    def _discard_changes(self) -> None:
+        if self.changes is not None:
+            self.changes.discard()
+
+    def _finish_changes(self) -> None:
+        """Only a committed import has changed anything: a dry run lists its changes in
+        the counts alone."""
+        if self.changes is None:
+            return
+        if self.options.dry_run:
+            self.changes.discard()
+        else:
+            path = self.changes.finish()
+            self.result.changes_file = str(path) if path else None
+
+
+def import_source(
+    conn: psycopg.Connection,
+    source: Source,
+    options: ImportOptions,
+    progress: ProgressCallback | None = None,
+    before_commit: Callable[[psycopg.Connection, ImportResult], None] | None = None,
+) -> ImportResult:
+    """Import an open Source into the target table, atomically (Import.run())."""
+    return Import(conn, source, options, progress, before_commit).run()
+
+
 def _configure(db: Statements, options: ImportOptions) -> None:
     """Settings for this transaction only, in one statement."""
     settings = {
@@ -283,7 +348,7 @@ def _configure(db: Statements, options: ImportOptions) -> None:
         # it (that there are many keys, so the join hashes).
         "default_statistics_target": "10",
     }
-    if db.cur.connection.info.server_version >= 140000:
+    if Server.of(db.cur.connection).connection_check:
         # If csvload dies (kill -9) mid-merge, the server otherwise finishes the statement
         # before noticing, holding the products lock; this makes it notice within a second.
         settings["client_connection_check_interval"] = "1s"
@@ -291,18 +356,7 @@ def _configure(db: Statements, options: ImportOptions) -> None:
         settings["lock_timeout"] = _milliseconds(options.lock_timeout)
     if options.statement_timeout is not None:
         settings["statement_timeout"] = _milliseconds(options.statement_timeout)
-    db.execute(sql.set_local(settings))
-
-
-def _check_now(db: Statements, plan: Plan) -> None:
-    """Deferred foreign keys (Django declares every one DEFERRABLE INITIALLY DEFERRED) would
-    otherwise be checked at COMMIT, where a bad row fails the whole import; checked at the
-    end of the merge instead, a violation is a reject like any other."""
-    if plan.target.deferrable:
-        db.execute(SET_CONSTRAINTS_IMMEDIATE)
-
-
-SET_CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
+    db.execute(statements.set_local(settings))
 
 
 def _milliseconds(seconds: float) -> str:
@@ -310,90 +364,12 @@ def _milliseconds(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-class LineMap:
-    """Which physical line each staged record (numbered by the stage's ord, from 1)
-    starts on, kept as runs of records on consecutive lines: one run for a clean file,
-    one more per blank line, multi-line record or rejected record, so it stays small."""
-
-    def __init__(self) -> None:
-        self._ords = array("q")  # the ord of each run's first record
-        self._lines = array("q")  # its line
-        self._next = 1
-
-    def add(self, runs: list[list[int]]) -> None:
-        for line, count in runs:
-            if self._ords and self._lines[-1] + (self._next - self._ords[-1]) == line:
-                pass  # continues the last run
-            else:
-                self._ords.append(self._next)
-                self._lines.append(line)
-            self._next += count
-
-    def line(self, ord_: int) -> int:
-        i = bisect.bisect_right(self._ords, ord_) - 1
-        return self._lines[i] + (ord_ - self._ords[i])
-
-
-def stage(
-    db, source: Source, options, result, rejects, report, lines=None, plan=None, sync=None,
-    distribute: bool = False,
-) -> distributed_stage.DistributedStage | None:
-    """COPY the source's good records into the temp table sql.STAGE, chunk by chunk,
-    counting rows_read and rejected into result.  Shared with verify.
-
-    With `distribute` (an import), a hash-distributed Citus target gets a stage
-    co-located with it instead, when distributed_stage allows: returned, for _write()
-    and for dropping before the commit.
-
-    All chunks go through ONE streaming COPY: while Python parses the next chunk, the
-    server parses the last one from the socket buffer.  Measured on the 500k file, this
-    staged in 0.91 s against 1.35 s for one COPY statement per chunk and 1.45 s for
-    per-chunk COPYs on a worker thread (which lost more to GIL hand-offs than it gained).
-    """
-    ncols = len(source.staged_columns)
-    constants = tuple(value for _, value in plan.scope) if plan is not None else ()
-    widen_send_buffer(db.cur.connection)
-    distributed = None
-    if distribute and plan is not None:
-        distributed = distributed_stage.create(db, plan, ncols, constants, result.run_id)
-    if distributed is None:
-        db.execute(sql.create_stage(ncols, constants))
-    report(Progress("reading", 0, source.size, 0))
-    with db.copy(sql.copy_stage(ncols, source.delimiter)) as copy:
-        for chunk in source.chunks(options.batch_size):
-            result.rows_read += chunk.rows + len(chunk.rejects) + chunk.skipped
-            result.skipped += chunk.skipped
-            if chunk.rejects:
-                result.rejected += len(chunk.rejects)
-                if rejects is not None:
-                    rejects.write(chunk.rejects)
-                if sync is not None:
-                    sync.keep(chunk.rejects)
-            # Past --max-errors the import will fail: keep reading only to list every reject.
-            if chunk.rows and result.rejected <= options.max_errors:
-                copy.write(chunk.data)
-                if lines is not None:
-                    lines.add(chunk.runs)
-            report(Progress("reading", chunk.bytes_done, source.size, result.rows_read))
-    if sync is not None:
-        sync.stage_kept(db)
-    return distributed
-
-
-def _too_many(result: ImportResult, options: ImportOptions, rejects) -> str:
-    where = f" (see {rejects.path})" if rejects is not None else ""
-    return (
-        f"{result.rejected} rows rejected, more than --max-errors {options.max_errors};"
-        f" nothing was imported{where}"
-    )
-
-
 def _lock(db: Statements, plan: Plan, report: ProgressCallback, result: ImportResult) -> None:
     """Serialise imports into the table: SHARE ROW EXCLUSIVE conflicts with itself and with
     writers, but not with plain readers."""
     try:
         with db.cur.connection.transaction():
-            db.execute(sql.lock(plan, nowait=True))
+            db.execute(statements.lock(plan, nowait=True))
             return
     except psycopg.errors.LockNotAvailable:
         pass
@@ -404,63 +380,10 @@ def _lock(db: Statements, plan: Plan, report: ProgressCallback, result: ImportRe
         if plan.target.citus_kind == "local" or not str(e).startswith(_CITUS_BUSY):
             raise
     report(Progress("waiting", 0, None, result.rows_read))
-    db.execute(sql.lock(plan))
+    db.execute(statements.lock(plan))
 
 
 _CITUS_BUSY = "failure on connection marked as essential"
-
-
-def _write(
-    db, plan: Plan, source: Source, options, result, rejects, lines: LineMap, changes,
-    sync=None, distributed=None,
-) -> None:
-    """Write the stage into the table, optimistically: the statement casts every value.
-    When a value does not fit (a data exception, a CHECK, a foreign key, NOT NULL), the
-    statement is rolled back to its savepoint, fit.find() names the rows to blame, they
-    become rejects, and the statement runs again without them.  A distributed stage
-    (`distributed`) is dropped here once written, or moved to the coordinator for
-    fit.find()."""
-    conn = db.cur.connection
-    empty = db.execute(sql.is_empty(plan)).fetchone()[0]
-    rebuild = empty and plan.target.own and _drop_own_indexes(db, plan)
-    if not empty and distributed is None:
-        # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at 500k
-        # rows) lets it hash-join the stage with the table instead of probing the index
-        # once per row.  Filling an empty table joins nothing, so it skips this.
-        db.execute(sql.ANALYZE_STAGE)
-    for attempt in (1, 2):
-        try:
-            with conn.transaction():
-                if sync is not None or changes is not None:
-                    distinct = _feed(db, plan, result, empty, sync, changes, options)
-                elif distributed is not None:
-                    distinct = distributed_stage.merge(db, plan, result, empty, distributed)
-                else:
-                    distinct = _merge(db, plan, result, empty)
-            break
-        except fit.FIXABLE as e:
-            if (
-                sync is not None
-                and isinstance(e, errors.ForeignKeyViolation)
-                and e.diag.table_name != plan.target.name
-            ):
-                # Deleting the missing rows: another table still references one of them.
-                raise sync.still_referenced(db, e, source.name) from e
-            if attempt == 2:
-                raise
-            if distributed is not None:
-                distributed_stage.localize(db, distributed)
-                distributed = None
-            if not _set_aside(db, plan, source, options, result, rejects, lines):
-                raise translate(e, source.name) from e
-        except errors.UniqueViolation as e:
-            raise _unique_violation(db, plan, source, e, lines) from e
-    if rebuild:
-        _rebuild_own_indexes(db, plan, rebuild.primary_key)
-    if distributed is not None:
-        distributed_stage.drop(db, distributed)
-    result.unchanged = distinct - result.inserted - result.updated - result.suppressed
-    result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
 
 
 @dataclass(frozen=True)
@@ -477,7 +400,7 @@ def _drop_own_indexes(db, plan: Plan) -> _Dropped | None:
     made (schema.indexes_as_created): they are rebuilt by those definitions, so a DESC, an
     opclass, a fillfactor, a comment, the CLUSTER mark or a replica identity that a user
     set would be lost.  Otherwise None, and the rows go in through the indexes."""
-    db.execute(sql.lock(plan, "ACCESS EXCLUSIVE"))
+    db.execute(statements.lock(plan, "ACCESS EXCLUSIVE"))
     if not schema.indexes_as_created(db, plan.target.oid):
         return None
     row = db.execute(schema.DROPPABLE_PRIMARY_KEY).fetchone()
@@ -496,169 +419,3 @@ def _rebuild_own_indexes(db, plan: Plan, primary_key: str | None) -> None:
         db.execute(index.create(plan.target.name))
 
 
-def _merge(db, plan: Plan, result: ImportResult, empty: bool) -> int:
-    """One attempt at writing the stage; sets inserted and updated, returns the number of
-    distinct keys."""
-    if empty and not plan.target.triggers:
-        result.inserted = db.execute(sql.insert_latest(plan)).rowcount
-        result.updated = 0
-        return result.inserted
-    if plan.target.citus_kind != "local":
-        return _upsert(db, plan, result)
-    # MERGE (PostgreSQL 15+) pairs each key with its row in one join; counting it needs
-    # the transaction's table statistics, so without them (or with triggers, whose own
-    # writes they count too) the WITH form runs, counted by RETURNING.
-    counted, *before = db.execute(sql.written(plan)).fetchone()
-    if _statistics_count(plan, counted) and db.cur.connection.info.server_version >= 150000:
-        return _merge_into(db, plan, result, before)[0]
-    return _counted(plan, result, db.execute(sql.merge(plan)).fetchone())
-
-
-def _statistics_count(plan: Plan, track_counts: bool) -> bool:
-    """Whether the transaction's table statistics count exactly what the merge writes:
-    not when they are off, nor when a trigger may write the table itself (an AFTER INSERT
-    trigger updating its own row counts as an update) or keep a row from being written."""
-    return track_counts and not plan.target.triggers
-
-
-def _merge_into(
-    db, plan: Plan, result: ImportResult, before, mode: str = "keep", gone: bool = False,
-    changes=None,
-) -> tuple[int, int]:
-    """sql.merge_into(), counted: sets inserted, updated and reactivated; returns (the
-    distinct keys, the rows deactivated or deleted).  `before` is what written() read."""
-    # Created inside the savepoint: an attempt rolled back takes them along.
-    counters = [sql.UNCHANGED]
-    if plan.active is not None:
-        counters.append(sql.REACTIVATED)
-    if gone:
-        counters.append(sql.GONE)
-    for counter in counters:
-        db.execute(sql.create_counter(counter))
-    statement = sql.merge_into(plan, mode, gone, changes is not None)
-    if changes is not None:
-        changes.stream(db, plan, statement, counted=False)
-    else:
-        db.execute(statement)
-    inserted, updated, unchanged, *more = db.execute(sql.merge_counts(plan, counters)).fetchone()
-    if plan.active is not None:
-        result.reactivated = more.pop(0)
-    missing = more.pop(0) if gone else 0
-    result.inserted = inserted - before[0]
-    # Deactivating a row updates it; deleting one is no update.
-    result.updated = updated - before[1] - (missing if mode == "deactivate" else 0)
-    return result.inserted + result.updated + unchanged, missing
-
-
-def _counted(plan: Plan, result: ImportResult, row) -> int:
-    """Take sql.merge()'s counts; return the distinct keys.  The rows it meant to insert
-    or update but did not were kept back by a trigger (a BEFORE trigger returning NULL)."""
-    distinct, result.updated, result.inserted, reactivated, _, inserting, updating = row
-    result.suppressed = inserting - result.inserted + updating - result.updated
-    if plan.active is not None:
-        result.reactivated = reactivated
-    return distinct
-
-
-def _feed(db, plan: Plan, result: ImportResult, empty: bool, sync, changes, options) -> int:
-    """A full feed's (--missing, --changes) attempt at writing the stage, in one
-    statement on a table that has rows: MERGE with WHEN NOT MATCHED BY SOURCE on
-    PostgreSQL 17 and later (18 with --changes, for RETURNING old), else sql.merge()'s
-    WITH form.  An empty table lacks no row, and all its changes are insertions."""
-    if empty:
-        if changes is not None:
-            changes.stream(db, plan, sql.inserted_changes(plan), counted=False)
-        return _merge(db, plan, result, empty)
-    listed = result.rows_read - result.rejected - result.skipped
-    # An empty file, or one whose rows are all rejects, never deactivates anything.
-    gone = sync is not None and listed > 0
-    if gone:
-        sync.drop_unusable_keys(db)
-        if options.missing == "delete":
-            # Another table's deferred foreign key would otherwise fail the commit.
-            db.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    counted, *before = db.execute(sql.written(plan)).fetchone()
-    version = db.cur.connection.info.server_version
-    if _statistics_count(plan, counted) and version >= (170000 if changes is None else 180000):
-        distinct, missing = _merge_into(
-            db, plan, result, before, options.missing, gone, changes
-        )
-    else:
-        statement = sql.merge(plan, options.missing, changes is not None, gone)
-        if changes is not None:
-            row = changes.stream(db, plan, statement)
-        else:
-            row = db.execute(statement).fetchone()
-        distinct, missing = _counted(plan, result, row), row[4]
-    if sync is not None:
-        sync.done = missing
-    return distinct
-
-
-def _upsert(db, plan: Plan, result: ImportResult) -> int:
-    """A table Citus manages: INSERT ... ON CONFLICT, counted by its RETURNING (Citus
-    refuses MERGE from the coordinator's stage and keeps no table statistics on the
-    coordinator; see upsert.py).  Filling an empty one needs none of this: insert_latest()
-    inserts every distinct key, and its row count is theirs."""
-    fill = upsert.fill_kept(plan)
-    if fill is not None:
-        db.execute(fill)
-    now = db.execute(upsert.NOW).fetchone()[0]
-    distinct, result.inserted, result.updated = db.execute(upsert.upsert(plan, now)).fetchone()
-    return distinct
-
-
-def _set_aside(db, plan: Plan, source: Source, options, result, rejects, lines) -> bool:
-    """Find the staged rows that do not fit, turn them into rejects and take them out of
-    the stage.  False when there are none (the failure was not a row's)."""
-    found = 0
-    batch: list[Reject] = []
-    for misfit in fit.find(db, plan):
-        found += 1
-        batch.append(
-            Reject(lines.line(misfit.ord), misfit.reason,
-                   fit.record_text(misfit.fields, source.delimiter))
-        )
-        if len(batch) >= 1000:
-            _reject(batch, rejects)
-            batch = []
-    _reject(batch, rejects)
-    if not found:
-        return False
-    if plan.active is not None or options.missing != "keep":
-        db.execute(missing.KEEP_BAD)
-    db.execute(fit.DELETE_BAD)
-    result.rejected += found
-    if result.rejected > options.max_errors:
-        raise TooManyRejectsError(_too_many(result, options, rejects))
-    return True
-
-
-def _reject(batch: list[Reject], rejects) -> None:
-    if batch and rejects is not None:
-        rejects.write(batch)
-
-
-def _unique_violation(db, plan: Plan, source: Source, e, lines: LineMap) -> ConstraintError:
-    """The file would give two rows the same value of another unique index (a barcode,
-    say): one line naming the index and, where it can be found, a line of the file."""
-    index = e.diag.constraint_name or "a unique index"
-    detail = e.diag.message_detail or ""
-    where = source.name
-    value = None
-    if detail.startswith("Key (") and ")=(" in detail:
-        columns, _, rest = detail[5:].partition(")=(")
-        value = rest.rsplit(")", 1)[0]
-        field = plan.field(columns) if "," not in columns else None
-        if field is not None:
-            row = db.execute(sql.find_value(plan, field), (value,)).fetchone()
-            if row is not None:
-                where = f"{source.name} line {lines.line(row[0])}"
-        return ConstraintError(
-            f"{where}: {columns} {value!r} is already used by another row of"
-            f" {plan.target.display} or of the file (unique index {index}); nothing was written"
-        )
-    return ConstraintError(
-        f"{where}: the file breaks unique index {index} of {plan.target.display};"
-        " nothing was written"
-    )

@@ -13,19 +13,21 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from psycopg import sql as pgsql
+from psycopg import errors, sql
 
 from csvload.errors import ConstraintError, MappingError, MissingGuardError
-from csvload.load import fit, sql
+from csvload.load import fit, statements
+from csvload.load.capabilities import Server
+from csvload.load.violations import key_detail
 from csvload.read.source import Reject
 from csvload.table.target import Plan, resolve
 
 MODES = ("keep", "deactivate", "delete")
 
 # A value reject's stage row, before it leaves the stage: its key is present in the file.
-KEEP_BAD = pgsql.SQL(
+KEEP_BAD = sql.SQL(
     "INSERT INTO {kept} SELECT s.* FROM {stage} s WHERE s.ord IN (SELECT ord FROM {bad})"
-).format(kept=sql.KEPT, stage=sql.STAGE, bad=sql.BAD)
+).format(kept=statements.KEPT, stage=statements.STAGE, bad=statements.BAD)
 
 
 def parse_limit(text: str) -> int | str:
@@ -74,9 +76,46 @@ def prepare(plan: Plan, options) -> Plan:
     return dataclasses.replace(plan, active=column)
 
 
-class Sync:
+def feed_for(plan: Plan, options) -> NoFeed | FullFeed:
+    """The import's feed: a full feed (--missing deactivate or delete), or one that does
+    nothing."""
+    return FullFeed(plan, options) if options.missing != "keep" else NoFeed()
+
+
+class NoFeed:
+    """An import that is no full feed: it keeps every row the file does not list."""
+
+    full = False
+    done: int | None = None
+
+    def keep(self, rejects: list[Reject]) -> None:
+        pass
+
+    def stage_kept(self, db) -> None:
+        pass
+
+    def keep_bad(self, db) -> None:
+        pass
+
+    def before(self, db) -> None:
+        pass
+
+    def drop_unusable_keys(self, db) -> None:
+        pass
+
+    def after(self, result, where: str) -> None:
+        pass
+
+    def still_referenced(self, db, e, where: str) -> ConstraintError | None:
+        return None
+
+
+class FullFeed(NoFeed):
     """One import's full-feed work: keeps the keys of rejected rows, counts the rows in
-    scope before the merge, and afterwards deactivates or deletes the missing ones."""
+    scope before the merge, and afterwards holds the rows the merge deactivated or deleted
+    against --max-missing."""
+
+    full = True
 
     def __init__(self, plan: Plan, options):
         self.plan = plan
@@ -89,12 +128,12 @@ class Sync:
         self._kept.extend(r.key for r in rejects if r.key is not None and _storable(r.key))
 
     def stage_kept(self, db) -> None:
-        db.execute(sql.CREATE_KEPT)
+        db.execute(statements.CREATE_KEPT)
         if self._kept:
             plan = self.plan
             scope = {c.name: v for c, v in plan.scope}
             columns = [f.index for f in plan.key_fields]
-            with db.copy(sql.copy_kept(columns)) as copy:
+            with db.copy(statements.copy_kept(columns)) as copy:
                 for key in self._kept:
                     given = iter(key)
                     copy.write_row(
@@ -102,13 +141,17 @@ class Sync:
                          for f in plan.key_fields]
                     )
 
+    def keep_bad(self, db) -> None:
+        """A value reject's key is present in the file: keep it before it leaves the stage."""
+        db.execute(KEEP_BAD)
+
     def before(self, db) -> None:
-        self._in_scope = db.execute(sql.count_in_scope(self.plan)).fetchone()[0]
+        self._in_scope = db.execute(statements.count_in_scope(self.plan)).fetchone()[0]
 
     def after(self, result, where: str) -> None:
-        """Hold the rows the merge deactivated or deleted (sql.merge() did it, along with
-        the rest) against --max-missing.  A file that staged nothing (empty, or all
-        rejects) deactivated nothing; nor did an import into an empty table."""
+        """Hold the rows the merge deactivated or deleted (the merge statement did it,
+        along with the rest) against --max-missing.  A file that staged nothing (empty, or
+        all rejects) deactivated nothing; nor did an import into an empty table."""
         if result.rows_read - result.rejected - result.skipped - result.duplicates <= 0:
             return
         plan, options = self.plan, self.options
@@ -133,28 +176,35 @@ class Sync:
         fields = [f for f in self.plan.key_fields if not f.column.is_text]
         if not fields:
             return
-        modern = db.cur.connection.info.server_version >= 160000
+        modern = Server.of(db.cur.connection).input_error_info
         if not modern:
-            db.execute(fit._INPUT_ERROR_15)  # CREATE OR REPLACE: fit.find may have made it
+            db.execute(fit.INPUT_ERROR_BEFORE_16)  # CREATE OR REPLACE: fit.find may have made it
         db.execute(
-            pgsql.SQL("DELETE FROM {kept} WHERE {unusable}").format(
-                kept=sql.KEPT,
-                unusable=pgsql.SQL(" OR ").join(
-                    pgsql.SQL("({raw} <> '' AND {code} IS NOT NULL)").format(
-                        raw=sql.stage_column(f.index),
-                        code=fit._error_code(sql._number_text(self.plan, f), f.column, modern),
+            sql.SQL("DELETE FROM {kept} WHERE {unusable}").format(
+                kept=statements.KEPT,
+                unusable=sql.SQL(" OR ").join(
+                    sql.SQL("({raw} <> '' AND {code} IS NOT NULL)").format(
+                        raw=statements.stage_column(f.index),
+                        code=fit.input_error_code(
+                            statements.number_text(self.plan, f), f.column, modern
+                        ),
                     )
                     for f in fields
                 ),
             )
         )
 
-    def still_referenced(self, db, e, where: str) -> ConstraintError:
-        detail = e.diag.message_detail or ""
+    def still_referenced(self, db, e, where: str) -> ConstraintError | None:
+        """Deleting the missing rows: another table still references one of them (None
+        for any other foreign key violation)."""
+        if not isinstance(e, errors.ForeignKeyViolation):
+            return None
+        if e.diag.table_name == self.plan.target.name:
+            return None
         key = ""
-        if detail.startswith("Key (") and ")=(" in detail:
-            columns, _, rest = detail[5:].partition(")=(")
-            value = rest.split(")", 1)[0]
+        parsed = key_detail(e.diag.message_detail)
+        if parsed is not None:
+            columns, value = parsed
             # A foreign key of several columns (supplier, sku) reports them and their values
             # joined with ", "; only a single column was looked up, so the line named no key.
             # Split both; when a value holds ", " itself the counts differ: show the detail.
@@ -162,11 +212,11 @@ class Sync:
             key = f" with ({columns})=({value})" if "," in columns else f" with {columns} {value}"
             if len(names) == len(values):
                 row = db.execute(
-                    pgsql.SQL("SELECT {key} FROM {table} p WHERE {match}").format(
-                        key=sql.key_text(self.plan, "p"),
+                    sql.SQL("SELECT {key} FROM {table} p WHERE {match}").format(
+                        key=statements.key_text(self.plan, "p"),
                         table=self.plan.target.identifier,
-                        match=pgsql.SQL(" AND ").join(
-                            pgsql.SQL("p.{}::text = %s").format(pgsql.Identifier(n))
+                        match=sql.SQL(" AND ").join(
+                            sql.SQL("p.{}::text = %s").format(sql.Identifier(n))
                             for n in names
                         ),
                     ),

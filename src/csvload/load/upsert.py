@@ -1,23 +1,5 @@
-"""The merge for tables that Citus manages: INSERT ... ON CONFLICT instead of MERGE.
-
-Builders only: nothing here executes.  On a Citus coordinator (tried on Citus 14.0.1 over
-PostgreSQL 18, see CITUS_FINDINGS in the README's Citus section):
-
-- MERGE into a distributed, reference or Citus local table from the coordinator's temp
-  stage is refused ("MERGE INTO an distributed table from Postgres table is not yet
-  supported", "Reference table as target is not allowed in MERGE command", and
-  "non-IMMUTABLE functions are not yet supported in MERGE" for the identity's nextval()).
-- INSERT ... SELECT ... ON CONFLICT DO UPDATE works (Citus pulls the SELECT to the
-  coordinator and routes the rows to the shards), but refuses now() in DO UPDATE SET, and
-  loses server-side parameters in DO UPDATE and RETURNING (the workers get none).  So the
-  touch timestamp is a literal, read once from the server with NOW.
-- pg_stat_get_xact_tuples_* read 0 there (the shards do the writing) and the command tag
-  counts the source rows, so inserted and updated come from RETURNING (xmax = 0): true for
-  a row inserted, false for one updated; a row left as it was is not returned.
-
-The arbiter is the key's unique index, named by its columns (lower(col) for a lower()
-index), which on a distributed table includes the distribution column.
-"""
+"""The statements of the writer for tables that Citus manages (writers.CitusUpsert):
+INSERT ... ON CONFLICT on the key's unique index, counted by RETURNING.  Builders only."""
 
 from __future__ import annotations
 
@@ -25,9 +7,19 @@ from datetime import datetime
 
 from psycopg import sql
 
-from csvload.load import sql as q
+from csvload.load import statements
 from csvload.table.target import LOWER, Plan
 
+# Measured on Citus 14.0.1 over PostgreSQL 18, from the coordinator's temp stage:
+# - MERGE into a distributed, reference or Citus local table is refused, so this is
+#   INSERT ... SELECT ... ON CONFLICT DO UPDATE (Citus pulls the SELECT to the coordinator
+#   and routes the rows to the shards).
+# - now() is refused in DO UPDATE SET, and server-side parameters are lost in DO UPDATE
+#   and RETURNING: the touch timestamp is a literal, read once with NOW.
+# - pg_stat_get_xact_tuples_* read 0 (the shards write) and the command tag counts the
+#   source rows: inserted and updated come from RETURNING (xmax = 0 for an insert).
+# The arbiter is the key's unique index, named by its columns (lower(col) for a lower()
+# index), which on a distributed table includes the distribution column.
 NOW = sql.SQL("SELECT now()")
 
 
@@ -47,7 +39,7 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
     The deduplicated stage is materialized once: the INSERT reads it and the count of
     distinct keys is taken from it, without a second dedupe sort.
     """
-    names, values = q._insert_lists(plan, "d")
+    names, values = statements.insert_lists(plan, "d")
     return counted(
         plan,
         now,
@@ -55,7 +47,7 @@ def upsert(plan: Plan, now: datetime) -> sql.Composed:
             table=plan.target.identifier, names=names, values=values
         ),
         distinct=sql.SQL("SELECT count(*) FROM d"),
-        ctes=sql.SQL("d AS MATERIALIZED ({}), ").format(q.latest(plan)),
+        ctes=sql.SQL("d AS MATERIALIZED ({}), ").format(statements.latest(plan)),
     )
 
 
@@ -87,18 +79,18 @@ def action(plan: Plan, now: datetime) -> sql.Composed:
     """ON CONFLICT's action: update the rows that differ, the touch column set to `now`."""
     touch = None
     if plan.touch is not None:
-        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), q._type(plan.touch))
-    if not q._changed(plan):
+        touch = sql.SQL("CAST({} AS {})").format(sql.Literal(now), statements.type_of(plan.touch))
+    if not statements.updates_rows(plan):
         return sql.SQL("DO NOTHING")
     return sql.SQL("DO UPDATE SET {assignments} WHERE {differs}").format(
-        assignments=q._assignments(plan, "excluded", touch),
-        differs=q._differs(plan, "excluded"),
+        assignments=statements.update_assignments(plan, "excluded", touch),
+        differs=statements.row_differs(plan, "excluded"),
     )
 
 
 def kept_fields(plan: Plan) -> list:
     """The fields whose empty value means "keep what the row holds" (NOT NULL, not text)."""
-    return [f for f in q._compared(plan) if q._keeps_stored(f.column)]
+    return [f for f in statements.compared_fields(plan) if statements.keeps_stored(f.column)]
 
 
 def fill_kept(plan: Plan) -> sql.Composed | None:
@@ -115,19 +107,19 @@ def fill_kept(plan: Plan) -> sql.Composed | None:
         return None
     sets = sql.SQL(", ").join(
         sql.SQL("{raw} = CASE WHEN s.{raw} = '' THEN {stored} ELSE s.{raw} END").format(
-            raw=q.stage_column(f.index), stored=_as_staged(plan, f.column)
+            raw=statements.stage_column(f.index), stored=_as_staged(plan, f.column)
         )
         for f in kept
     )
     empty = sql.SQL(" OR ").join(
-        sql.SQL("s.{} = ''").format(q.stage_column(f.index)) for f in kept
+        sql.SQL("s.{} = ''").format(statements.stage_column(f.index)) for f in kept
     )
     return sql.SQL("UPDATE {stage} s SET {sets} FROM {table} p WHERE ({empty}) AND {match}").format(
-        stage=q.STAGE,
+        stage=statements.STAGE,
         sets=sets,
         table=plan.target.identifier,
         empty=empty,
-        match=q.stage_match(plan, "s"),
+        match=statements.stage_match(plan, "s"),
     )
 
 

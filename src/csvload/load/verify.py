@@ -13,15 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from csvload.load import fit, missing, sql
-from csvload.load.loader import (
-    ImportOptions,
-    Progress,
-    ProgressCallback,
-    Statements,
-    prepare,
-    stage,
-)
+from csvload.load import fit, missing, statements
+from csvload.load.loader import ImportOptions, prepare
+from csvload.load.result import Progress, ProgressCallback
+from csvload.load.staging import Staging, Statements, stage
 from csvload.read.source import Source
 from csvload.server.database import translate
 
@@ -86,15 +81,18 @@ def verify_source(
     db = Statements(conn)
     # Rejected rows are counted and skipped, never a reason to stop: verify answers about
     # the rows an import would have loaded.
-    staging = ImportOptions(batch_size=options.batch_size, max_errors=2**62)
-    sync = missing.Sync(plan, options) if options.missing != "keep" else None
+    feed = missing.feed_for(plan, options)
+    staging = Staging(
+        source, result, options.batch_size, max_errors=2**62, report=report, feed=feed,
+        constants=tuple(value for _, value in plan.scope),
+    )
     result.missing_mode = options.missing
     try:
         with conn.transaction():
-            stage(db, source, staging, result, None, report, None, plan, sync)
-            db.execute(sql.ANALYZE_STAGE)  # so the join below hashes instead of probing
+            stage(db, staging)
+            db.execute(statements.ANALYZE_STAGE)  # so the join below hashes instead of probing
             report(Progress("comparing", 0, None, result.rows_read))
-            query = sql.verify_counts(plan)
+            query = statements.verify_counts(plan)
             try:
                 with conn.transaction():
                     row = db.execute(query, {"examples": examples}).fetchone()
@@ -102,13 +100,14 @@ def verify_source(
                 # Values that do not fit their columns: the import would reject those
                 # rows, so verify counts them as rejected and checks the rest.
                 result.rejected += sum(1 for _ in fit.find(db, plan))
-                if sync is not None:
-                    db.execute(missing.KEEP_BAD)
+                feed.keep_bad(db)
                 db.execute(fit.DELETE_BAD)
                 row = db.execute(query, {"examples": examples}).fetchone()
-            if sync is not None and row[0]:
-                sync.drop_unusable_keys(db)
-                stale = db.execute(sql.count_missing(plan), {"examples": examples}).fetchone()
+            if feed.full and row[0]:
+                feed.drop_unusable_keys(db)
+                stale = db.execute(
+                    statements.count_missing(plan), {"examples": examples}
+                ).fetchone()
                 result.stale, result.stale_examples = stale[0], list(stale[1])
             raise psycopg.Rollback()
     except psycopg.Error as e:

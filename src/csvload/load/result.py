@@ -1,0 +1,57 @@
+"""What an import reports: its Progress while it runs and its ImportResult (the ledger of
+counts) at the end.  History, rendering and verify read these; nothing here runs SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # reading, waiting, merging, committing, done
+    bytes_done: int
+    bytes_total: int | None
+    rows: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+# The ledger: rows_read is the sum of the counts in LEDGER_PARTS.  OPTIONAL_COUNTS are
+# shown only when they are not 0 (full feeds, presets and triggers make them).
+LEDGER_PARTS = (
+    "inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped",
+)  # fmt: skip
+OPTIONAL_COUNTS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
+
+
+@dataclass
+class ImportResult:
+    status: str  # succeeded, failed, dry_run
+    file: str
+    table: str | None = None
+    key: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: int = 0  # rows a preset's rules skip (a shop export's image rows)
+    suppressed: int = 0  # new or changed rows a trigger of the table kept from being written
+    deactivated: int = 0  # --missing deactivate: rows the file no longer lists
+    reactivated: int = 0  # inactive rows the file lists again (counted in updated too)
+    deleted: int = 0  # --missing delete
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    statements: int = 0
+    rejects_file: str | None = None
+    changes_file: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+    run_id: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
