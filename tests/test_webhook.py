@@ -218,7 +218,7 @@ def test_signature_verifies_and_rejects_tampering_and_replays(receiver):
 
 
 def test_signature_is_hmac_of_timestamp_dot_body():
-    # Pinned by hand so a receiver written from the README interoperates.
+    # Pinned by hand so a receiver written from docs/webhooks.md interoperates.
     import hmac
 
     body = b'{"event":"test"}'

@@ -8,7 +8,7 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """The process exit codes; documented in the README."""
+    """The process exit codes; the README lists them."""
 
     OK = 0
     FAILED = 1

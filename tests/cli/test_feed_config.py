@@ -1,6 +1,6 @@
 """Issue 14, feeds in a config file: `csvload import --feed NAME PATH` with csvload.toml in the
 working directory or --config PATH, the command line winning over the file, secrets and bad
-configs refused in one line with exit 2, and the README's nightly full feed run as cron
+configs refused in one line with exit 2, and the nightly full feed of docs/config.md run as cron
 would run it."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from helpers.files import PRESET_SAMPLES, write_toml
 
 from csvload.webhook import verify_signature
 
-# As Django would make the README's catalog_product, with a supplier column: a Python
+# As Django would make the docs' catalog_product, with a supplier column: a Python
 # default for active, so none in the database.
 CATALOG_DDL = """
 CREATE TABLE catalog_product (
@@ -37,8 +37,8 @@ CREATE TABLE catalog_product (
 )
 """
 
-# The README's example, with the webhook pointed at the test's receiver.
-README_TOML = """
+# docs/config.md's example, with the webhook pointed at the test's receiver.
+DOCS_TOML = """
 # /srv/catalogue/csvload.toml
 [feeds.acme]
 table = "catalog_product"
@@ -234,7 +234,7 @@ def test_a_secret_in_another_feed_is_refused_too(products, tmp_path, monkeypatch
     assert "hunter2" not in result.stderr
 
 
-# -- the README's nightly full feed ------------------------------------------------------------
+# -- docs/config.md's nightly full feed ---------------------------------------------------------
 
 
 def acme_gz(path: Path, rows: list[tuple[str, str, str]]) -> Path:
@@ -266,14 +266,14 @@ def test_the_readme_nightly_full_feed(dsn, tmp_path, receiver, active_default):
         )
     bolt = query(dsn, "SELECT sku, xmin::text FROM catalog_product WHERE supplier = 'bolt'")
     catalogue = tmp_path / "srv" / "catalogue"
-    write_toml(catalogue, README_TOML.replace("{url}", receiver.url))
+    write_toml(catalogue, DOCS_TOML.replace("{url}", receiver.url))
     (catalogue / "changes").mkdir()
     incoming = tmp_path / "srv" / "incoming" / "acme.csv.gz"
     secret = "whsec-nightly"
     env = {"DATABASE_URL": dsn, "CSVLOAD_WEBHOOK_SECRET": secret, "PATH": "/usr/bin:/bin",
            "NO_PROXY": "*"}
     log = tmp_path / "acme.jsonl"
-    # The README's cron line, as cron runs it (a shell, the DSN from the environment).
+    # docs/config.md's cron line, as cron runs it (a shell, the DSN from the environment).
     cron = (
         f"cd {catalogue} && {sys.executable} -m csvload import --feed acme {incoming} --json"
         f" >> {log}"

@@ -27,7 +27,8 @@ from csvload.cli.runcommands import runs, stats, status, verify
 from csvload.errors import CsvloadError, RunNotFoundError, TooManyRejectsError
 from csvload.generate import generate
 from csvload.history import runs as runs_module
-from csvload.history.runs import RunRecorder, latest_run, list_runs, options_record
+from csvload.history.recorder import RunRecorder
+from csvload.history.runs import latest_run, list_runs, options_record
 from csvload.load.loader import DEFAULT_BATCH_SIZE, Import, ImportOptions
 from csvload.load.result import ImportResult
 from csvload.read.source import Source, SourceOptions
@@ -198,7 +199,7 @@ def test_status_and_runs_before_any_run(products):
 IMPORTER = """
 import sys
 from csvload.load.loader import ImportOptions, import_source
-from csvload.history.runs import RunRecorder
+from csvload.history.recorder import RunRecorder
 from csvload.read.source import Source, SourceOptions
 import psycopg
 

@@ -174,7 +174,7 @@ def test_run_record_and_data_agree_when_stopped_at_the_commit(products, tmp_path
 def test_run_record_is_final_inside_the_import_transaction(products, tmp_path):
     """Library level: the row says succeeded as soon as the transaction commits, before
     RunRecorder.finish() has run."""
-    from csvload.history.runs import RunRecorder
+    from csvload.history.recorder import RunRecorder
     from csvload.load.loader import ImportOptions, import_source
     from csvload.read.source import Source, SourceOptions
 

@@ -17,6 +17,7 @@ import click
 import psycopg
 
 from csvload import __version__, webhook
+from csvload import job as import_job
 from csvload.cli.dbcommands import db
 from csvload.cli.options import (
     FEED_PARAMS,
@@ -35,7 +36,6 @@ from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
-from csvload.load import job as load_job
 from csvload.load.loader import ImportOptions, check_outputs
 from csvload.read.rejects import default_path
 from csvload.read.source import SourceOptions
@@ -196,7 +196,7 @@ class ImportJob:
 
 
 def run_import(job: ImportJob) -> ExitStatus:
-    """Run one import through the library (load.job.run), render its outcome; return the
+    """Run one import through the library (job.run), render its outcome; return the
     exit status.
 
     A signal (SIGINT, SIGTERM) before the commit rolls the import back.  From the moment
@@ -205,22 +205,22 @@ def run_import(job: ImportJob) -> ExitStatus:
     and the import is reported as the success it is, with exit 4 where a webhook was due.
     """
     with _Signals() as signals:
-        request = load_job.ImportRequest(
+        request = import_job.ImportRequest(
             job.source, job.options, lambda: resolve_dsn(job.dsn), job.connect_timeout,
             job.webhooks, job.record(),
             stdin=sys.stdin.buffer,
         )  # fmt: skip
-        hooks = load_job.Hooks(
+        hooks = import_job.Hooks(
             warn=lambda text: None if job.quiet else click.echo(f"Warning: {text}", err=True),
             progress=lambda name: display_for(job.quiet, name),
             hold=signals.hold,
             stopped=lambda: signals.received,
             interruptible=signals.interrupting,
         )
-        return _report(job, load_job.run(request, hooks))
+        return _report(job, import_job.run(request, hooks))
 
 
-def _report(job: ImportJob, outcome: load_job.Outcome) -> ExitStatus:
+def _report(job: ImportJob, outcome: import_job.Outcome) -> ExitStatus:
     """Render the outcome on stdout (--json) and stderr; return the exit status."""
     result, error, deliveries = outcome.result, outcome.error, outcome.deliveries
     if job.as_json:
@@ -252,7 +252,7 @@ _SIGNALS = {
 
 
 class _Signals:
-    """SIGINT and SIGTERM during one import.  The first one raises load.job.Stopped while the
+    """SIGINT and SIGTERM during one import.  The first one raises job.Stopped while the
     import can still roll back; after hold() (the import is about to commit) it is only
     noted in .received, except inside interrupting(), where it cuts a webhook delivery
     short.  Any later signal is ignored, so a second Ctrl-C during the rollback or while
@@ -280,7 +280,7 @@ class _Signals:
         name, status = _SIGNALS[signum]
         self.received = name
         if self._raising:
-            raise load_job.Stopped(name, status)
+            raise import_job.Stopped(name, status)
 
     def hold(self) -> None:
         """From now on a signal is only noted: the import is committing or committed."""

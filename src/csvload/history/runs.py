@@ -20,12 +20,7 @@ shown as 'interrupted'; the next recorder to start writes that down.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import socket
-import threading
-import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
@@ -35,14 +30,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from csvload import __version__
 from csvload.errors import RunNotFoundError
-from csvload.load.result import OPTIONAL_COUNTS, ImportResult, Progress
-from csvload.server.database import connect, translate
+from csvload.load.result import OPTIONAL_COUNTS
+from csvload.server.database import translate
 from csvload.table.schema import PRODUCTS, ddl_transaction
 
 RUNS = "csvload_runs"
-STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted")
 HEARTBEAT_INTERVAL = 1.0  # seconds; also the progress throttle
 # 30 heartbeats missed in a row: far beyond any scheduling hiccup, short enough that a dead
 # run stops looking alive within half a minute even when its lock lingers.
@@ -146,7 +139,7 @@ def runs_table_exists(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def _runs_table_current(conn: psycopg.Connection) -> bool:
+def runs_table_current(conn: psycopg.Connection) -> bool:
     row = conn.execute(_UPGRADED, (RUNS,)).fetchone()
     return bool(row and row[0])
 
@@ -170,237 +163,6 @@ def options_record(*parts: Any) -> dict[str, Any]:
     for part in parts:
         merged.update(asdict(part) if is_dataclass(part) else dict(part))
     return scrub(merged)
-
-
-def lock_key(run_id: str) -> int:
-    """The advisory lock key of a run: the first 64 bits of its uuid, signed."""
-    return int.from_bytes(uuid.UUID(run_id).bytes[:8], "big", signed=True)
-
-
-def _sha256(path: str) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            # 1 MiB reads: hashlib releases the GIL on buffers this size, so the hash runs
-            # on the other core alongside the import.
-            while block := f.read(1 << 20):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-class RunRecorder:
-    """Writes one run's row.  Start it with RunRecorder.start(); end it with finish() or
-    fail(), which also close its connection.
-
-    After start() a database problem never interrupts the import: the recorder stops
-    writing and keeps the reason in .warning for the caller to show.
-    """
-
-    def __init__(self, conn: psycopg.Connection, run_id: str, path: str | None):
-        self.run_id = run_id
-        self.warning: str | None = None
-        self._conn = conn
-        self._lock = threading.Lock()  # one statement at a time on the shared connection
-        self._latest: Progress | None = None
-        self._bytes = (0, None)  # (done, total) of the last 'reading' report
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._closed = False
-        self._beat = threading.Thread(target=self._heartbeat, name="csvload-heartbeat", daemon=True)
-        self._hasher: threading.Thread | None = None
-        if path is not None:
-            self._hasher = threading.Thread(
-                target=self._hash, args=(path,), name="csvload-sha256", daemon=True
-            )
-
-    @classmethod
-    def start(
-        cls,
-        dsn: str,
-        *,
-        file: str,
-        path: str | None = None,
-        options: Mapping[str, Any] | None = None,
-        connect_timeout: float = 10,
-        table: str | None = None,
-        key: tuple[str, ...] | None = None,
-    ) -> RunRecorder:
-        """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
-        `path`, when the input is a regular file, is stat'ed for its size and hashed in a
-        background thread (sha256 stays NULL for stdin).  Raises CsvloadError when the row
-        cannot be written: the caller should not import unrecorded."""
-        run_id = str(uuid.uuid4())
-        size = None
-        if path is not None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                path = None  # the import itself will report the missing file
-            else:
-                if os.path.isfile(path):
-                    size = st.st_size
-                else:
-                    path = None  # a FIFO or device: reading it here would steal its bytes
-        conn = connect(dsn, connect_timeout=connect_timeout, autocommit=True)
-        try:
-            if not _runs_table_current(conn):
-                create_runs_table(conn)
-            reap_interrupted(conn)
-            lock = lock_key(run_id)
-            # Locked before the row exists, so no reader ever sees the row without the lock.
-            conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
-            conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
-                    " version, options, lock_key, target, key)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s)"
-                ).format(sql.Identifier(RUNS)),
-                (
-                    run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
-                    psycopg.types.json.Jsonb(scrub(options or {})), lock, table,
-                    list(key) if key else None,
-                ),
-            )  # fmt: skip
-        except psycopg.Error as e:
-            conn.close()
-            raise translate(e, RUNS) from e
-        except BaseException:
-            conn.close()
-            raise
-        recorder = cls(conn, run_id, path)
-        recorder._beat.start()
-        if recorder._hasher is not None:
-            recorder._hasher.start()
-        return recorder
-
-    # -- while the import runs ---------------------------------------------------------
-
-    def progress(self, p: Progress) -> None:
-        """A loader progress callback.  Stores the report; the heartbeat thread writes the
-        latest one each second, or at once when the phase changes."""
-        if p.phase == "reading":
-            self._bytes = (p.bytes_done, p.bytes_total)
-        previous = self._latest
-        self._latest = p
-        if previous is None or previous.phase != p.phase:
-            self._wake.set()
-
-    def _heartbeat(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(HEARTBEAT_INTERVAL)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            self._write_progress()
-
-    def _write_progress(self) -> None:
-        p = self._latest
-        done, total = self._bytes
-        if p is None:
-            statement, params = "UPDATE {} SET heartbeat_at = now() WHERE run_id = %s", ()
-        else:
-            statement = (
-                "UPDATE {} SET heartbeat_at = now(), phase = %s, bytes_done = %s,"
-                " bytes_total = coalesce(%s, bytes_total), rows_done = %s WHERE run_id = %s"
-            )
-            params = (p.phase, done, total, p.rows)
-        self._execute(sql.SQL(statement).format(sql.Identifier(RUNS)), (*params, self.run_id))
-
-    def _hash(self, path: str) -> None:
-        digest = _sha256(path)
-        if digest is not None:
-            self._execute(
-                sql.SQL("UPDATE {} SET sha256 = %s WHERE run_id = %s").format(sql.Identifier(RUNS)),
-                (digest, self.run_id),
-            )
-
-    def _execute(self, query, params) -> None:
-        with self._lock:
-            if self._closed or self.warning is not None:
-                return
-            try:
-                self._conn.execute(query, params)
-            except psycopg.Error as e:
-                # Losing the history must not cost the import: note it and stop writing.
-                self.warning = f"run {self.run_id} is no longer recorded: {translate(e, RUNS)}"
-
-    # -- the end ---------------------------------------------------------------------------
-
-    def finish(self, result: ImportResult) -> None:
-        """Record a completed import (status succeeded or dry_run) and its ledger."""
-        self._end(result.status, result, None)
-
-    def fail(
-        self, message: str, result: ImportResult | None = None, interrupted: bool = False
-    ) -> None:
-        """Record a failed (or, with interrupted, a stopped) import and its error."""
-        self._end("interrupted" if interrupted else "failed", result, message)
-
-    def finish_within(self, conn: psycopg.Connection, result: ImportResult) -> None:
-        """Write the run's final row in the import's own transaction, just before it
-        commits (load.loader.Import's before_commit): the row then says 'succeeded'
-        exactly when the data is committed, even if the process is killed right after
-        COMMIT.  finish() writes it once more afterwards, with the final timings.  In a
-        savepoint: losing the history must not cost the import."""
-        query, params = self._final("succeeded", result, None)
-        try:
-            with conn.transaction():
-                conn.execute(query, params)
-        except psycopg.Error as e:
-            self.warning = f"run {self.run_id} is no longer recorded: {translate(e, RUNS)}"
-
-    def _end(self, status: str, result: ImportResult | None, error: str | None) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._beat.join()
-        if self._hasher is not None:
-            # Only waits when hashing is slower than the whole import, which takes a file
-            # far larger than the page cache and a very fast database.
-            self._hasher.join()
-        self._write_progress()
-        self._execute(*self._final(status, result, error))
-        self.close()
-
-    def _final(
-        self, status: str, result: ImportResult | None, error: str | None
-    ) -> tuple[sql.Composed, tuple]:
-        """The UPDATE that ends the run's row."""
-        values: dict[str, Any] = {"status": status, "error": error}
-        if status in ("succeeded", "dry_run"):
-            values["phase"] = "done"
-        # A failure's result may be the caller's placeholder: its zeros would hide the
-        # rows_done the progress reports already recorded.
-        if result is not None and (error is None or result.rows_read):
-            values.update({k: getattr(result, k) for k in LEDGER})
-            values["statements"] = result.statements
-            values["rows_done"] = result.rows_read
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values
-        )
-        query = sql.SQL(
-            "UPDATE {table} SET {assignments}, finished_at = now(), heartbeat_at = now()"
-            " WHERE run_id = %s"
-        ).format(table=sql.Identifier(RUNS), assignments=assignments)
-        return query, (*values.values(), self.run_id)
-
-    def close(self) -> None:
-        """Stop the heartbeat and close the connection, which releases the run's lock."""
-        self._stop.set()
-        self._wake.set()
-        if self._beat.is_alive() and threading.current_thread() is not self._beat:
-            self._beat.join()
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
-
-    def __enter__(self) -> RunRecorder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def reap_interrupted(conn: psycopg.Connection) -> int:
@@ -579,13 +341,13 @@ __all__ = [
     "RUNS",
     "STALE_AFTER",
     "RunInfo",
-    "RunRecorder",
     "create_runs_table",
     "last_successful",
     "latest_run",
     "list_runs",
     "options_record",
     "reap_interrupted",
+    "runs_table_current",
     "runs_table_exists",
     "scrub",
 ]

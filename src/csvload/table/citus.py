@@ -1,8 +1,8 @@
 """What csvload knows about Citus: whether the database is a Citus one, how a table is
 stored (local, distributed, reference...), and the distributed form of csvload's own
 products table (``csvload init --distributed``: sku is a citext distribution column and the
-primary key; the README says why).  Tried on Citus 14.0.1 over PostgreSQL 18, by
-tests/test_citus_module.py against a real coordinator and two workers.
+primary key; docs/citus.md says why).  Tried on Citus 14.0.1 over PostgreSQL 18, by
+tests/citus/test_citus_module.py against a real coordinator and two workers.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS {table} (
 # fillfactor 70: pages are filled to 70 %, so that a re-import can write a changed row's
 # new version on the same page (a HOT update), which skips the entries in all five
 # indexes.  Measured at 500k rows with half the names changed: the merge took 1.7 s
-# against 3.0 s at the default 100, and the fresh import 0.04 s longer.  See the README's
-# tuning section for tables csvload did not create.
+# against 3.0 s at the default 100, and the fresh import 0.04 s longer.  See docs/tuning.md
+# for tables csvload did not create.
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from csvload import webhook
 from csvload.errors import CsvloadError, ExitStatus, Interrupted
-from csvload.history import runs
+from csvload.history.recorder import RunRecorder
 from csvload.load.loader import Import, ImportOptions
 from csvload.load.result import ImportResult, ProgressCallback
 from csvload.read.source import Source, SourceOptions
@@ -78,7 +78,7 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
     hooks = hooks or Hooks()
     outcome = Outcome(ImportResult(status="failed", file=request.source.path))
     database = {"name": None, "host": None}
-    recorder: runs.RunRecorder | None = None
+    recorder: RunRecorder | None = None
     try:
         with Source(request.source, stdin=request.stdin) as source:
             options = request.options
@@ -86,7 +86,7 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
                 scoped = {c for c, _ in options.binding.scope}
                 source.find_keys(tuple(k for k in options.key if k not in scoped))
             dsn = request.dsn() if callable(request.dsn) else request.dsn
-            recorder = runs.RunRecorder.start(
+            recorder = RunRecorder.start(
                 dsn,
                 file=source.name,
                 path=None if request.source.path == "-" else request.source.path,
@@ -147,7 +147,7 @@ def _warn(hooks: Hooks, outcome: Outcome, text: str) -> None:
     hooks.warn(text)
 
 
-def _end_run(recorder: runs.RunRecorder, outcome: Outcome) -> None:
+def _end_run(recorder: RunRecorder, outcome: Outcome) -> None:
     if outcome.error is None:
         recorder.finish(outcome.result)
     else:
