@@ -38,8 +38,10 @@ FAILED = "import.failed"
 TEST = "test"
 
 COUNT_KEYS = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
-# Counts only full feeds and presets produce: 0 when a summary lacks them.
-FEED_COUNT_KEYS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
+# Counts only full feeds, presets and --mode produce: 0 when a summary lacks them.
+FEED_COUNT_KEYS = (
+    "skipped", "suppressed", "deactivated", "reactivated", "deleted", "existing", "not_found",
+)  # fmt: skip
 
 USER_AGENT = f"csvload/{__version__}"
 

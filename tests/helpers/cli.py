@@ -13,7 +13,10 @@ from csvload.cli import main
 
 # The ledger of an import's summary: rows_read is the sum of these counts.  Written out
 # here rather than taken from csvload, so the tests check csvload's arithmetic.
-LEDGER = ("inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped")
+LEDGER = (
+    "inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped",
+    "existing", "not_found",
+)
 
 
 def cli(

@@ -103,8 +103,8 @@ IMPORT_OPTIONS = (
     "dsn", "batch_size", "as_json", "quiet", "max_errors", "rejects_path", "dry_run", *INPUT,
     "connect_timeout", "lock_timeout", "statement_timeout", "webhooks", "webhook_secret",
     "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
-    "no_touch", "missing", "active_column", "max_missing", "changes_path", "feed",
-    "config_path",
+    "no_touch", "missing", "active_column", "max_missing", "mode", "update", "keep", "fill",
+    "empty", "changes_path", "feed", "config_path",
 )  # fmt: skip
 
 

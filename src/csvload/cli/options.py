@@ -23,6 +23,7 @@ from csvload.load.loader import DEFAULT_BATCH_SIZE
 from csvload.load.missing import MODES
 from csvload.read.presets import PRESETS
 from csvload.server.database import check_dsn
+from csvload.table import control
 from csvload.table.schema import PRODUCTS
 
 DOTENV = ".env"
@@ -377,6 +378,58 @@ _OPTIONS = (
         toml="max_missing",
         field="options.max_missing",
         record="max_missing",
+    ),
+    Option(
+        ("--mode",),
+        "mode",
+        "upsert: add new keys and change existing rows; insert: only add new keys; update:"
+        " only change existing rows.",
+        t.Choice(control.MODES),
+        "upsert",
+        toml="mode",
+        field="options.binding.mode",
+        record="mode",
+    ),
+    Option(
+        ("--update",),
+        "update",
+        "On existing rows only these columns change; the file's others go into new rows"
+        " only.",
+        t.Columns("--update"),
+        toml="update",
+        field="options.binding.update",
+        record="update",
+    ),
+    Option(
+        ("--keep",),
+        "keep",
+        "Columns written into new rows only, never changed on existing rows.",
+        t.Columns("--keep"),
+        (),
+        toml="keep",
+        field="options.binding.keep",
+        record="keep",
+    ),
+    Option(
+        ("--fill",),
+        "fill",
+        "Columns written on an existing row only where it holds NULL or ''.",
+        t.Columns("--fill"),
+        (),
+        toml="fill",
+        field="options.binding.fill",
+        record="fill",
+    ),
+    Option(
+        ("--empty",),
+        "empty",
+        "What an empty field does to an existing row: keep (the stored value stays) or"
+        " clear; COLUMN=keep for one column. Repeatable.",
+        t.EmptyRule(),
+        toml="empty",
+        field="options.binding.empty",
+        record="empty",
+        multiple=True,
     ),
     Option(
         ("--changes",),

@@ -22,6 +22,7 @@ from csvload import webhook
 from csvload.errors import CsvloadError
 from csvload.load.missing import parse_limit
 from csvload.read.source import normalise_encoding
+from csvload.table.control import EMPTY
 from csvload.table.target import NOW, parse_key
 
 
@@ -190,6 +191,72 @@ class Key(FileType):
         if len(set(columns)) != len(columns):
             raise FileValueError(f"{key} names a column twice", key)
         return columns
+
+
+class Columns(FileType):
+    """--update, --keep, --fill: COLUMN[,COLUMN...]; in the file that string or a list of
+    names."""
+
+    name = "COLUMN[,COLUMN...]"
+
+    def __init__(self, option: str):
+        self.option = option
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        columns = tuple(part.strip() for part in value.split(","))
+        if any(not part for part in columns):
+            self.fail(f"{value!r}: give column names separated by commas", param, ctx)
+        if len(set(columns)) != len(columns):
+            self.fail(f"{value!r} names a column twice", param, ctx)
+        return columns
+
+    def from_file(self, key, value, base):
+        return Key.from_file(self, key, value, base)  # the same shape as key = [...]
+
+
+class EmptyRule(FileType):
+    """--empty keep|clear for every column, or COLUMN=keep|clear (repeatable); in the file
+    "keep", a table of column = "keep", or a list of both forms."""
+
+    name = "keep|clear|COLUMN=keep|clear"
+
+    @staticmethod
+    def parse(text: str) -> tuple[str, str] | None:
+        """("", how) for every column, (column, how) for one; None: not this shape."""
+        column, sep, how = text.rpartition("=")
+        how = how.strip().lower()
+        if how not in EMPTY or (sep and not column.strip()):
+            return None
+        return (column.strip(), how)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        rule = self.parse(value)
+        if rule is None:
+            self.fail(f"{value!r} is not keep, clear or COLUMN=keep|clear", param, ctx)
+        return rule
+
+    def from_file(self, key, value, base):
+        items = value if isinstance(value, list) else [value]
+        rules: list[tuple[str, str]] = []
+        for item in items:
+            if isinstance(item, dict):
+                for column, how in item.items():
+                    rule = self.parse(f"{column}={how}") if isinstance(how, str) else None
+                    if rule is None:
+                        raise _wrong('"keep" or "clear"', how, key, column)
+                    rules.append(rule)
+                continue
+            rule = self.parse(item) if isinstance(item, str) else None
+            if rule is None:
+                raise _wrong(
+                    '"keep", "clear", a table of column = "keep", or a list of them', item, key
+                )
+            rules.append(rule)
+        return tuple(rules)
 
 
 class Limit(FileType):

@@ -166,7 +166,11 @@ def display_for(quiet: bool, name: str, stream: TextIO | None = None):
     return LineDisplay(stream, name)
 
 
-_LABELS = {"suppressed": "suppressed by a trigger"}
+_LABELS = {
+    "suppressed": "suppressed by a trigger",
+    "existing": "existing left as they are",
+    "not_found": "not found",
+}
 
 
 def summary_line(r: ImportResult) -> str:

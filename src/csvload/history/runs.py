@@ -44,7 +44,7 @@ STALE_AFTER = 30.0
 SECRET_WORDS = ("secret", "password", "passwd", "dsn", "token")
 LEDGER = (
     "rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected", "skipped",
-    "suppressed", "deactivated", "reactivated", "deleted",
+    "suppressed", "deactivated", "reactivated", "deleted", "existing", "not_found",
 )  # fmt: skip
 
 RUNS_DDL = """
@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     deactivated  bigint,
     reactivated  bigint,
     deleted      bigint,
-    suppressed   bigint
+    suppressed   bigint,
+    existing     bigint,
+    not_found    bigint
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -89,12 +91,13 @@ RUNS_UPGRADE = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS target text,"
     " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
     " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
-    " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint"
+    " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint,"
+    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint"
 )
 _UPGRADED = (
-    "SELECT count(*) = 7 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 9 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
-    " 'suppressed')"
+    " 'suppressed', 'existing', 'not_found')"
     " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
@@ -223,6 +226,8 @@ class RunInfo:
     deactivated: int | None = None
     reactivated: int | None = None
     deleted: int | None = None
+    existing: int | None = None
+    not_found: int | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0

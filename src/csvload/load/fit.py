@@ -110,8 +110,33 @@ def _find_bad_values(db, plan: Plan, modern: bool) -> None:
             db.execute(_bad_input(plan, i, f, modern))
         if column.type_name == "numeric" and column.scale is not None:
             db.execute(_too_precise(plan, i, f, modern))
-        if column.not_null and plan.default_for(column) is None and column.default is None:
-            db.execute(_empty_for_new_rows(plan, i, f))
+        rows = _empty_rows(plan, column)
+        if rows is not None:
+            db.execute(_empty_for_new_rows(plan, i, f, rows))
+
+
+def _empty_rows(plan: Plan, column) -> sql.Composable | None:
+    """Which rows an empty field fails in this NOT NULL non-text column (after a LEFT JOIN
+    of the table p): new ones, when nothing else fills it and the feed creates rows;
+    existing ones, under --empty clear.  None: no row."""
+    if not column.not_null:
+        return None
+    control = plan.control
+    new = (
+        plan.default_for(column) is None and column.default is None
+        and control.mode != "update"
+    )
+    cleared = (
+        control.empty_rule(column) == "clear"
+        and any(f.column.name == column.name for f in statements.compared_fields(plan))
+    )
+    if new and cleared:
+        return sql.SQL("true")
+    if new:
+        return statements.absent(plan)
+    if cleared:
+        return sql.SQL("NOT {}").format(statements.absent(plan))
+    return None
 
 
 def _unreferenced(fk, rows: sql.Composable, mapped: dict[str, int]) -> sql.Composed:
@@ -259,9 +284,10 @@ def _too_long(plan: Plan, i: int, f: Field) -> sql.Composed:
     )  # fmt: skip
 
 
-def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
+def _empty_for_new_rows(plan: Plan, i: int, f: Field, rows: sql.Composable) -> sql.Composed:
     """An empty field in a NOT NULL column with nothing to fall back on: fine for a row
-    that exists (it keeps its value), a reject for a new one."""
+    that exists (it keeps its value, unless --empty clear), a reject for a new one
+    (`rows`: which, from _empty_rows())."""
     return sql.SQL(
         # A LEFT JOIN, not NOT EXISTS: Citus refuses a correlated subquery on a
         # distributed table from the coordinator's stage ("direct joins between
@@ -269,13 +295,13 @@ def _empty_for_new_rows(plan: Plan, i: int, f: Field) -> sql.Composed:
         "INSERT INTO {bad} SELECT s.ord, {i}, 'empty', NULL, NULL FROM {stage} s"
         " LEFT JOIN {table} p ON {match} WHERE s.{raw} = '' AND {absent}"
     ).format(
+        absent=rows,
         bad=statements.BAD,
         i=sql.Literal(i),
         stage=statements.STAGE,
         raw=statements.stage_column(f.index),
         table=plan.target.identifier,
         match=statements.stage_match(plan, "s"),
-        absent=statements.absent(plan),
     )
 
 
@@ -332,6 +358,11 @@ def _reason(plan: Plan, f: Field | None, kind: str, code, name, fields: list[str
         return f"{column.name} is {_preview(raw)}, more decimals than {column.type} holds"
     if kind == "length":
         return f"{column.name} is {len(raw)} characters, longer than {column.type}"
+    if kind == "empty" and plan.control.empty_rule(column) == "clear":
+        return (
+            f"{column.name} is empty, and --empty clear cannot clear"
+            f" {plan.target.name}.{column.name}: it is NOT NULL"
+        )
     if kind == "empty":
         return (
             f"{column.name} is empty, and {plan.target.name}.{column.name} is NOT NULL with no"

@@ -27,7 +27,7 @@ from csvload.read.presets import PRESETS
 from csvload.read.rejects import RejectsWriter
 from csvload.read.source import Reject, Source
 from csvload.server.database import translate
-from csvload.table import schema
+from csvload.table import control, schema
 from csvload.table.schema import INDEXES, PRODUCTS
 from csvload.table.target import Binding, Plan, bind, describe
 
@@ -58,6 +58,7 @@ def prepare(
 ) -> Plan:
     """Read the target's definition and bind the source's header to it; tells the source
     where its key columns are.  Raises CsvloadError before anything is read or written."""
+    control.check_combination(options.binding.mode, options.missing, options.binding)
     try:
         with conn.transaction():
             # Reading column defaults takes a share lock on the table: both bounds hold
@@ -79,6 +80,13 @@ def prepare(
             f"{options.table}: is a {target.citus_kind} table of Citus; --missing and"
             " --changes do not work on tables Citus manages yet"
         )
+    if target.citus_kind != "local" and _controls(options.binding):
+        # The Citus upserts are INSERT ... ON CONFLICT, shard by shard, and were never run
+        # with these rules: refuse rather than guess.
+        raise TargetError(
+            f"{options.table}: is a {target.citus_kind} table of Citus; --mode, --update,"
+            " --keep, --fill and --empty do not work on tables Citus manages yet"
+        )
     if options.preset is not None:
         preset = PRESETS[options.preset].bind(source.header, target.writable(), _where(source))
         source.use_preset(preset)
@@ -96,6 +104,13 @@ def prepare(
     # A character the database encoding cannot store is a reject, not a failed COPY.
     source.use_server_encoding(conn.info.parameter_status("server_encoding"))
     return plan
+
+
+def _controls(binding: Binding) -> bool:
+    """Whether the import limits what it may change (--mode and the column rules)."""
+    return binding.mode != "upsert" or any(
+        (binding.update is not None, binding.keep, binding.fill, binding.empty)
+    )
 
 
 def _binding(source: Source, options: ImportOptions) -> Binding:
@@ -246,7 +261,11 @@ class Import:
         fit.find()."""
         db, plan, result = self.db, self.plan, self.result
         self.caps = caps = Capabilities.read(db, plan)
-        rebuild = caps.empty and plan.target.own and _drop_own_indexes(db, plan)
+        # An update-only feed inserts nothing: no index to rebuild.
+        rebuild = (
+            caps.empty and plan.target.own and plan.control.mode != "update"
+            and _drop_own_indexes(db, plan)
+        )
         if not caps.empty and self.distributed is None:
             # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at
             # 500k rows) lets it hash-join the stage with the table instead of probing the
@@ -274,7 +293,10 @@ class Import:
             _rebuild_own_indexes(db, plan, rebuild.primary_key)
         if self.distributed is not None:
             distributed_stage.drop(db, self.distributed)
-        result.unchanged = distinct - result.inserted - result.updated - result.suppressed
+        result.unchanged = (
+            distinct - result.inserted - result.updated - result.suppressed - result.existing
+            - result.not_found
+        )
         result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
 
     def _set_aside(self) -> bool:

@@ -21,8 +21,11 @@ ProgressCallback = Callable[[Progress], None]
 # shown only when they are not 0 (full feeds, presets and triggers make them).
 LEDGER_PARTS = (
     "inserted", "updated", "unchanged", "suppressed", "duplicates", "rejected", "skipped",
+    "existing", "not_found",
 )  # fmt: skip
-OPTIONAL_COUNTS = ("skipped", "suppressed", "deactivated", "reactivated", "deleted")
+OPTIONAL_COUNTS = (
+    "skipped", "suppressed", "deactivated", "reactivated", "deleted", "existing", "not_found",
+)  # fmt: skip
 
 
 @dataclass
@@ -42,6 +45,8 @@ class ImportResult:
     deactivated: int = 0  # --missing deactivate: rows the file no longer lists
     reactivated: int = 0  # inactive rows the file lists again (counted in updated too)
     deleted: int = 0  # --missing delete
+    existing: int = 0  # --mode insert: rows already in the table, left as they are
+    not_found: int = 0  # --mode update: keys not in the table, not created
     seconds: float = 0.0
     rows_per_second: float = 0.0
     statements: int = 0

@@ -8,7 +8,8 @@ wrote.  choose() is the one place that picks among them, per attempt:
     CitusUpsert       Citus manages the table
     MergeInto         the table statistics count exactly (track_counts on, no triggers)
                       and the server has MERGE: 15+, 17+ for a full feed's rows the file
-                      lacks, 18+ for --changes (RETURNING old)
+                      lacks, 18+ for --changes (RETURNING old); not for --mode update,
+                      nor --changes with --mode insert (see choose())
     WithStatement     otherwise: one WITH statement counted by RETURNING
 
 --changes on an empty table lists its insertions first (every distinct key is one).
@@ -30,6 +31,12 @@ def choose(db, job):
         return ShardLocalUpsert()
     if caps.empty and changes is not None:
         changes.stream(db, job.plan, statements.inserted_changes(job.plan), counted=False)
+    # MERGE cannot count the keys an update-only feed does not create: PostgreSQL plans a
+    # MERGE whose NOT MATCHED actions all DO NOTHING as an inner join (seen on 18), so their
+    # condition never runs.  Nor does its RETURNING list a row it passes over, which
+    # --changes lists.
+    mode = job.plan.control.mode
+    merges = mode == "upsert" or (mode == "insert" and changes is None)
     # A full feed's statement runs on a table with rows: an empty one lacks no row, and all
     # its changes are insertions.
     full = (job.feed.full or changes is not None) and not caps.empty
@@ -45,7 +52,7 @@ def choose(db, job):
         has_merge = server.merge_returning_old
     else:
         has_merge = server.merge_by_source if full else server.merge
-    if caps.statistics_count(counted) and has_merge:
+    if caps.statistics_count(counted) and has_merge and merges:
         return MergeInto(before, full and gone, full)
     return WithStatement(full and gone, full)
 
@@ -71,8 +78,13 @@ class FillEmpty:
 
     def write(self, db, job) -> int:
         result = job.result
-        result.inserted = db.execute(statements.insert_latest(job.plan)).rowcount
         result.updated = 0
+        if job.plan.control.mode == "update":
+            # An update-only feed creates no row: every key it lists is not found.
+            result.inserted = 0
+            result.not_found = db.execute(statements.count_latest(job.plan)).fetchone()[0]
+            return result.not_found
+        result.inserted = db.execute(statements.insert_latest(job.plan)).rowcount
         return result.inserted
 
 
@@ -114,7 +126,9 @@ class MergeInto:
         mode = job.options.missing if self.feed else "keep"
         changes = job.changes if self.feed else None
         # Created inside the savepoint: an attempt rolled back takes them along.
-        counters = [statements.UNCHANGED]
+        insert = plan.control.mode == "insert"
+        # An insert-only feed's matched rows are existing, never unchanged.
+        counters = [statements.EXISTING if insert else statements.UNCHANGED]
         if plan.active is not None:
             counters.append(statements.REACTIVATED)
         if self.gone:
@@ -128,6 +142,8 @@ class MergeInto:
             db.execute(statement)
         counts = db.execute(statements.merge_counts(plan, counters)).fetchone()
         inserted, updated, unchanged, *more = counts
+        if insert:
+            result.existing = unchanged
         if plan.active is not None:
             result.reactivated = more.pop(0)
         missing = more.pop(0) if self.gone else 0
@@ -161,7 +177,12 @@ class WithStatement:
             row = changes.stream(db, plan, statement)
         else:
             row = db.execute(statement).fetchone()
-        distinct, result.updated, result.inserted, reactivated, missing, inserting, updating = row
+        distinct, result.updated, result.inserted, reactivated, missing, inserting, updating = (
+            row[:7]
+        )
+        if plan.control.passed is not None:
+            # --mode insert or update: the keys it passed over, last.
+            setattr(result, plan.control.passed, row[7])
         result.suppressed = inserting - result.inserted + updating - result.updated
         if plan.active is not None:
             result.reactivated = reactivated

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from csvload.errors import InputError, MappingError, MissingColumnError, TargetError
+from csvload.table import control
 from csvload.table.catalog import EXACTLY, Column, Target, resolve
+from csvload.table.control import Control
 
 MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 NOW = "now"  # --default COLUMN=now: the transaction's timestamp
@@ -27,6 +29,12 @@ class Binding:
     no_touch: bool = False
     decimal_comma: bool = False
     scope: tuple[tuple[str, str], ...] = ()  # (column, value) for every row, and a filter
+    # What the feed may change (control.py): which rows, and which columns of existing ones.
+    mode: str = "upsert"  # upsert, insert or update
+    update: tuple[str, ...] | None = None  # --update: only these change on existing rows
+    keep: tuple[str, ...] = ()  # --keep: written into new rows only
+    fill: tuple[str, ...] = ()  # --fill: written where the stored value is NULL or ''
+    empty: tuple[tuple[str, str], ...] = ()  # --empty: ("", how) for all, (column, how)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class Plan:
     header: tuple[str, ...] = ()  # the staged columns: the file's, then --scope's
     scope: tuple[tuple[Column, str], ...] = ()  # --scope: a value for every row, and a filter
     active: Column | None = None  # --missing deactivate: the boolean column it sets
+    control: Control = Control()  # --mode, --update, --keep, --fill, --empty
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:
@@ -104,9 +113,13 @@ def bind(
         for column, value in binding.defaults
     )
     touch = _touch(columns, binding, seen)
-    if writing:  # verify reads the table and the file, and inserts nothing
+    # verify reads the table and the file, and an update-only feed creates no row.
+    if writing and binding.mode != "update":
         _check_new_rows_filled(target, seen, defaults, touch, filled)
     by_name = columns.by_name
+    rules = control.resolve(
+        target, binding, columns.writable, [name for name in by_name if name in seen]
+    )
     return Plan(
         target=target,
         fields=tuple(Field(by_name[name], seen[name]) for name in by_name if name in seen),
@@ -116,6 +129,7 @@ def bind(
         ignored=tuple(ignored),
         header=tuple(staged),
         scope=tuple(scope),
+        control=rules,
     )
 
 

@@ -20,9 +20,11 @@ from csvload.load.statements.feed import (  # noqa: F401
 )
 from csvload.load.statements.merge import (  # noqa: F401
     COUNTS_ROW,
+    EXISTING,
     GONE,
     REACTIVATED,
     UNCHANGED,
+    count_latest,
     create_counter,
     insert_latest,
     merge_counts,

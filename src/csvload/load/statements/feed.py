@@ -68,8 +68,10 @@ def inserted_changes(plan: Plan) -> sql.Composed:
     the changes file's rows (with_statement() and merge_statement() list a filled table's changes
     themselves), COPY'd out in the same columns."""
     return sql.SQL(
-        "COPY (SELECT {keys}, 'inserted', '' FROM ({latest}) d) TO STDOUT (FORMAT csv)"
+        "COPY (SELECT {keys}, {change}, '' FROM ({latest}) d) TO STDOUT (FORMAT csv)"
     ).format(
+        # An update-only feed creates none of them: each is not found.
+        change=sql.Literal("not_found" if plan.control.mode == "update" else "inserted"),
         keys=sql.SQL(", ").join(
             sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
         ),

@@ -35,6 +35,11 @@ def insert_latest(plan: Plan) -> sql.Composed:
     )
 
 
+def count_latest(plan: Plan) -> sql.Composed:
+    """The number of distinct keys of the stage (an update-only feed into an empty table)."""
+    return sql.SQL("SELECT count(*) FROM ({}) d").format(latest(plan))
+
+
 # Count what MERGE did that the table statistics do not tell apart: the rows it matched
 # and left alone (MERGE has no RETURNING before PostgreSQL 17), those it made active
 # again, and those a full feed deactivated or deleted.  Owned by the stage's ord column,
@@ -46,6 +51,10 @@ REACTIVATED = sql.Identifier("csvload_reactivated")
 
 
 GONE = sql.Identifier("csvload_gone")
+
+
+# The matched rows an insert-only feed leaves as they are.
+EXISTING = sql.Identifier("csvload_existing")
 
 
 def create_counter(seq: sql.Identifier) -> sql.Composed:
@@ -124,19 +133,22 @@ def merge_statement(
         if updates_rows(plan)
         else sql.SQL("")
     )
+    # An insert-only feed counts its matched rows as existing, not unchanged.  (An
+    # update-only feed is the WITH statement's: see writers.choose().)
+    assert plan.control.mode != "update"
     parts = [
         sql.SQL(
             "MERGE INTO {table} p USING ({latest}) d ON {join}{update}"
             " WHEN MATCHED AND {take} THEN DO NOTHING"
             " WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
         ).format(
-            take=_take(UNCHANGED),
+            take=_take(EXISTING if plan.control.mode == "insert" else UNCHANGED),
+            names=names,
+            values=values,
             latest=latest(plan),
             table=plan.target.identifier,
             join=key_join(plan),
             update=update,
-            names=names,
-            values=values,
         )
     ]
     if gone:
@@ -310,6 +322,8 @@ def _updated(plan: Plan) -> sql.Composed:
 
 
 def _inserted(plan: Plan) -> sql.Composed:
+    if plan.control.mode == "update":
+        return sql.Composed([sql.SQL(", inserted AS (SELECT 1 WHERE false)")])
     names, values = insert_lists(plan, "d")
     keys = sql.SQL(", ").join(key_alias(i) for i in range(len(plan.target.key)))
     # New keys in key order, so the key's index fills left to right.
@@ -347,20 +361,36 @@ def _gone(plan: Plan, mode: str, gone: bool) -> sql.Composed:
 
 
 def _with_counts(plan: Plan) -> sql.Composed:
-    """with_statement()'s counts.  The last two: the rows it means to insert and to
-    update.  RETURNING lists only those really written, so a row a trigger suppressed is
-    the difference."""
-    return sql.SQL(
+    """with_statement()'s counts.  The next to last two: the rows it means to insert and
+    to update.  RETURNING lists only those really written, so a row a trigger suppressed
+    is the difference.  Last, under --mode insert or update, the keys it passed over."""
+    mode = plan.control.mode
+    counts = sql.SQL(
         "(SELECT count(*) FROM pairs WHERE csvload_listed), (SELECT count(*) FROM updated),"
         " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back),"
         " (SELECT count(*) FROM gone),"
-        " (SELECT count(*) FROM pairs WHERE csvload_listed AND csvload_row IS NULL),"
+        " (SELECT count(*) FROM pairs WHERE {inserting}),"
         " (SELECT count(*) FROM pairs WHERE {updating})"
     ).format(
+        inserting=sql.SQL("csvload_listed AND csvload_row IS NULL")
+        if mode != "update"
+        else sql.SQL("false"),
         updating=sql.SQL("csvload_listed AND csvload_row IS NOT NULL AND NOT csvload_same")
         if updates_rows(plan)
-        else sql.SQL("false")
+        else sql.SQL("false"),
     )
+    if mode == "upsert":
+        return counts
+    return sql.SQL("{}, (SELECT count(*) FROM pairs WHERE csvload_listed AND {})").format(
+        counts, _passed(plan)
+    )
+
+
+def _passed(plan: Plan) -> sql.SQL:
+    """A listed pair this mode passes over: an existing row, or a key not in the table."""
+    if plan.control.mode == "insert":
+        return sql.SQL("csvload_row IS NOT NULL")
+    return sql.SQL("csvload_row IS NULL")
 
 
 def _changes_rows(plan: Plan, mode: str, counts: sql.Composed) -> sql.Composed:
@@ -369,13 +399,26 @@ def _changes_rows(plan: Plan, mode: str, counts: sql.Composed) -> sql.Composed:
     table of the changes, filled and copied out afterwards, cost 0.4 s more at 245k
     changes)."""
     change = sql.Literal("deactivated" if mode == "deactivate" else "deleted")
+    # An update-only feed's new keys are listed as not_found, an insert-only feed's
+    # existing rows as existing (their csvload_same is true: it updates none).
+    new = sql.Literal("not_found" if plan.control.mode == "update" else "inserted")
+    existing = (
+        sql.SQL(" OR true") if plan.control.mode == "insert" else sql.SQL("")
+    )
+    kept = (
+        sql.SQL(" WHEN true THEN 'existing'") if plan.control.mode == "insert" else sql.SQL("")
+    )
     return sql.SQL(
-        " SELECT {file_keys}, CASE WHEN csvload_row IS NULL THEN 'inserted'"
+        " SELECT {file_keys}, CASE WHEN csvload_row IS NULL THEN {new}{kept}"
         " WHEN csvload_back THEN 'reactivated' ELSE 'updated' END, csvload_columns"
-        " FROM pairs d WHERE csvload_listed AND (csvload_row IS NULL OR NOT csvload_same)"
+        " FROM pairs d WHERE csvload_listed AND (csvload_row IS NULL OR NOT csvload_same"
+        "{existing})"
         " UNION ALL SELECT {gone_keys}, {change}, '' FROM gone g"
         " UNION ALL SELECT {nulls}, {trailer}, concat_ws(' ', {counts})"
     ).format(
+        new=new,
+        kept=kept,
+        existing=existing,
         file_keys=sql.SQL(", ").join(
             sql.SQL("d.{}::text").format(f.column.identifier) for f in plan.key_fields
         ),

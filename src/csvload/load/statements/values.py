@@ -162,9 +162,14 @@ def key_join(plan: Plan) -> sql.Composable:
 
 def compared_fields(plan: Plan) -> list[Field]:
     """The fields a re-import compares and writes: all but exact key columns (equal by
-    definition); a case-insensitive key's spelling is written when it changed."""
+    definition); a case-insensitive key's spelling is written when it changed.  Not the
+    columns existing rows keep (--keep, those --update leaves out), and none at all for
+    an insert-only feed: a row whose only differences are there is unchanged."""
+    if plan.control.mode == "insert":
+        return []
     exact = {k for k, m in zip(plan.target.key, plan.target.matches, strict=True) if m == EXACT}
-    return [f for f in plan.fields if f.column.name not in exact]
+    kept = plan.control.kept
+    return [f for f in plan.fields if f.column.name not in exact and f.column.name not in kept]
 
 
 def keeps_stored(column: Column) -> bool:
@@ -179,8 +184,37 @@ def new_value(plan: Plan, field: Field, source: str) -> sql.Composable:
         # A full feed lists the row, so it is active unless the file says false: an empty
         # active field is "no value", not "false", and never keeps a row deactivated.
         return sql.SQL("coalesce({}, true)").format(mine)
+    control = plan.control
+    if control.kept or control.filled or control.empty:
+        return _controlled(control, column, mine)
     if keeps_stored(column):
         return sql.SQL("coalesce({}, p.{})").format(mine, column.identifier)
+    return mine
+
+
+def _controlled(control, column: Column, mine: sql.Composable) -> sql.Composable:
+    """new_value() under --fill and --empty.  An empty field is '' in a text column and
+    NULL in any other (value()).  --empty keep: the stored value stays; clear: NULL where
+    the column allows it, '' in a NOT NULL text column, and in a NOT NULL column of any
+    other type the NULL fails the statement and fit.find() makes the row a reject.
+    --fill: the file's value only where the stored one is NULL or '', and never an empty
+    one."""
+    stored = sql.SQL("p.{}").format(column.identifier)
+    how = control.empty_rule(column)
+    given = sql.SQL("NULLIF({}, '')").format(mine) if column.is_text else mine
+    if column.name in control.filled:
+        gap = (
+            sql.SQL("coalesce({}, '') = ''").format(stored)
+            if column.is_text
+            else sql.SQL("{} IS NULL").format(stored)
+        )
+        return sql.SQL("CASE WHEN {gap} THEN coalesce({given}, {stored}) ELSE {stored} END").format(
+            gap=gap, given=given, stored=stored
+        )
+    if how == "keep" or (how is None and keeps_stored(column)):
+        return sql.SQL("coalesce({}, {})").format(given, stored)
+    if how == "clear" and column.is_text and not column.not_null:
+        return given
     return mine
 
 
@@ -304,6 +338,8 @@ def row_differs(plan: Plan, source: str) -> sql.Composable:
 
 
 def updates_rows(plan: Plan) -> bool:
+    if plan.control.mode == "insert":
+        return False
     return bool(compared_fields(plan)) or _reactivating(plan)
 
 
