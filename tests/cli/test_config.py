@@ -94,7 +94,8 @@ def test_every_documented_option_is_accepted():
     assert set(OPTIONS) == {
         "table", "key", "map", "default", "touch", "encoding", "delimiter", "decimal_comma",
         "max_errors", "missing", "max_missing", "scope", "preset", "webhook",
-        "active_column", "changes", "rejects", "batch_size",
+        "active_column", "changes", "rejects", "batch_size", "mode", "update", "keep", "fill",
+        "empty",
     }  # fmt: skip
 
 
