@@ -15,6 +15,8 @@ from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, query
 from helpers.files import write_file, write_toml
 
+from csvload import webhook
+from csvload.load.result import ImportResult
 from csvload.table import schema
 
 # A shop's own table: typed columns, a composite key, updated_at as Django declares it.
@@ -425,3 +427,11 @@ def test_a_feed_value_is_checked_like_the_flag(dsn, tmp_path, monkeypatch):
     result = quiet_cli(dsn, "import", "--feed", "bad", str(write_file(tmp_path, "sku\n")))
     assert result.exit_code == 2
     assert error_line(result).endswith("mode must be one of upsert, insert, update, not \"merge\"")
+
+
+def test_the_webhook_payload_carries_the_rows_passed_over():
+    summary = ImportResult("succeeded", "f.csv", rows_read=5, updated=2, not_found=3).as_dict()
+    body = webhook.build_event(
+        webhook.COMPLETED, summary, file=None, database={}, run_id=None, error=None
+    )
+    assert (body["updated"], body["existing"], body["not_found"]) == (2, 0, 3)

@@ -429,6 +429,7 @@ _OPTIONS = (
         toml="empty",
         field="options.binding.empty",
         record="empty",
+        metavar="keep|clear|COLUMN=keep|clear",
         multiple=True,
     ),
     Option(
