@@ -235,8 +235,9 @@ def test_unknown_key_names_file_line_and_key_with_a_suggestion(tmp_path):
 def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path):
     assert error(tmp_path, "[feeds.shop]\ncolour = 'red'\n") == (
         "csvload.toml line 2: feed 'shop': unknown key 'colour' (keys: active_column, "
-        "batch_size, changes, decimal_comma, default, delimiter, encoding, key, map, "
-        "max_errors, max_missing, missing, preset, rejects, scope, table, touch, webhook)"
+        "batch_size, changes, decimal_comma, default, delimiter, empty, encoding, fill, keep, "
+        "key, map, max_errors, max_missing, missing, mode, preset, rejects, scope, table, "
+        "touch, update, webhook)"
     )
 
 
