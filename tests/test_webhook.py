@@ -99,6 +99,8 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
         "deactivated",
         "reactivated",
         "deleted",
+        "existing",
+        "not_found",
         "table",
         "key",
         "seconds",
