@@ -48,6 +48,10 @@ class MissingGuardError(CsvloadError):
     """A full feed would deactivate or delete more rows than --max-missing allows."""
 
 
+class GuardError(CsvloadError):
+    """An import would change more than --min-rows or --max-updated allows."""
+
+
 class ConstraintError(CsvloadError):
     """The file would break one of the table's unique indexes; nothing was written."""
 
