@@ -541,3 +541,47 @@ def test_max_change_with_a_bad_value_a_check_and_a_held_back_row(dsn, tmp_path):
         ["4", "price 12.00 -> 0.00 moves 100%, more than --max-change price=50%"],
     ]
     assert prices(dsn, kind)["K03"] == "13.50"
+
+
+# -- Citus -----------------------------------------------------------------------------------------
+
+
+def test_on_citus_the_row_guards_work_and_max_change_is_refused(distributed, tmp_path):
+    """--min-rows and --max-updated read counts the Citus writers return; --max-change's
+    join of the coordinator's stage with the table is refused up front."""
+    names = {f"K{i:02}": f"Name K{i:02}" for i in range(20)}
+
+    def feed(rows: dict[str, str], name: str) -> str:
+        return write_file(tmp_path, "sku,name\n" + "".join(f"{k},{v}\n" for k, v in rows.items()),
+                          name)
+
+    def content() -> list[tuple]:
+        return query(distributed, "SELECT sku, name, updated_at FROM products ORDER BY sku")
+
+    assert cli(distributed, "import", feed(names, "seed.csv"), "--quiet").exit_code == 0
+    before = content()
+    short = feed(dict(list(names.items())[:3]), "short.csv")
+    result = cli(distributed, "import", short, "--quiet", "--min-rows", "50%")
+    assert result.exit_code == 1
+    assert only_line(result.stderr) == (
+        f"Error: {short}: 3 data rows, fewer than --min-rows 50% (50% of 20 rows in scope);"
+        " nothing was changed (lower --min-rows if the file really is this short)"
+    )
+    renamed = feed(names | {"K00": "New", "K01": "New", "K02": "New"}, "renamed.csv")
+    result = cli(distributed, "import", renamed, "--quiet", "--max-updated", "2")
+    assert result.exit_code == 1
+    assert only_line(result.stderr) == (
+        f"Error: {renamed}: 3 rows of products would be updated, more than --max-updated 2;"
+        " nothing was changed (raise --max-updated if the changes are expected)"
+    )
+    result = cli(distributed, "import", renamed, "--quiet", "--max-change", "price=50%")
+    assert result.exit_code == 1
+    assert only_line(result.stderr) == (
+        "Error: products: is a distributed table of Citus; --max-change does not work on"
+        " tables Citus manages yet"
+    )
+    assert content() == before
+    passed = cli(distributed, "import", renamed, "--quiet", "--max-updated", "3",
+                 "--min-rows", "100%")
+    assert passed.exit_code == 0, passed.stderr
+    assert [name for _, name, _ in content()][:3] == ["New", "New", "New"]
