@@ -49,7 +49,8 @@ class MissingGuardError(CsvloadError):
 
 
 class GuardError(CsvloadError):
-    """An import would change more than --min-rows or --max-updated allows."""
+    """The file has fewer rows than --min-rows asks for, or the import would update more
+    rows than --max-updated allows; nothing was changed."""
 
 
 class ConstraintError(CsvloadError):
