@@ -65,7 +65,9 @@ def create_held(plan: Plan, moving) -> sql.Composed:
         "CREATE TEMP TABLE {held} ON COMMIT DROP AS"
         " SELECT d.csvload_ord, {keys}, CASE {which} END AS csvload_moved,"
         " ARRAY[{values}] AS csvload_values"
-        " FROM (SELECT {staged} FROM {stage} s) d JOIN {table} p ON {join}"
+        # OFFSET 0: each staged value is cast once, in the subquery; flattened, the
+        # planner repeated the cast in the join filter (290 against 190 ms at 200k rows).
+        " FROM (SELECT {staged} FROM {stage} s OFFSET 0) d JOIN {table} p ON {join}"
         " WHERE {any}"
     ).format(
         held=HELD,
