@@ -48,6 +48,11 @@ class MissingGuardError(CsvloadError):
     """A full feed would deactivate or delete more rows than --max-missing allows."""
 
 
+class GuardError(CsvloadError):
+    """The file has fewer rows than --min-rows asks for, or the import would update more
+    rows than --max-updated allows; nothing was changed."""
+
+
 class ConstraintError(CsvloadError):
     """The file would break one of the table's unique indexes; nothing was written."""
 

@@ -36,6 +36,7 @@ from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
+from csvload.load.guards import Guards
 from csvload.load.loader import ImportOptions, check_outputs
 from csvload.read.rejects import default_path
 from csvload.read.source import SourceOptions
@@ -104,7 +105,7 @@ IMPORT_OPTIONS = (
     "connect_timeout", "lock_timeout", "statement_timeout", "webhooks", "webhook_secret",
     "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
     "no_touch", "missing", "active_column", "max_missing", "mode", "update", "keep", "fill",
-    "empty", "changes_path", "feed", "config_path",
+    "empty", "min_rows", "max_updated", "max_change", "changes_path", "feed", "config_path",
 )  # fmt: skip
 
 
@@ -185,7 +186,10 @@ class ImportJob:
         hooks["attempts"] = params["webhook_retries"] + 1
         return cls(
             source=SourceOptions(path, **given["source"]),
-            options=ImportOptions(**options, binding=Binding(**given["options.binding"])),
+            options=ImportOptions(
+                **options, binding=Binding(**given["options.binding"]),
+                guards=Guards(**given["options.guards"]),
+            ),
             webhooks=webhook.WebhookOptions(**hooks),
             **given[""],
         )

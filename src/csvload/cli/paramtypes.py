@@ -20,6 +20,7 @@ import click
 
 from csvload import webhook
 from csvload.errors import CsvloadError
+from csvload.load.guards import parse_change, parse_share
 from csvload.load.missing import parse_limit
 from csvload.read.source import normalise_encoding
 from csvload.table.control import EMPTY
@@ -260,22 +261,54 @@ class EmptyRule(FileType):
 
 
 class Limit(FileType):
-    """--max-missing N or P%: a TOML integer, or a string that is a percentage."""
+    """--max-missing (--min-rows, --max-updated) N or P%: a TOML integer, or a string that
+    is a percentage."""
 
     name = "N|P%"
 
+    def __init__(self, option: str = "--max-missing"):
+        self.option = option
+
     def convert(self, value, param, ctx):
-        return value if isinstance(value, int) else self.checked(parse_limit, value, param, ctx)
+        if isinstance(value, int):
+            return value
+        return self.checked(lambda v: parse_limit(v, self.option), value, param, ctx)
 
     def from_file(self, key, value, base):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
         if isinstance(value, str) and value.strip().endswith("%"):
             try:
-                return parse_limit(value)
+                return parse_limit(value, self.option)
             except CsvloadError:
                 pass
         raise _wrong('an integer >= 0 or a percentage like "10%"', value, key)
+
+
+class Change(FileType):
+    """--max-change COLUMN=P%, repeatable; in the file a table of column = "P%"."""
+
+    name = "COLUMN=P%"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, tuple) else self.checked(parse_change, value, param, ctx)
+
+    def from_file(self, key, value, base):
+        if not isinstance(value, dict):
+            raise _wrong('a table of column = "P%"', value, key)
+        shares: dict[str, str] = {}
+        for column, given in value.items():
+            name = _name(column, "a column name", key, column)
+            try:
+                share = parse_share(given, f"{key}.{column}") if isinstance(given, str) else None
+            except CsvloadError:
+                share = None
+            if share is None:
+                raise _wrong('a percentage like "50%"', given, key, column)
+            if name in shares:
+                raise FileValueError(f"{key} names column {name!r} twice", key, column)
+            shares[name] = share
+        return tuple(shares.items())
 
 
 def _text(value: object) -> str | None:

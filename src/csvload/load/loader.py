@@ -17,9 +17,10 @@ from psycopg import errors
 
 from csvload import files
 from csvload.errors import TargetError, TooManyRejectsError
-from csvload.load import distributed_stage, fit, missing, statements, writers
+from csvload.load import distributed_stage, fit, guards, missing, statements, writers
 from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
+from csvload.load.guards import Guards
 from csvload.load.result import ImportResult, Progress, ProgressCallback
 from csvload.load.staging import DEFAULT_BATCH_SIZE, LineMap, Staging, Statements, stage
 from csvload.load.violations import unique_violation
@@ -51,6 +52,7 @@ class ImportOptions:
     lock_timeout: float | None = None  # seconds; None waits for as long as it takes
     statement_timeout: float | None = None
     work_mem: str = "256MB"  # for the dedupe sort; per import, not per server
+    guards: Guards = field(default_factory=Guards)  # --min-rows, --max-updated, --max-change
 
 
 def prepare(
@@ -97,6 +99,7 @@ def prepare(
     )
     if options.missing != "keep":
         plan = missing.prepare(plan, options)
+    guards.check(plan, options.guards)
     if options.preset is None:
         source.use_keys(
             tuple((f.index, f.column.name) for f in plan.key_fields if f.index < len(source.header))
@@ -167,6 +170,7 @@ class Import:
         self.rejects: RejectsWriter | None = None
         self.changes: ChangesWriter | None = None
         self.feed: missing.NoFeed = missing.NoFeed()
+        self.guards: guards.NoGuards = guards.NoGuards()
         self.distributed: distributed_stage.DistributedStage | None = None
         self.caps: Capabilities | None = None
 
@@ -188,6 +192,7 @@ class Import:
         if options.changes_path:
             self.changes = ChangesWriter(options.changes_path)
         self.feed = missing.feed_for(plan, options)
+        self.guards = guards.guards_for(plan, options.guards)
         try:
             with self.conn.transaction():
                 self._transaction()
@@ -225,8 +230,10 @@ class Import:
             raise TooManyRejectsError(self._too_many())
         _lock(db, plan, self.report, result)
         self.feed.before(db)
+        self.guards.before(db)
         self.report(Progress("merging", 0, None, result.rows_read))
         self._write()
+        self.guards.after(result, self.source.name)
         self.feed.after(result, self.source.name)
         if options.dry_run:
             raise psycopg.Rollback()
@@ -271,6 +278,8 @@ class Import:
             # 500k rows) lets it hash-join the stage with the table instead of probing the
             # index once per row.  Filling an empty table joins nothing, so it skips this.
             db.execute(statements.ANALYZE_STAGE)
+        if self.guards.moving and not caps.empty:
+            self._hold_back()
         for attempt in (1, 2):
             try:
                 with self.conn.transaction():
@@ -322,6 +331,39 @@ class Import:
         if self.result.rejected > self.options.max_errors:
             raise TooManyRejectsError(self._too_many())
         return True
+
+    def _hold_back(self) -> None:
+        """--max-change: before the writer, the rows whose values would move too far
+        become rejects and leave the stage (guards.py).  Finding them casts the staged
+        values, so a value that does not fit fails it as it would the writer: the misfits
+        are set aside first, and it runs again."""
+        db, plan, moving = self.db, self.plan, self.guards.moving
+        for attempt in (1, 2):
+            try:
+                with self.conn.transaction():
+                    found = guards.find_held(db, plan, moving)
+                break
+            except fit.FIXABLE as e:
+                if attempt == 2:
+                    raise
+                if not self._set_aside():
+                    raise translate(e, self.source.name) from e
+                # The writer may set misfits aside once more (a foreign key, a CHECK):
+                # its csvload_bad starts empty.
+                db.execute(guards.DROP_BAD)
+        if not found:
+            return
+        batch: list[Reject] = []
+        for reject in guards.held(db, plan, moving, self.lines, self.source.delimiter):
+            batch.append(reject)
+            if len(batch) >= 1000:
+                self._reject(batch)
+                batch = []
+        self._reject(batch)
+        guards.set_held_aside(db, plan, self.feed.full)
+        self.result.rejected += found
+        if self.result.rejected > self.options.max_errors:
+            raise TooManyRejectsError(self._too_many())
 
     def _reject(self, batch: list[Reject]) -> None:
         if batch and self.rejects is not None:

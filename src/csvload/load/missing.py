@@ -30,8 +30,8 @@ KEEP_BAD = sql.SQL(
 ).format(kept=statements.KEPT, stage=statements.STAGE, bad=statements.BAD)
 
 
-def parse_limit(text: str) -> int | str:
-    """--max-missing N or P%."""
+def parse_limit(text: str, option: str = "--max-missing") -> int | str:
+    """--max-missing N or P% (and the guards' --min-rows and --max-updated)."""
     value = text.strip()
     try:
         if value.endswith("%"):
@@ -45,7 +45,7 @@ def parse_limit(text: str) -> int | str:
         return count
     except ValueError:
         raise MappingError(
-            f"--max-missing {text!r}: give a number of rows (500) or a share of the rows in"
+            f"{option} {text!r}: give a number of rows (500) or a share of the rows in"
             " scope (10%)"
         ) from None
 
