@@ -430,6 +430,7 @@ _OPTIONS = (
         field="options.binding.empty",
         record="empty",
         metavar="keep|clear|COLUMN=keep|clear",
+        multiple=True,
     ),
     Option(
         ("--min-rows",),
