@@ -585,3 +585,35 @@ def test_on_citus_the_row_guards_work_and_max_change_is_refused(distributed, tmp
                  "--min-rows", "100%")
     assert passed.exit_code == 0, passed.stderr
     assert [name for _, name, _ in content()][:3] == ["New", "New", "New"]
+
+
+# -- with the rules of what a feed may change (issue 21) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [("--keep", "price"), ("--update", "name"), ("--mode", "insert"), ("--fill", "price")],
+    ids=["keep", "update-leaves-it-out", "insert-only", "fill"],
+)
+def test_max_change_ignores_a_column_the_feed_may_not_change(dsn, tmp_path, rule):
+    """A price the writer would not change cannot move: no row is held back for it."""
+    kind = ITEMS
+    seeded(dsn, kind, tmp_path)
+    broken = {sku: "0.00" for sku in PRICES}
+    path = write_file(tmp_path, kind.csv(broken), "broken.csv")
+    result = load(dsn, kind, path, "--max-change", "price=50%", *rule, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert summary(result)["rejected"] == 0
+    assert prices(dsn, kind) == dict(PRICES)
+
+
+def test_max_change_with_empty_keep_does_not_count_an_empty_field(dsn, tmp_path):
+    kind = ITEMS
+    seeded(dsn, kind, tmp_path)
+    path = write_file(tmp_path, kind.csv({**PRICES, "K03": ""}), "gaps.csv")
+    kept = load(dsn, kind, path, "--max-change", "price=50%", "--empty", "keep", "--json")
+    assert kept.exit_code == 0, kept.stderr
+    assert summary(kept)["rejected"] == 0 and prices(dsn, kind)["K03"] == "13.00"
+    cleared = load(dsn, kind, path, "--max-change", "price=50%", "--max-errors", "1", "--json")
+    assert cleared.exit_code == 3, cleared.stderr
+    assert summary(cleared)["rejected"] == 1 and prices(dsn, kind)["K03"] == "13.00"

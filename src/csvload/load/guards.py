@@ -32,6 +32,7 @@ from csvload.errors import GuardError, MappingError, TargetError
 from csvload.load import fit, statements
 from csvload.load.missing import limit_for
 from csvload.load.statements import guards as sql_guards
+from csvload.load.statements.values import compared_fields
 from csvload.read.source import Reject
 from csvload.table.catalog import EXACTLY, resolve
 from csvload.table.target import Field, Plan
@@ -100,6 +101,7 @@ def check(plan: Plan, guards: Guards) -> tuple[Moving, ...]:
     numeric = [c.name for c in target.columns
                if _numeric(c) and c.writable and c.name not in target.key]  # fmt: skip
     moving, seen = [], set()
+    changed = {f.column.name for f in compared_fields(plan)}
     for name, share in guards.max_change:
         option = f"--max-change {name}={share}"
         found = resolve(name, [c.name for c in target.columns], option, EXACTLY)
@@ -116,7 +118,9 @@ def check(plan: Plan, guards: Guards) -> tuple[Moving, ...]:
             raise MappingError(f"{option}: --max-change names {column.name} twice")
         seen.add(column.name)
         field = plan.field(column.name)
-        if field is not None:
+        # A column the writer never changes on an existing row (--keep, one --update leaves
+        # out, an insert-only feed) cannot move.
+        if field is not None and column.name in changed:
             moving.append(Moving(field, share))
     return tuple(moving)
 

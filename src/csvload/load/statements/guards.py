@@ -10,7 +10,7 @@ from psycopg import sql
 
 from csvload.load.statements.feed import KEPT
 from csvload.load.statements.stage import BAD, STAGE, stage_column
-from csvload.load.statements.values import keeps_stored, key_alias, key_join, key_parts, value
+from csvload.load.statements.values import key_alias, key_join, key_parts, new_value, value
 from csvload.table.target import Plan
 
 HELD = sql.Identifier("csvload_held")
@@ -20,22 +20,24 @@ HELD = sql.Identifier("csvload_held")
 DROP_BAD = sql.SQL("DROP TABLE {}").format(BAD)
 
 
-def _moved(i: int) -> sql.Identifier:
-    return sql.Identifier(f"csvload_moved{i + 1}")
+def _written(plan: Plan, m) -> sql.Composable:
+    """The value the writer would give an existing row p, as the writers compute it
+    (new_value(): an empty field that keeps the stored value, --fill, --empty), from d,
+    whose column of that name holds the file's value cast to the column's type."""
+    return sql.SQL("({})::numeric").format(new_value(plan, m.field, "d"))
 
 
-def _moves(moving, i: int) -> sql.Composable:
+def _moves(plan: Plan, moving, i: int) -> sql.Composable:
     """Whether the table row p's value of the i-th --max-change column would move by more
-    than its share: a stored 0 or NULL never does; an empty field moves it 100% when it
-    would clear it, and not at all when it keeps it (a NOT NULL non-text column)."""
+    than its share: a stored 0 or NULL never does; a value the writer would clear (an
+    empty field, where the rules clear it) moves it 100%."""
     m = moving[i]
     old = sql.SQL("p.{}::numeric").format(m.field.column.identifier)
-    new = sql.SQL("d.{}::numeric").format(_moved(i))
-    empty = sql.SQL("false" if keeps_stored(m.field.column) else "true")
+    new = _written(plan, m)
     return sql.SQL(
-        "({old} <> 0 AND CASE WHEN {new} IS NULL THEN {empty}"
+        "({old} <> 0 AND CASE WHEN {new} IS NULL THEN true"
         " ELSE abs({new} - {old}) * 100 > {share} * abs({old}) END)"
-    ).format(old=old, new=new, empty=empty, share=sql.Literal(Decimal(m.share.rstrip("%"))))
+    ).format(old=old, new=new, share=sql.Literal(Decimal(m.share.rstrip("%"))))
 
 
 def create_held(plan: Plan, moving) -> sql.Composed:
@@ -48,18 +50,18 @@ def create_held(plan: Plan, moving) -> sql.Composed:
         [sql.SQL("s.ord AS csvload_ord")]
         + [sql.SQL("{} AS {}").format(carried, key_alias(i)) for i, (carried, _, _) in
            enumerate(parts)]
-        + [sql.SQL("{} AS {}").format(value(plan, m.field), _moved(i))
-           for i, m in enumerate(moving)]
+        + [sql.SQL("{} AS {}").format(value(plan, m.field), m.field.column.identifier)
+           for m in moving]
     )  # fmt: skip
     which = sql.SQL(" ").join(
-        sql.SQL("WHEN {} THEN {}").format(_moves(moving, i), sql.Literal(i))
+        sql.SQL("WHEN {} THEN {}").format(_moves(plan, moving, i), sql.Literal(i))
         for i in range(len(moving))
     )
     values = sql.SQL(", ").join(
-        sql.SQL("p.{}::numeric::text, d.{}::numeric::text").format(
-            m.field.column.identifier, _moved(i)
+        sql.SQL("p.{}::numeric::text, {}::text").format(
+            m.field.column.identifier, _written(plan, m)
         )
-        for i, m in enumerate(moving)
+        for m in moving
     )
     return sql.SQL(
         "CREATE TEMP TABLE {held} ON COMMIT DROP AS"
@@ -78,7 +80,7 @@ def create_held(plan: Plan, moving) -> sql.Composed:
         stage=STAGE,
         table=plan.target.identifier,
         join=key_join(plan),
-        any=sql.SQL(" OR ").join(_moves(moving, i) for i in range(len(moving))),
+        any=sql.SQL(" OR ").join(_moves(plan, moving, i) for i in range(len(moving))),
     )
 
 
