@@ -180,6 +180,15 @@ def test_mode_update_deactivates_the_rows_a_full_feed_lacks(shop, tmp_path):
     assert active == {"A1": True, "B2": True, "C3": False}
 
 
+def test_mode_update_deletes_the_rows_a_full_feed_lacks(shop, tmp_path):
+    s = imported(
+        shop, write_file(tmp_path, "sku,name\nA1,Anvil\nB2,Bolt\nX9,Unknown\n", "f.csv"),
+        "--mode", "update", "--missing", "delete", "--max-missing", "1",
+    )  # fmt: skip
+    assert counts(s, "inserted", "unchanged", "not_found", "deleted") == (0, 2, 1, 1)
+    assert sorted(query(shop, "SELECT sku FROM products")) == [("A1",), ("B2",)]
+
+
 @pytest.mark.parametrize("changes", [False, True], ids=["plain", "changes"])
 def test_mode_update_into_an_empty_table_inserts_nothing(products, tmp_path, changes):
     path = tmp_path / "changes.csv"
