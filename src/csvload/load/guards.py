@@ -15,9 +15,10 @@
 
 A guard that trips fails the import with one line (exit 1), nothing changed.  All of it is
 set-based, in the import's transaction: the counts the guards read are the writer's own,
-plus one count of the rows in scope for a P% limit; --max-change is one statement over the
-stage joined with the table before the writer runs (guards.py in statements/).  With no
-guard given, an import runs no statement more.
+plus one count of the rows in scope for a P% limit; --max-change holds rows back inside
+the writer's own join (a condition and a counter: guards.py in statements/), and only
+when it held some are they found again to become rejects.  With no guard given, an
+import runs no statement more.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class NoGuards:
 
 class Checked(NoGuards):
     """One import's guards: the rows in scope before the write (for a P% limit), the
-    held-back rows (hold_back()), and the counts after the write against the limits."""
+    --max-change columns (the writers hold rows back: Import._hold_back()), and the
+    counts after the write against the limits."""
 
     def __init__(self, plan: Plan, guards: Guards, moving: tuple[Moving, ...]):
         self.plan, self.guards, self.moving = plan, guards, moving
@@ -200,13 +202,9 @@ def _at_least(limit: int | str, in_scope: int) -> int:
 # -- --max-change ------------------------------------------------------------------------------
 
 
-DROP_BAD = sql_guards.DROP_BAD
-
-
 def find_held(db, plan: Plan, moving: tuple[Moving, ...]) -> int:
-    """Record in csvload_held the rows --max-change holds back (the last occurrence of a
-    key, each once); how many.  Casts the staged values: a value that does not fit fails
-    it like the writer (fit.FIXABLE), and the caller sets the misfits aside first."""
+    """After a writer held rows back: record them in csvload_held (the last occurrence of
+    a key, each once); how many."""
     found = db.execute(sql_guards.create_held(plan, moving)).rowcount
     if found:
         found -= db.execute(sql_guards.drop_repeated(plan)).rowcount
@@ -228,12 +226,6 @@ def held(db, plan: Plan, moving: tuple[Moving, ...], lines, delimiter: str) -> I
             )
     finally:
         named.close()
-
-
-def set_held_aside(db, plan: Plan, full_feed: bool) -> None:
-    """Take every staged row of a held-back key out of the stage (an earlier row of the
-    same key must not be written in its place); a full feed keeps their keys."""
-    db.execute(sql_guards.set_aside(plan, full_feed))
 
 
 def reason(moving: Moving, stored: str, given: str | None) -> str:

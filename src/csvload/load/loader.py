@@ -172,6 +172,7 @@ class Import:
         self.feed: missing.NoFeed = missing.NoFeed()
         self.guards: guards.NoGuards = guards.NoGuards()
         self.distributed: distributed_stage.DistributedStage | None = None
+        self.held = 0  # the rows the writer held back for --max-change (writers.py)
         self.caps: Capabilities | None = None
 
     def prepare(self) -> Plan:
@@ -278,8 +279,7 @@ class Import:
             # 500k rows) lets it hash-join the stage with the table instead of probing the
             # index once per row.  Filling an empty table joins nothing, so it skips this.
             db.execute(statements.ANALYZE_STAGE)
-        if self.guards.moving and not caps.empty:
-            self._hold_back()
+        self.held = 0
         for attempt in (1, 2):
             try:
                 with self.conn.transaction():
@@ -298,6 +298,8 @@ class Import:
                     raise translate(e, self.source.name) from e
             except errors.UniqueViolation as e:
                 raise unique_violation(db, plan, e, self.source.name, self.lines) from e
+        if self.held:
+            self._hold_back()
         if rebuild:
             _rebuild_own_indexes(db, plan, rebuild.primary_key)
         if self.distributed is not None:
@@ -333,26 +335,13 @@ class Import:
         return True
 
     def _hold_back(self) -> None:
-        """--max-change: before the writer, the rows whose values would move too far
-        become rejects and leave the stage (guards.py).  Finding them casts the staged
-        values, so a value that does not fit fails it as it would the writer: the misfits
-        are set aside first, and it runs again."""
+        """--max-change: the writer held back self.held rows whose values would move too
+        far (not written, their keys listed, so --missing never touches them); they become
+        rejects (guards.py).  Found again in the stage joined with the table: their stored
+        values are unchanged, while a row the writer updated now holds its new value, so
+        only held rows (the last occurrence of a key, each once) match."""
         db, plan, moving = self.db, self.plan, self.guards.moving
-        for attempt in (1, 2):
-            try:
-                with self.conn.transaction():
-                    found = guards.find_held(db, plan, moving)
-                break
-            except fit.FIXABLE as e:
-                if attempt == 2:
-                    raise
-                if not self._set_aside():
-                    raise translate(e, self.source.name) from e
-                # The writer may set misfits aside once more (a foreign key, a CHECK):
-                # its csvload_bad starts empty.
-                db.execute(guards.DROP_BAD)
-        if not found:
-            return
+        guards.find_held(db, plan, moving)
         batch: list[Reject] = []
         for reject in guards.held(db, plan, moving, self.lines, self.source.delimiter):
             batch.append(reject)
@@ -360,8 +349,8 @@ class Import:
                 self._reject(batch)
                 batch = []
         self._reject(batch)
-        guards.set_held_aside(db, plan, self.feed.full)
-        self.result.rejected += found
+        # The writer's count: its distinct keys left exactly these out.
+        self.result.rejected += self.held
         if self.result.rejected > self.options.max_errors:
             raise TooManyRejectsError(self._too_many())
 

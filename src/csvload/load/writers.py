@@ -13,7 +13,10 @@ wrote.  choose() is the one place that picks among them, per attempt:
     WithStatement     otherwise: one WITH statement counted by RETURNING
 
 --changes on an empty table lists its insertions first (every distinct key is one).
-Each write() returns the number of distinct keys and sets inserted and updated.
+Each write() returns the number of distinct keys and sets inserted and updated.  With
+--max-change, MergeInto and WithStatement hold back the rows that would move too far in
+their own join and set job.held to their number (their keys are not among the distinct
+ones); the other writers never run with it (an empty table, Citus).
 """
 
 from __future__ import annotations
@@ -133,9 +136,14 @@ class MergeInto:
             counters.append(statements.REACTIVATED)
         if self.gone:
             counters.append(statements.GONE)
+        moving = job.guards.moving
+        if moving:
+            counters.append(statements.HELD_COUNT)
         for counter in counters:
             db.execute(statements.create_counter(counter))
-        statement = statements.merge_statement(plan, mode, self.gone, changes is not None)
+        statement = statements.merge_statement(
+            plan, mode, self.gone, changes is not None, moving
+        )
         if changes is not None:
             changes.stream(db, plan, statement, counted=False)
         else:
@@ -147,6 +155,7 @@ class MergeInto:
         if plan.active is not None:
             result.reactivated = more.pop(0)
         missing = more.pop(0) if self.gone else 0
+        job.held = more.pop(0) if moving else 0
         result.inserted = inserted - self.before[0]
         # Deactivating a row updates it; deleting one is no update.
         result.updated = updated - self.before[1] - (missing if mode == "deactivate" else 0)
@@ -167,12 +176,13 @@ class WithStatement:
     def write(self, db, job) -> int:
         plan, result = job.plan, job.result
         changes = job.changes if self.feed else None
+        moving = job.guards.moving
         if self.feed:
             statement = statements.with_statement(
-                plan, job.options.missing, changes is not None, self.gone
+                plan, job.options.missing, changes is not None, self.gone, moving
             )
         else:
-            statement = statements.with_statement(plan)
+            statement = statements.with_statement(plan, moving=moving)
         if changes is not None:
             row = changes.stream(db, plan, statement)
         else:
@@ -183,6 +193,7 @@ class WithStatement:
         if plan.control.passed is not None:
             # --mode insert or update: the keys it passed over, last.
             setattr(result, plan.control.passed, row[7])
+        job.held = row[-1] if moving else 0
         result.suppressed = inserting - result.inserted + updating - result.updated
         if plan.active is not None:
             result.reactivated = reactivated

@@ -22,6 +22,7 @@ from csvload.load.statements.merge import (  # noqa: F401
     COUNTS_ROW,
     EXISTING,
     GONE,
+    HELD_COUNT,
     REACTIVATED,
     UNCHANGED,
     count_latest,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from csvload.load.statements.feed import KEPT, table_key
+from csvload.load.statements.guards import HELD_COUNT, moves_too_far
 from csvload.load.statements.stage import STAGE
 from csvload.load.statements.values import (
     comparable,
@@ -92,7 +93,7 @@ def merge_counts(plan: Plan, counters: list[sql.Identifier]) -> sql.Composed:
 
 
 def merge_statement(
-    plan: Plan, mode: str = "keep", gone: bool = False, changes: bool = False
+    plan: Plan, mode: str = "keep", gone: bool = False, changes: bool = False, moving=()
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table with MERGE (PostgreSQL 15 and
     later): one join of the stage's keys with the table drives both the UPDATE of the
@@ -133,6 +134,12 @@ def merge_statement(
         if updates_rows(plan)
         else sql.SQL("")
     )
+    if moving:
+        # A CASE, so that a NULL (a stored NULL) never reaches the counter.
+        update = sql.SQL(
+            " WHEN MATCHED AND CASE WHEN {moves} THEN {take} ELSE false END"
+            " THEN DO NOTHING{update}"
+        ).format(moves=moves_too_far(plan, moving), take=_take(HELD_COUNT), update=update)
     # An insert-only feed counts its matched rows as existing, not unchanged.  (An
     # update-only feed is the WITH statement's: see writers.choose().)
     assert plan.control.mode != "update"
@@ -232,7 +239,7 @@ def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
 
 
 def with_statement(
-    plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False
+    plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False, moving=()
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table in ONE statement, and return
     (distinct keys, updated, inserted, reactivated, deactivated or deleted, keys it
@@ -251,17 +258,31 @@ def with_statement(
     join for the changes, MERGE, an anti-join for the missing rows) took 1.7 + 1.9 + 1.5 s
     against 3.9-4.4 s.  Rows in scope that a rejected row names (csvload_kept) are never
     missing.
+
+    `moving` (--max-change): a listed pair whose value would move too far is held
+    (csvload_held): not updated, not counted among the distinct keys nor listed as a
+    change, and counted last.  Its key is listed, so it is never missing.
     """
-    parts = [_pairs(plan, gone, changes), _updated(plan), _inserted(plan), _gone(plan, mode, gone)]
-    counts = _with_counts(plan)
+    parts = [
+        _pairs(plan, gone, changes, moving), _updated(plan, moving), _inserted(plan),
+        _gone(plan, mode, gone),
+    ]  # fmt: skip
+    counts = _with_counts(plan, moving)
     if not changes:
         parts.append(sql.SQL(" SELECT {}").format(counts))
         return sql.Composed(parts)
-    parts.append(_changes_rows(plan, mode, counts))
+    parts.append(_changes_rows(plan, mode, counts, moving))
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.Composed(parts))
 
 
-def _pairs(plan: Plan, gone: bool, changes: bool) -> sql.Composed:
+def _not_held(moving, row: str = "") -> sql.Composable:
+    """ AND NOT csvload_held, with --max-change."""
+    if not moving:
+        return sql.SQL("")
+    return sql.SQL(" AND NOT {}csvload_held").format(sql.SQL(f"{row}." if row else ""))
+
+
+def _pairs(plan: Plan, gone: bool, changes: bool, moving=()) -> sql.Composed:
     """with_statement()'s first part: each key of the file with its row of the table, and
     whether it is listed, the same, coming back to active, (with changes) which columns
     differ."""
@@ -298,6 +319,11 @@ def _pairs(plan: Plan, gone: bool, changes: bool) -> sql.Composed:
         if changes
         else sql.SQL("")
     )
+    if moving:
+        columns = sql.SQL(
+            "{columns}, coalesce(p.ctid IS NOT NULL AND {file_row} AND {moves}, false)"
+            " AS csvload_held"
+        ).format(columns=columns, file_row=file_row, moves=moves_too_far(plan, moving))
     return sql.SQL(
         "WITH pairs AS MATERIALIZED ("
         " SELECT d.*, p.ctid AS csvload_row, {file_row} AS csvload_listed,"
@@ -311,14 +337,17 @@ def _pairs(plan: Plan, gone: bool, changes: bool) -> sql.Composed:
     )  # fmt: skip
 
 
-def _updated(plan: Plan) -> sql.Composed:
+def _updated(plan: Plan, moving=()) -> sql.Composed:
     if not updates_rows(plan):
         return sql.Composed([sql.SQL(", updated AS (SELECT 1 WHERE false)")])
     return sql.SQL(
         ", updated AS (UPDATE {table} p SET {assignments} FROM pairs m"
-        " WHERE p.ctid = m.csvload_row AND m.csvload_listed AND NOT m.csvload_same"
+        " WHERE p.ctid = m.csvload_row AND m.csvload_listed AND NOT m.csvload_same{held}"
         " RETURNING 1)"
-    ).format(table=plan.target.identifier, assignments=update_assignments(plan, "m"))
+    ).format(
+        table=plan.target.identifier, assignments=update_assignments(plan, "m"),
+        held=_not_held(moving, "m"),
+    )  # fmt: skip
 
 
 def _inserted(plan: Plan) -> sql.Composed:
@@ -360,18 +389,23 @@ def _gone(plan: Plan, mode: str, gone: bool) -> sql.Composed:
     )
 
 
-def _with_counts(plan: Plan) -> sql.Composed:
-    """with_statement()'s counts.  The next to last two: the rows it means to insert and
+def _with_counts(plan: Plan, moving=()) -> sql.Composed:
+    """with_statement()'s counts.  The sixth and seventh: the rows it means to insert and
     to update.  RETURNING lists only those really written, so a row a trigger suppressed
-    is the difference.  Last, under --mode insert or update, the keys it passed over."""
+    is the difference.  Then, under --mode insert or update, the keys it passed over;
+    last, with --max-change, the rows it held back."""
     mode = plan.control.mode
+    held = _not_held(moving)
     counts = sql.SQL(
-        "(SELECT count(*) FROM pairs WHERE csvload_listed), (SELECT count(*) FROM updated),"
-        " (SELECT count(*) FROM inserted), (SELECT count(*) FROM pairs WHERE csvload_back),"
+        "(SELECT count(*) FROM pairs WHERE csvload_listed{held}),"
+        " (SELECT count(*) FROM updated),"
+        " (SELECT count(*) FROM inserted),"
+        " (SELECT count(*) FROM pairs WHERE csvload_back{held}),"
         " (SELECT count(*) FROM gone),"
         " (SELECT count(*) FROM pairs WHERE {inserting}),"
-        " (SELECT count(*) FROM pairs WHERE {updating})"
+        " (SELECT count(*) FROM pairs WHERE {updating}{held})"
     ).format(
+        held=held,
         inserting=sql.SQL("csvload_listed AND csvload_row IS NULL")
         if mode != "update"
         else sql.SQL("false"),
@@ -379,11 +413,13 @@ def _with_counts(plan: Plan) -> sql.Composed:
         if updates_rows(plan)
         else sql.SQL("false"),
     )
-    if mode == "upsert":
-        return counts
-    return sql.SQL("{}, (SELECT count(*) FROM pairs WHERE csvload_listed AND {})").format(
-        counts, _passed(plan)
-    )
+    if mode != "upsert":
+        counts = sql.SQL("{}, (SELECT count(*) FROM pairs WHERE csvload_listed AND {})").format(
+            counts, _passed(plan)
+        )
+    if moving:
+        counts = sql.SQL("{}, (SELECT count(*) FROM pairs WHERE csvload_held)").format(counts)
+    return counts
 
 
 def _passed(plan: Plan) -> sql.SQL:
@@ -393,7 +429,7 @@ def _passed(plan: Plan) -> sql.SQL:
     return sql.SQL("csvload_row IS NULL")
 
 
-def _changes_rows(plan: Plan, mode: str, counts: sql.Composed) -> sql.Composed:
+def _changes_rows(plan: Plan, mode: str, counts: sql.Composed, moving=()) -> sql.Composed:
     """With --changes the statement is COPY'd out: its rows are the changes file's,
     written straight to it, and a last row, csvload:counts, carries the counts (a temp
     table of the changes, filled and copied out afterwards, cost 0.4 s more at 245k
@@ -411,11 +447,12 @@ def _changes_rows(plan: Plan, mode: str, counts: sql.Composed) -> sql.Composed:
     return sql.SQL(
         " SELECT {file_keys}, CASE WHEN csvload_row IS NULL THEN {new}{kept}"
         " WHEN csvload_back THEN 'reactivated' ELSE 'updated' END, csvload_columns"
-        " FROM pairs d WHERE csvload_listed AND (csvload_row IS NULL OR NOT csvload_same"
+        " FROM pairs d WHERE csvload_listed{held} AND (csvload_row IS NULL OR NOT csvload_same"
         "{existing})"
         " UNION ALL SELECT {gone_keys}, {change}, '' FROM gone g"
         " UNION ALL SELECT {nulls}, {trailer}, concat_ws(' ', {counts})"
     ).format(
+        held=_not_held(moving),
         new=new,
         kept=kept,
         existing=existing,
