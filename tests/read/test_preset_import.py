@@ -261,3 +261,26 @@ def test_a_row_the_preset_rejects_keeps_its_product(products, tmp_path):
     assert feed["exit_code"] == 3 and feed["rejected"] == 1
     assert feed["deactivated"] == 0
     assert query(products, "SELECT count(*) FROM products WHERE NOT active") == [(0,)]
+
+
+def test_a_preset_with_the_rules_of_what_a_feed_may_change(shop_table, tmp_path):
+    """Issue 21 with a preset: names curated by hand survive --update price,stock, an
+    insert-only run passes over every existing row, an update-only run creates nothing."""
+    dsn = shop_table
+    path = tmp_path / "shopify.csv"
+    expected = write_shopify(path, 300, variants=2, seed=3)
+    assert load(dsn, path, "shopify", *shop("acme"))["exit_code"] == 0
+    with psycopg.connect(dsn) as c:
+        c.execute("UPDATE shop_item SET name = 'curated ' || sku")
+        stamps = c.execute("SELECT sum(extract(epoch FROM updated_at)) FROM shop_item").fetchone()
+    s = load(dsn, path, "shopify", *shop("acme"), "--update", "price,stock")
+    assert (s["updated"], s["unchanged"]) == (0, 600)
+    assert query(dsn, "SELECT count(*) FROM shop_item WHERE name NOT LIKE 'curated %'") == [(0,)]
+    s = load(dsn, path, "shopify", *shop("acme"), "--mode", "insert")
+    assert (s["inserted"], s["existing"], s["skipped"]) == (0, 600, expected.rows - 600)
+    s = load(dsn, path, "shopify", *shop("other"), "--mode", "update")
+    assert (s["inserted"], s["not_found"]) == (0, 600)
+    with psycopg.connect(dsn) as c:
+        assert c.execute(
+            "SELECT sum(extract(epoch FROM updated_at)) FROM shop_item").fetchone() == stamps
+        assert c.execute("SELECT count(*) FROM shop_item").fetchone() == (600,)
