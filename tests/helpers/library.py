@@ -6,7 +6,7 @@ import psycopg
 
 from csvload.load.loader import ImportOptions, import_source
 from csvload.read.source import Source, SourceOptions
-from csvload.table.target import describe
+from csvload.table.catalog import describe
 
 
 def import_file(dsn: str, path: str, track_counts: str | None = None, **options):

@@ -20,7 +20,7 @@ from helpers.files import write_file
 from helpers.library import target_of
 
 from csvload.errors import MappingError
-from csvload.table.target import Binding, bind
+from csvload.table.binding import Binding, bind
 
 # -- item 8: one resolver for every name -----------------------------------------------------
 

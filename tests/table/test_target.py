@@ -15,7 +15,8 @@ from helpers.files import write_file
 from helpers.library import target_of
 
 from csvload.errors import MappingError, MissingColumnError, TargetError
-from csvload.table.target import CITEXT, EXACT, LOWER, Binding, bind
+from csvload.table.binding import Binding, bind
+from csvload.table.catalog import CITEXT, EXACT, LOWER
 
 # -- the key and how it matches --------------------------------------------------------------
 

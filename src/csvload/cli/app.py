@@ -42,7 +42,7 @@ from csvload.read.rejects import default_path
 from csvload.read.source import SourceOptions
 from csvload.server.database import connect, display_name, translate
 from csvload.table import citus, schema
-from csvload.table.target import Binding
+from csvload.table.binding import Binding
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -23,8 +23,9 @@ from csvload.errors import CsvloadError
 from csvload.load.guards import parse_change, parse_share
 from csvload.load.missing import parse_limit
 from csvload.read.source import normalise_encoding
+from csvload.table.binding import NOW
+from csvload.table.catalog import parse_key
 from csvload.table.control import EMPTY
-from csvload.table.target import NOW, parse_key
 
 
 class FileValueError(click.BadParameter):

@@ -25,8 +25,8 @@ from csvload.load.loader import ImportOptions
 from csvload.load.result import OPTIONAL_COUNTS
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, display_name
+from csvload.table.binding import Binding
 from csvload.table.schema import PRODUCTS
-from csvload.table.target import Binding
 
 _DONE_OK = ("running", "succeeded", "dry_run")
 

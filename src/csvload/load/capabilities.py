@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 
 from csvload.load import statements
-from csvload.table.target import Plan
+from csvload.table.binding import Plan
 
 
 @dataclass(frozen=True)

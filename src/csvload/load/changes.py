@@ -17,7 +17,7 @@ from pathlib import Path
 
 from csvload.files import OutputFile
 from csvload.load import statements
-from csvload.table.target import Plan
+from csvload.table.binding import Plan
 
 
 class ChangesWriter:

@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from csvload.load import statements, upsert
-from csvload.table.target import Column, Plan
+from csvload.table.binding import Plan
+from csvload.table.catalog import Column
 
 # Tried on Citus 14.0.1 over PostgreSQL 18 (tests/test_citus_stage.py runs it on a real
 # coordinator and two workers):

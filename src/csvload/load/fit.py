@@ -26,7 +26,8 @@ from psycopg import errors, sql
 
 from csvload.load import statements
 from csvload.load.capabilities import Server
-from csvload.table.target import Column, Field, PartitionBound, Plan
+from csvload.table.binding import Field, Plan
+from csvload.table.catalog import Column, PartitionBound
 
 # The SQLSTATEs after which the merge is retried without the rows found here: data
 # exceptions (class 22: bad input syntax, out of range, too long), and the integrity

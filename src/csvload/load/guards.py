@@ -35,8 +35,8 @@ from csvload.load.missing import limit_for
 from csvload.load.statements import guards as sql_guards
 from csvload.load.statements.values import compared_fields
 from csvload.read.source import Reject
+from csvload.table.binding import Field, Plan
 from csvload.table.catalog import EXACTLY, resolve
-from csvload.table.target import Field, Plan
 
 # The types --max-change measures: those whose values are numbers a numeric holds.
 NUMERIC = ("int2", "int4", "int8", "numeric", "float4", "float8", "money")

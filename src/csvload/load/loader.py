@@ -29,8 +29,9 @@ from csvload.read.rejects import RejectsWriter
 from csvload.read.source import Reject, Source
 from csvload.server.database import translate
 from csvload.table import control, schema
+from csvload.table.binding import Binding, Plan, bind
+from csvload.table.catalog import describe
 from csvload.table.schema import INDEXES, PRODUCTS
-from csvload.table.target import Binding, Plan, bind, describe
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Import", "ImportOptions", "import_source", "prepare"]
 

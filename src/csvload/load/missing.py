@@ -11,7 +11,6 @@ read, count as present: a bad row never gets its product deactivated.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from psycopg import errors, sql
 
@@ -19,8 +18,10 @@ from csvload.errors import ConstraintError, MappingError, MissingGuardError
 from csvload.load import fit, statements
 from csvload.load.capabilities import Server
 from csvload.load.violations import key_detail
+from csvload.read.encoding import storable
 from csvload.read.source import Reject
-from csvload.table.target import Plan, resolve
+from csvload.table.binding import Plan
+from csvload.table.catalog import resolve
 
 MODES = ("keep", "deactivate", "delete")
 
@@ -125,7 +126,11 @@ class FullFeed(NoFeed):
         self.done: int | None = None  # rows the merge itself deactivated or deleted
 
     def keep(self, rejects: list[Reject]) -> None:
-        self._kept.extend(r.key for r in rejects if r.key is not None and _storable(r.key))
+        # A key holding a NUL or undecodable bytes names no stored row; sent along, it
+        # would fail the whole import (a NUL) or the client (the bytes do not encode).
+        self._kept.extend(
+            r.key for r in rejects if r.key is not None and all(map(storable, r.key))
+        )
 
     def stage_kept(self, db) -> None:
         db.execute(statements.CREATE_KEPT)
@@ -230,14 +235,3 @@ class FullFeed(NoFeed):
             f" row{key} is still referenced from {other} (foreign key"
             f" {e.diag.constraint_name}); nothing was changed (--missing deactivate keeps them)"
         )
-
-
-def _storable(key: tuple[str, ...]) -> bool:
-    """Whether a rejected row's key could name a stored row at all.  A NUL, or bytes the
-    file's encoding could not decode (kept as lone surrogates, see source.ERRORS), are in
-    no value PostgreSQL stores, so such a key names no row; sent along, it would fail the
-    whole import (a NUL) or the client (the surrogates do not encode)."""
-    return not any(_UNSTORABLE.search(k) for k in key)
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -8,7 +8,8 @@ from datetime import datetime
 from psycopg import sql
 
 from csvload.load import statements
-from csvload.table.target import LOWER, Plan
+from csvload.table.binding import Plan
+from csvload.table.catalog import LOWER
 
 # Measured on Citus 14.0.1 over PostgreSQL 18, from the coordinator's temp stage:
 # - MERGE into a distributed, reference or Citus local table is refused, so this is

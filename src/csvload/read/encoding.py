@@ -124,6 +124,12 @@ class TextChecks:
         return None
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL could hold text at all: no NUL, and no bytes the file's encoding
+    could not decode (kept as lone surrogates, see ERRORS)."""
+    return "\x00" not in text and _encodable(text)
+
+
 def _encodable(text: str) -> bool:
     """False when text holds escaped undecodable bytes (lone surrogates); encoding is about
     twice as fast as searching for them with a regex."""

@@ -12,7 +12,8 @@ from csvload.load.statements.values import (
     key_text,
     latest,
 )
-from csvload.table.target import EXACT, Plan
+from csvload.table.binding import Plan
+from csvload.table.catalog import EXACT
 
 
 def verify_counts(plan: Plan) -> sql.Composed:

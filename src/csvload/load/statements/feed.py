@@ -7,7 +7,7 @@ from psycopg import sql
 
 from csvload.load.statements.stage import STAGE, stage_column
 from csvload.load.statements.values import in_scope, key_text, latest, stage_match
-from csvload.table.target import Plan
+from csvload.table.binding import Plan
 
 
 def count_in_scope(plan: Plan) -> sql.Composed:

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from csvload.load.statements.stage import STAGE, stage_column
 from csvload.load.statements.values import key_alias, key_join, key_parts, new_value, value
-from csvload.table.target import Plan
+from csvload.table.binding import Plan
 
 HELD = sql.Identifier("csvload_held")
 

@@ -25,7 +25,7 @@ from csvload.load.statements.values import (
     update_assignments,
     updates_rows,
 )
-from csvload.table.target import Plan
+from csvload.table.binding import Plan
 
 
 def insert_latest(plan: Plan) -> sql.Composed:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from psycopg import sql
 
-from csvload.table.target import Field, Plan
+from csvload.table.binding import Field, Plan
 
 STAGE = sql.Identifier("csvload_stage")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from psycopg import sql
 
 from csvload.load.statements.stage import STAGE, stage_column
-from csvload.table.target import CITEXT, EXACT, LOWER, NOW, Column, Field, Plan
+from csvload.table.binding import NOW, Field, Plan
+from csvload.table.catalog import CITEXT, EXACT, LOWER, Column
 
 
 def key_alias(i: int) -> sql.Identifier:
