@@ -194,3 +194,14 @@ def citus_files(tmp_path_factory):
         "big": generate("big.csv", 150_000),
         "big2": generate("big2.csv", 150_000, "--rename", "0.5"),
     }
+
+
+# -- a drop folder (csvload watch) -----------------------------------------------------------
+
+
+@pytest.fixture
+def drop(tmp_path):
+    """An empty drop folder for `csvload watch`."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return folder
