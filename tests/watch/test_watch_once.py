@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 from helpers.cli import cli, quiet_cli
 from helpers.db import execute, query, table_checksum
@@ -138,3 +139,46 @@ def test_a_feed_applies_to_every_file(products, drop, tmp_path):
     ]
     assert (drop / "failed" / "two.csv").exists()
     assert (drop / "done" / "one.csv").exists()
+
+
+def test_a_half_written_file_is_left_alone(products, drop):
+    """A .part file, and a file whose size still changes while the watcher looks, stay
+    where they are; the sender's rename makes the .part file count."""
+    drop_file(drop, "ready.csv", "sku,name\nR-1,Ready\n")
+    part = drop / "coming.csv.part"
+    part.write_text("sku,name\nC-1,Coming\n")
+    growing = drop / "growing.csv"
+    growing.write_text("sku,name\n")
+    writing = threading.Event()
+
+    def write_on():
+        i = 0
+        while not writing.wait(0.05):
+            with open(growing, "a") as f:
+                f.write(f"G-{i},Growing\n")
+            i += 1
+
+    writer = threading.Thread(target=write_on)
+    writer.start()
+    try:
+        result = quiet_cli(products, "watch", str(drop), "--once", "--settle", "0.5")
+    finally:
+        writing.set()
+        writer.join()
+    assert result.exit_code == 0, result.stderr
+    assert names(products) == [("R-1", "Ready")]
+    assert sorted(p.name for p in drop.iterdir() if not p.name.startswith(".")) == [
+        "coming.csv.part", "done", "growing.csv",
+    ]  # fmt: skip
+
+    part.rename(drop / "coming.csv")
+    result = quiet_cli(products, "watch", str(drop), "--once", "--settle", "0.5")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (drop / "done").iterdir()) == [
+        "coming.csv", "growing.csv", "ready.csv",
+    ]  # fmt: skip
+    assert len(names(products)) == 2 + growing_rows(drop / "done" / "growing.csv")
+
+
+def growing_rows(path) -> int:
+    return len(path.read_text().splitlines()) - 1

@@ -81,7 +81,7 @@ def watch(
                 if event.kind == UNAVAILABLE:
                     break  # the next look, once the database is back
                 hooks.resume()
-            if options.once:
+            if options.once or hooks.run.stopped():
                 return
             hooks.sleep(options.interval)
 
@@ -111,7 +111,7 @@ def _take(folder: DropFolder, arrival: Arrival, options: WatchOptions, dsn: str,
     outcome = job.run(request, hooks)  # calls hooks.hold() before it returns
     if isinstance(outcome.error, Interrupted):
         folder.discard_rejects(arrival)
-        return Event(STOPPED, arrival.path, outcome=outcome)
+        return Event(STOPPED, arrival.path, outcome=outcome, error=str(outcome.error))
     if outcome.error is None:
         kind, moved = IMPORTED, folder.file_away(arrival, DONE)
     else:
