@@ -87,3 +87,13 @@ def stop(proc: subprocess.Popen, signum: int) -> tuple[int, str, str]:
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=WAIT)
     return proc.returncode, out, err
+
+
+def watch_once(dsn: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`csvload watch FOLDER --once --settle 0 ARGS` as a process; its result."""
+    return subprocess.run(
+        csvload_cmd("watch", str(folder), "--dsn", dsn, "--once", "--settle", "0", *args),
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )

@@ -182,3 +182,17 @@ def test_a_half_written_file_is_left_alone(products, drop):
 
 def growing_rows(path) -> int:
     return len(path.read_text().splitlines()) - 1
+
+
+def test_no_database_leaves_the_files_in_place(drop, tmp_path):
+    """When the run history cannot be asked, nothing is imported or moved: the file is not
+    at fault.  --once exits 1 with one line."""
+    path = drop_file(drop, "p.csv", "sku,name\nA-1,Lamp\n")
+    dsn = f"host={tmp_path} port=1 dbname=nothing user=nobody"  # no server listens there
+    result = quiet_cli(dsn, "watch", str(drop), "--once", "--settle", "0")
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: cannot connect to nothing on {tmp_path}:1: ")
+    assert line.endswith("; p.csv stays in the folder, to be imported next time")
+    assert path.read_text() == "sku,name\nA-1,Lamp\n"
+    assert not (drop / "done").exists() and not (drop / "failed").exists()

@@ -4,10 +4,8 @@ is imported, two watchers on one folder, SIGTERM and SIGINT mid-import and while
 from __future__ import annotations
 
 import signal
-import subprocess
 
 import pytest
-from helpers.cli import csvload_cmd
 from helpers.db import execute, query, table_checksum
 from helpers.watch import (
     WAIT,
@@ -18,7 +16,9 @@ from helpers.watch import (
     start_watch,
     stop,
     wait_until,
+    watch_once,
 )
+from helpers.webhook import Reply
 
 POLL = ("--interval", "0.1", "--settle", "0.2")
 
@@ -58,12 +58,7 @@ def test_a_second_watcher_is_refused(products, drop):
     lock = drop / ".csvload-watch.lock"
     wait_until(lambda: lock.exists() and lock.read_text().startswith("pid"), "the lock", proc)
     drop_file(drop, "p.csv", "sku,name\nA-1,Lamp\n")
-    second = subprocess.run(
-        csvload_cmd("watch", str(drop), "--dsn", products, "--once", "--settle", "0"),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
+    second = watch_once(products, drop)
     assert second.returncode == 1
     assert second.stderr == (
         f"Error: {drop}: another csvload watch holds this folder (pid {proc.pid} on "
@@ -114,12 +109,7 @@ def test_a_signal_mid_import_rolls_back_and_leaves_the_file(products, drop, sign
     assert runs(products) == [("p.csv", "interrupted")]
 
     execute(products, "DROP TRIGGER slowly ON products")
-    again = subprocess.run(
-        csvload_cmd("watch", str(drop), "--dsn", products, "--once", "--settle", "0", "-q"),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
+    again = watch_once(products, drop, "-q")
     assert again.returncode == 0, again.stderr
     assert (drop / "done" / "p.csv").exists()
     assert query(products, "SELECT sku, name FROM products") == [("A-1", "Lamp")]
@@ -131,3 +121,25 @@ def test_sigterm_while_idle_exits_0(products, drop):
     drop_file(drop, "p.csv", "sku,name\nA-1,Lamp\n")
     wait_until(lambda: (drop / "done" / "p.csv").exists(), "the import", proc)
     assert stop(proc, signal.SIGTERM) == (0, "", "")
+
+
+def test_killed_between_the_commit_and_the_move(products, drop, receiver):
+    """kill -9 while the webhook after the commit is on its way: the file is imported but
+    still in the folder.  The next watcher moves it to done/ without importing it again."""
+    receiver.script(Reply(delay=30))
+    path = drop_file(drop, "p.csv", "sku,name\nA-1,Lamp\n")
+    proc = start_watch(products, drop, *POLL, "--quiet", "--webhook", receiver.url)
+    wait_until(lambda: bool(receiver.requests), "the webhook", proc)
+    proc.kill()
+    proc.wait(timeout=WAIT)
+    assert path.exists() and not (drop / "done").exists()
+    assert runs(products) == [("p.csv", "succeeded")]
+    checksum = table_checksum(products)
+    (run_id,) = query(products, "SELECT run_id::text FROM csvload_runs")[0]
+
+    again = watch_once(products, drop)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == f"{path}: imported already by run {run_id}; moved to done/p.csv\n"
+    assert not path.exists() and (drop / "done" / "p.csv").exists()
+    assert table_checksum(products) == checksum
+    assert runs(products) == [("p.csv", "succeeded")]
