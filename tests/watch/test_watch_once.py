@@ -196,3 +196,24 @@ def test_no_database_leaves_the_files_in_place(drop, tmp_path):
     assert line.endswith("; p.csv stays in the folder, to be imported next time")
     assert path.read_text() == "sku,name\nA-1,Lamp\n"
     assert not (drop / "done").exists() and not (drop / "failed").exists()
+
+
+def test_usage_errors(drop, tmp_path):
+    """Exit 2 with click's one line, before anything is looked at."""
+    drop_file(drop, "p.csv", "sku,name\nA-1,Lamp\n")
+    cases = {
+        ("--interval", "0"): "Invalid value for '--interval': 0.0 is not in the range"
+        " 0.1<=x<=2147483.",
+        ("--settle", "nan"): "Invalid value for '--settle': 'nan' is not a finite number.",
+        ("--rejects", "r.csv"): "No such option '--rejects'.",
+        ("--dry-run",): "No such option '--dry-run'.",
+        ("--config", "c.toml"): "--config names the file that --feed reads; give --feed too",
+    }
+    for args, message in cases.items():
+        result = cli("host=/nonexistent", "watch", str(drop), "--once", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr.splitlines()[-1] == f"Error: {message}"
+    result = cli("host=/nonexistent", "watch", str(tmp_path / "nowhere"), "--once")
+    assert result.exit_code == 2
+    assert "Directory" in result.stderr and "does not exist" in result.stderr
+    assert (drop / "p.csv").exists() and not (drop / ".csvload-watch.lock").exists()

@@ -83,8 +83,8 @@ def _watch(options: watcher.WatchOptions, dsn: str, request_for, first, signals)
         try:
             for event in watcher.watch(options, dsn, request_for, hooks):
                 statuses.append(_render(event, first.as_json, first.quiet))
-        except import_job.Stopped as e:  # between two imports
-            return e.status if options.once else ExitStatus.OK
+        except import_job.Stopped:  # between two files: nothing to roll back
+            pass
         except CsvloadError as e:
             fail(e)
     if statuses and statuses[-1] in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
