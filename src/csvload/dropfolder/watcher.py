@@ -95,6 +95,7 @@ def _take(folder: DropFolder, arrival: Arrival, options: WatchOptions, dsn: str,
         return None
     except OSError as e:  # unreadable: an import could not read it either
         error = f"{arrival.path}: cannot read it: {e.strerror}"
+        hooks.hold()  # the moves are not to be cut short
         return Event(FAILED_IMPORT, arrival.path, folder.file_away(arrival, FAILED, error),
                      error=error)  # fmt: skip
     if not folder.unchanged(arrival) or file.size != arrival.size:
