@@ -207,6 +207,8 @@ def test_usage_errors(drop, tmp_path):
         ("--settle", "nan"): "Invalid value for '--settle': 'nan' is not a finite number.",
         ("--rejects", "r.csv"): "No such option '--rejects'.",
         ("--dry-run",): "No such option '--dry-run'.",
+        ("--changes", str(drop / "changes.csv")): "Invalid value for --changes: must not be in"
+        " the watched folder",
         ("--config", "c.toml"): "--config names the file that --feed reads; give --feed too",
     }
     for args, message in cases.items():

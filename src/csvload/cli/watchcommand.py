@@ -55,6 +55,10 @@ def watch_command(import_options: tuple[str, ...], import_params: Callable, job_
             check_outputs(first.options, None)
         except OutputPathError as e:
             raise click.BadParameter(e.reason, param_hint=e.option) from e
+        changes = first.options.changes_path
+        if changes is not None and changes.resolve().parent == folder.resolve():
+            # It would be taken for a file dropped there, and imported.
+            raise click.BadParameter("must not be in the watched folder", param_hint="--changes")
         try:
             dsn = resolve_dsn(params["dsn"])
         except CsvloadError as e:
