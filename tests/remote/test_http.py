@@ -81,9 +81,7 @@ def test_last_modified_304(products, feed_server):
     assert "if-modified-since" not in feed_server.seen[-1].headers
 
 
-def test_same_digest_without_validators_is_unchanged_and_deactivates_nothing(
-    products, feed_server
-):
+def test_same_digest_without_validators_is_unchanged_and_deactivates_nothing(products, feed_server):
     url = feed_server.serve("/full.csv", body=CSV)
     imported(products, url, "--if-changed", "--missing", "deactivate")
     quiet_cli(products, "import", "-", input="sku,name\nZ-9,extra\n")  # a row no feed lists
