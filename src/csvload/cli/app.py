@@ -53,9 +53,12 @@ def main():
     """Stream big product CSV files into PostgreSQL."""
     # psycopg logs a warning when the rollback after an interrupted COPY cannot be sent;
     # the server aborts the transaction anyway, and csvload reports the outcome itself.
-    psycopg_log = logging.getLogger("psycopg")
-    psycopg_log.addHandler(logging.NullHandler())
-    psycopg_log.propagate = False
+    # httpx logs each request's URL (query tokens and all) and paramiko a broken transport
+    # as a traceback-like line: csvload words those failures itself, in one redacted line.
+    for name in ("psycopg", "httpx", "httpcore", "paramiko"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
 
 
 @main.command()
