@@ -53,9 +53,9 @@ def main():
     """Stream big product CSV files into PostgreSQL."""
     # psycopg logs a warning when the rollback after an interrupted COPY cannot be sent;
     # the server aborts the transaction anyway, and csvload reports the outcome itself.
-    # httpx logs each request's URL (query tokens and all) and paramiko a broken transport
-    # as a traceback-like line: csvload words those failures itself, in one redacted line.
-    for name in ("psycopg", "httpx", "httpcore", "paramiko"):
+    # paramiko logs a broken transport as a traceback-like line: csvload words those
+    # failures itself, in one redacted line.
+    for name in ("psycopg", "paramiko"):
         log = logging.getLogger(name)
         log.addHandler(logging.NullHandler())
         log.propagate = False

@@ -11,8 +11,8 @@ same as the last import's.
 
 The modules: urls.py (what is a URL, and the URL as it may be shown: redaction),
 options.py (RemoteOptions, Fetched, UnchangedFeed), stream.py (the body as a stream:
-counting, hashing, one-line errors part-way), http.py (httpx), sftp.py (paramiko).  The
-HTTP and SSH libraries are imported only when a URL is read.
+counting, hashing, one-line errors part-way), http.py (the standard library's http.client),
+sftp.py (paramiko).  Both are imported only when a URL is read.
 """
 
 from __future__ import annotations

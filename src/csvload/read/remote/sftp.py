@@ -28,7 +28,7 @@ import paramiko
 
 from csvload.errors import InputError
 from csvload.read.remote.options import Fetched, RemoteOptions, UnchangedFeed
-from csvload.read.remote.stream import WireStream
+from csvload.read.remote.stream import WireStream, chunk_filler
 from csvload.read.remote.urls import redact
 
 CHUNK = 32768  # the largest read request paramiko sends
@@ -83,10 +83,13 @@ def open_sftp(url: str, options: RemoteOptions) -> tuple[WireStream, int | None,
         client.close()
 
     stream = WireStream(
-        _windows(remote, size), fetched, options, (OSError, paramiko.SSHException, EOFError),
-        lambda e: str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+        chunk_filler(_windows(remote, size)),
+        fetched,
+        options,
+        (OSError, paramiko.SSHException, EOFError),
+        _reason,
         release,
-    )  # fmt: skip
+    )
     return stream, size, fetched
 
 

@@ -14,23 +14,25 @@ from csvload.read.remote.options import Fetched, RemoteOptions, UnchangedFeed
 
 
 class WireStream(io.RawIOBase):
-    """Reads `chunks` (an iterator of bytes); `errors` are the library's exceptions that
-    mean the transfer broke, `reason` words one of them; `release` frees the connection."""
+    """Reads through `fill` (a readinto of the transfer); `errors` are the exceptions that
+    mean the transfer broke, `reason` words one of them; `release` frees the connection;
+    `expected`, when known, is how many bytes the body must have (Content-Length)."""
 
     def __init__(
         self,
-        chunks: Iterator[bytes],
+        fill: Callable[[memoryview], int],
         fetched: Fetched,
         options: RemoteOptions,
         errors: tuple[type[BaseException], ...],
         reason: Callable[[BaseException], str],
         release: Callable[[], None],
+        expected: int | None = None,
     ):
-        self._chunks = chunks
-        self._pending = memoryview(b"")
+        self._fill = fill
         self._digest = hashlib.sha256()
         self._fetched, self._options = fetched, options
         self._errors, self._reason, self._release = errors, reason, release
+        self._expected = expected
         self._ended = False
         self.count = 0
 
@@ -38,26 +40,30 @@ class WireStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        if not self._pending:
-            if self._ended:
-                return 0
-            try:
-                data = next(self._chunks, b"")
-            except self._errors as e:
-                raise InputError(
-                    f"{self._fetched.shown}: the transfer broke off after {self.count:,} bytes"
-                    f" of the body ({self._reason(e)}); nothing was changed"
-                ) from e
-            if not data:
-                self._end()
-                return 0
-            self._digest.update(data)
-            self.count += len(data)
-            self._pending = memoryview(data)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        if self._ended:
+            return 0
+        view = memoryview(buffer).cast("B")
+        try:
+            n = self._fill(view)
+        except self._errors as e:
+            raise self._broken(self._reason(e)) from e
+        if not n:
+            if self._expected is not None and self.count < self._expected:
+                raise self._broken(
+                    f"the server closed the connection before the {self._expected:,} bytes"
+                    " its Content-Length announced"
+                )
+            self._end()
+            return 0
+        self._digest.update(view[:n])
+        self.count += n
         return n
+
+    def _broken(self, reason: str) -> InputError:
+        return InputError(
+            f"{self._fetched.shown}: the transfer broke off after {self.count:,} bytes of the"
+            f" body ({reason}); nothing was changed"
+        )
 
     def _end(self) -> None:
         self._ended = True
@@ -73,3 +79,19 @@ class WireStream(io.RawIOBase):
                 self._release()
             finally:
                 super().close()
+
+
+def chunk_filler(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
+    """A readinto for WireStream over an iterator of byte strings."""
+    pending = memoryview(b"")
+
+    def fill(view: memoryview) -> int:
+        nonlocal pending
+        if not pending:
+            pending = memoryview(next(chunks, b""))
+        n = min(len(view), len(pending))
+        view[:n] = pending[:n]
+        pending = pending[n:]
+        return n
+
+    return fill
