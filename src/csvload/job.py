@@ -84,8 +84,8 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
     database = {"name": None, "host": None}
     recorder: RunRecorder | None = None
     dsn: str | None = None
+    source_options = request.source
     try:
-        source_options = request.source
         remote = source_options.remote
         if is_remote(source_options.path) and remote is not None and remote.if_changed:
             # The conditional request needs the last import's ETag, before any byte.
@@ -114,7 +114,7 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
                 database = target(conn)
                 _import(conn, source, request, recorder, hooks, outcome)
     except UnchangedFeed as e:
-        recorder = _unchanged(e, request, dsn, recorder, outcome)
+        recorder = _unchanged(e, request, source_options, dsn, recorder, outcome)
     except CsvloadError as e:
         outcome.error = e
     except Stopped as e:
@@ -161,7 +161,12 @@ def _with_previous(request: ImportRequest, dsn: str, name: str) -> SourceOptions
 
 
 def _unchanged(
-    e: UnchangedFeed, request: ImportRequest, dsn: str | None, recorder, outcome: Outcome
+    e: UnchangedFeed,
+    request: ImportRequest,
+    source: SourceOptions,
+    dsn: str | None,
+    recorder: RunRecorder | None,
+    outcome: Outcome,
 ) -> RunRecorder | None:
     """--if-changed found the source unchanged: no import (a body that was already being
     staged has been rolled back with its transaction, before the table was locked), and a
@@ -172,7 +177,7 @@ def _unchanged(
         status="unchanged_feed", file=fetched.shown, table=options.table,
         key=list(options.key), source=fetched.shown,
     )  # fmt: skip
-    previous = request.source.remote.previous if request.source.remote else None
+    previous = source.remote.previous if source.remote else None
     try:
         if recorder is None:
             assert dsn is not None  # resolved for the conditional request

@@ -55,12 +55,14 @@ def test_etag_304_ends_unchanged_with_nothing_imported(products, feed_server, re
     )  # fmt: skip
     assert feed_server.seen[-1].headers["if-none-match"] == '"v1"'
     assert table_checksum(products) == before
-    statuses = query(products, "SELECT status FROM csvload_runs ORDER BY started_at")
-    assert statuses == [("succeeded",), ("unchanged_feed",)]
+    runs = query(products, "SELECT status, sha256 FROM csvload_runs ORDER BY started_at")
+    assert [status for status, _ in runs] == ["succeeded", "unchanged_feed"]
+    assert runs[0][1] == runs[1][1] is not None  # the body not sent is the one imported
     event = receiver.requests[0].json()
     assert (event["event"], event["status"], event["source"]) == (
         "import.unchanged", "unchanged_feed", url,
     )  # fmt: skip
+    assert event["file"] == {"name": url, "size": None, "sha256": runs[0][1]}
     # The feed changes: imported again.
     feed_server.serve("/feed.csv", body=CHANGED, etag='"v2"')
     assert imported(products, url, "--if-changed")["inserted"] == 1
