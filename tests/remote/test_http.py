@@ -213,3 +213,22 @@ def test_verify_a_url(products, feed_server):
     result = quiet_cli(products, "verify", url, "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["matching"] == 3
+
+
+def test_progress_measures_the_bytes_off_the_wire_against_content_length(feed_server):
+    from csvload.read.source import Source, SourceOptions
+
+    rows = b"".join(b"P-%d,name %d\n" % (i, i) for i in range(20_000))
+    compressed = gzip.compress(b"sku,name\n" + rows, mtime=0)  # as the server compresses
+    for path, route in (
+        ("/p.csv.gz", {"body": compressed}),
+        ("/p.csv", {"body": b"sku,name\n" + rows, "encode_gzip": True}),
+    ):
+        url = feed_server.serve(path, **route)
+        with Source(SourceOptions(url)) as source:
+            chunks = list(source.chunks(1000))
+        assert source.size == len(compressed) < len(rows) / 2
+        assert chunks[-1].bytes_done == source.size
+        assert sum(c.rows for c in chunks) == 20_000
+    with Source(SourceOptions(feed_server.serve("/c.csv", body=rows, chunked=True))) as source:
+        assert source.size is None  # no Content-Length: no total
