@@ -232,3 +232,16 @@ def test_progress_measures_the_bytes_off_the_wire_against_content_length(feed_se
         assert sum(c.rows for c in chunks) == 20_000
     with Source(SourceOptions(feed_server.serve("/c.csv", body=rows, chunked=True))) as source:
         assert source.size is None  # no Content-Length: no total
+
+
+def test_a_server_that_is_not_there_is_retried_then_one_line(products):
+    from helpers.webhook import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}/feed.csv"
+    result = quiet_cli(products, "import", url, "--fetch-retries", "1")
+    assert result.exit_code == 1
+    assert error_line(result) == (
+        f"Error: {url}: cannot connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}"
+        " (Connection refused) after 2 attempt(s) (check the address and the network, or raise"
+        " --fetch-retries)"
+    )
