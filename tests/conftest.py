@@ -1,5 +1,6 @@
 """Every fixture the tests share: the PostgreSQL they run against and per-test isolation,
-a webhook receiver, and a Citus cluster.  Plain helpers are in tests/helpers/.
+a webhook receiver, a Citus cluster, and the servers remote sources are fetched from (an
+HTTP and an HTTPS feed server, an OpenSSH server).  Plain helpers are in tests/helpers/.
 
 The server, in this order: $CSVLOAD_TEST_DSN or $DATABASE_URL; else testcontainers when a
 Docker engine answers within about 2 s; else a throwaway cluster started through csvload's
@@ -24,6 +25,7 @@ import pytest
 from helpers.citus_cluster import CitusCluster, unavailable_reason
 from helpers.cli import cli
 from helpers.db import own_schema
+from helpers.feed_server import FeedServer
 from helpers.webhook import Receiver
 from psycopg import conninfo, sql
 
@@ -205,3 +207,62 @@ def drop(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     return folder
+
+
+# -- servers that remote sources come from (tests/remote/) -------------------------------------
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                    "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
+
+
+@pytest.fixture
+def feed_server(monkeypatch):
+    """A helpers.feed_server.FeedServer over plain HTTP on 127.0.0.1."""
+    for var in _PROXY_VARIABLES:  # a developer's proxy must not intercept 127.0.0.1
+        monkeypatch.delenv(var, raising=False)
+    server = FeedServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def feed_ca(tmp_path_factory):
+    """A throwaway CA (trustme) and the PEM file a client trusts it by: (ca, path)."""
+    import trustme
+
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("feed-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+@pytest.fixture
+def tls_feed_server(monkeypatch, feed_ca):
+    """A FeedServer over HTTPS with a certificate for 127.0.0.1 from feed_ca; its .ca_file
+    is the CA's PEM file."""
+    import ssl
+
+    for var in _PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    ca, path = feed_ca
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    server = FeedServer(context)
+    server.ca_file = path
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A helpers.sshd.Sshd on 127.0.0.1 with a throwaway host key, client key and
+    known_hosts; skipped with the reason when Debian's openssh-server is not installed."""
+    from helpers.sshd import Sshd, missing
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.close()

@@ -106,6 +106,7 @@ def test_payload_schema_counts_and_headers(receiver, tmp_path):
         "seconds",
         "database",
         "rejects_file",
+        "source",
         "error",
     }
     assert body["event"] == "import.completed"

@@ -8,14 +8,16 @@ import contextlib
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from csvload import webhook
 from csvload.errors import CsvloadError, ExitStatus, Interrupted
+from csvload.history import runs
 from csvload.history.recorder import RunRecorder
 from csvload.load.loader import Import, ImportOptions
 from csvload.load.result import ImportResult, ProgressCallback
+from csvload.read.remote import Fetched, Previous, RemoteOptions, UnchangedFeed, is_remote, shown
 from csvload.read.source import Source, SourceOptions
 from csvload.server.database import connect, target
 
@@ -41,6 +43,7 @@ class Outcome:
     deliveries: list[webhook.Delivery] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: CsvloadError | None = None
+    fetched: Fetched | None = None  # what a URL source's fetch found
 
 
 class Stopped(BaseException):
@@ -76,56 +79,133 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
     """Run one import, record it and deliver its webhooks.  Never raises CsvloadError:
     the outcome carries it."""
     hooks = hooks or Hooks()
-    outcome = Outcome(ImportResult(status="failed", file=request.source.path))
+    name = shown(request.source.path)
+    outcome = Outcome(ImportResult(status="failed", file=name))
     database = {"name": None, "host": None}
     recorder: RunRecorder | None = None
+    dsn: str | None = None
+    source_options = request.source
     try:
-        with Source(request.source, stdin=request.stdin) as source:
+        remote = source_options.remote
+        if is_remote(source_options.path) and remote is not None and remote.if_changed:
+            # The conditional request needs the last import's ETag, before any byte.
+            dsn = _dsn(request)
+            source_options = _with_previous(request, dsn, name)
+        with Source(source_options, stdin=request.stdin) as source:
+            outcome.fetched = source.fetched
             options = request.options
             if options.preset is None:
                 scoped = {c for c, _ in options.binding.scope}
                 source.find_keys(tuple(k for k in options.key if k not in scoped))
-            dsn = request.dsn() if callable(request.dsn) else request.dsn
+            dsn = dsn if dsn is not None else _dsn(request)
             recorder = RunRecorder.start(
                 dsn,
                 file=source.name,
-                path=None if request.source.path == "-" else request.source.path,
+                path=None if request.source.path == "-" or source.fetched else request.source.path,
                 options=request.record,
                 connect_timeout=request.connect_timeout,
                 table=options.table,
                 key=options.key,
+                remote=_columns(source.fetched),
             )
             outcome.result.run_id = recorder.run_id
             outcome.result.table, outcome.result.key = options.table, list(options.key)
             with connect(dsn, connect_timeout=request.connect_timeout) as conn:
                 database = target(conn)
                 _import(conn, source, request, recorder, hooks, outcome)
+    except UnchangedFeed as e:
+        recorder = _unchanged(e, request, source_options, dsn, recorder, outcome)
     except CsvloadError as e:
         outcome.error = e
     except Stopped as e:
-        outcome.error = Interrupted(
-            f"{request.source.path}: {e.name}: rolled back, nothing was written"
-        )
+        outcome.error = Interrupted(f"{name}: {e.name}: rolled back, nothing was written")
         outcome.error.exit_status = e.status
     finally:
         hooks.hold()
         if recorder is not None:
+            if outcome.fetched is not None and outcome.fetched.sha256:
+                recorder.remote["sha256"] = outcome.fetched.sha256
             _end_run(recorder, outcome)
     if recorder is not None and recorder.warning:
         _warn(hooks, outcome, f"run history: {recorder.warning}")
     if outcome.error is not None:
         outcome.result.status, outcome.result.error = "failed", str(outcome.error)
-    outcome.deliveries = _deliver(request, outcome.result, database, hooks)
+    outcome.deliveries = _deliver(request, outcome.result, database, hooks, outcome.fetched)
     return outcome
+
+
+def _dsn(request: ImportRequest) -> str:
+    return request.dsn() if callable(request.dsn) else request.dsn
+
+
+def _columns(fetched: Fetched | None) -> dict | None:
+    """A URL source's columns in the run history: its redacted URL and validators."""
+    if fetched is None:
+        return None
+    return fetched.columns() | {"size": fetched.size, "bytes_total": fetched.size}
+
+
+def _with_previous(request: ImportRequest, dsn: str, name: str) -> SourceOptions:
+    """The source's options with what the last successful import of the URL into the
+    table recorded (--if-changed)."""
+    with connect(dsn, connect_timeout=request.connect_timeout, autocommit=True) as conn:
+        found = runs.last_fetch(conn, name, request.options.table)
+    previous = None
+    if found is not None:
+        previous = Previous(
+            etag=found["etag"], last_modified=found["last_modified"], size=found["size"],
+            mtime=found["remote_mtime"], sha256=found["sha256"],
+        )  # fmt: skip
+    remote = replace(request.source.remote or RemoteOptions(), previous=previous)
+    return replace(request.source, remote=remote)
+
+
+def _unchanged(
+    e: UnchangedFeed,
+    request: ImportRequest,
+    source: SourceOptions,
+    dsn: str | None,
+    recorder: RunRecorder | None,
+    outcome: Outcome,
+) -> RunRecorder | None:
+    """--if-changed found the source unchanged: no import (a body that was already being
+    staged has been rolled back with its transaction, before the table was locked), and a
+    run recorded as unchanged_feed.  Returns the run's recorder."""
+    fetched = outcome.fetched = e.fetched
+    options = request.options
+    outcome.result = ImportResult(
+        status="unchanged_feed", file=fetched.shown, table=options.table,
+        key=list(options.key), source=fetched.shown,
+    )  # fmt: skip
+    previous = source.remote.previous if source.remote else None
+    try:
+        if recorder is None:
+            assert dsn is not None  # resolved for the conditional request
+            recorder = RunRecorder.start(
+                dsn, file=fetched.shown, options=request.record,
+                connect_timeout=request.connect_timeout, table=options.table,
+                key=options.key, remote=_columns(fetched),
+            )  # fmt: skip
+    except CsvloadError as error:
+        outcome.error = error
+        return None
+    if fetched.sha256 is None and previous is not None:
+        fetched.sha256 = previous.sha256  # 304: the body is the one last imported
+    outcome.result.run_id = recorder.run_id
+    return recorder
 
 
 def _import(conn, source, request, recorder, hooks: Hooks, outcome: Outcome) -> None:
     def before_commit(conn, result):
+        if source.fetched is not None:
+            recorder.remote["sha256"] = source.fetched.sha256
         recorder.finish_within(conn, result)
         hooks.hold()
 
     job = Import(conn, source, request.options, before_commit=before_commit,
                  run_id=recorder.run_id)  # fmt: skip
+    if source.fetched is not None:
+        job.result.file = job.result.source = source.fetched.shown
     outcome.result = job.result
     plan = job.prepare()
     if plan.ignored:
@@ -155,7 +235,10 @@ def _end_run(recorder: RunRecorder, outcome: Outcome) -> None:
         recorder.fail(str(outcome.error), outcome.result, interrupted=interrupted)
 
 
-def _deliver(request: ImportRequest, result: ImportResult, database: dict, hooks: Hooks) -> list:
+def _deliver(
+    request: ImportRequest, result: ImportResult, database: dict, hooks: Hooks,
+    fetched: Fetched | None = None,
+) -> list:
     """One event per URL, after the transaction has ended; it never changes the import.
     A stop that came after the commit, or comes now, ends the deliveries."""
     if not request.webhooks.urls:
@@ -164,9 +247,13 @@ def _deliver(request: ImportRequest, result: ImportResult, database: dict, hooks
     if stopped and result.status != "failed":
         return webhook.not_sent(request.webhooks, f"not sent: {stopped} after the commit")
     path = request.source.path
-    file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
+    if fetched is not None:
+        file = {"name": fetched.shown, "size": fetched.size, "sha256": fetched.sha256}
+    else:
+        file = webhook.file_info(path) if path != "-" and os.path.isfile(path) else None
+    kind = {"failed": webhook.FAILED, "unchanged_feed": webhook.UNCHANGED}
     event = webhook.build_event(
-        webhook.FAILED if result.status == "failed" else webhook.COMPLETED,
+        kind.get(result.status, webhook.COMPLETED),
         result.as_dict(),
         file=file,
         database=database,

@@ -35,6 +35,9 @@ from csvload.errors import InputError, WebhookConfigError
 
 COMPLETED = "import.completed"
 FAILED = "import.failed"
+# --if-changed found the feed as the last import did: nothing was imported (status
+# unchanged_feed, every count 0).
+UNCHANGED = "import.unchanged"
 TEST = "test"
 
 COUNT_KEYS = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
@@ -160,6 +163,7 @@ def build_event(
     body["seconds"] = summary.get("seconds")
     body["database"] = {"name": database.get("name"), "host": database.get("host")}
     body["rejects_file"] = summary.get("rejects_file")
+    body["source"] = summary.get("source")  # a URL source, redacted; None for a path
     body["error"] = None if error is None else _scrub_text(_one_line(error))
     return body
 
@@ -367,7 +371,7 @@ def _http_failure(e: urllib.error.HTTPError) -> _Attempt:
     if text:
         detail = f"{detail}: {text}"
     retryable = code == 429 or code >= 500
-    retry_after = _parse_retry_after(e.headers.get("Retry-After")) if retryable else None
+    retry_after = retry_after_seconds(e.headers.get("Retry-After")) if retryable else None
     return _Attempt(False, retryable, code, detail, retry_after)
 
 
@@ -383,8 +387,9 @@ def _network_error(reason: object, host: str, timeout: float) -> str:
     return _one_line(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header, either delta-seconds or an HTTP-date."""
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header, either delta-seconds or an HTTP-date
+    (also read by read/remote/http.py)."""
     if not value:
         return None
     value = value.strip()

@@ -434,6 +434,8 @@ FLOAT_OPTIONS = [
     (["import", "p.csv"], "--connect-timeout"),
     (["import", "p.csv"], "--lock-timeout"),
     (["import", "p.csv"], "--statement-timeout"),
+    (["import", "p.csv"], "--fetch-connect-timeout"),
+    (["import", "p.csv"], "--fetch-read-timeout"),
     (["import", "p.csv", "--webhook", "http://127.0.0.1:9/hook"], "--webhook-timeout"),
     (["init"], "--connect-timeout"),
     (["status"], "--connect-timeout"),

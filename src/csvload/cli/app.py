@@ -23,6 +23,7 @@ from csvload.cli.options import (
     FEED_PARAMS,
     INPUT,
     RECORDED,
+    REMOTE,
     click_options,
     connect_timeout_option,
     dsn_option,
@@ -34,6 +35,7 @@ from csvload.cli.paramtypes import FiniteFloat, WebhookUrl, seconds
 from csvload.cli.render import committed, display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
+from csvload.cli.sources import source_options
 from csvload.cli.watchcommand import watch_command
 from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
@@ -52,9 +54,12 @@ def main():
     """Stream big product CSV files into PostgreSQL."""
     # psycopg logs a warning when the rollback after an interrupted COPY cannot be sent;
     # the server aborts the transaction anyway, and csvload reports the outcome itself.
-    psycopg_log = logging.getLogger("psycopg")
-    psycopg_log.addHandler(logging.NullHandler())
-    psycopg_log.propagate = False
+    # paramiko logs a broken transport as a traceback-like line: csvload words those
+    # failures itself, in one redacted line.
+    for name in ("psycopg", "paramiko"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
 
 
 @main.command()
@@ -106,17 +111,25 @@ IMPORT_OPTIONS = (
     "connect_timeout", "lock_timeout", "statement_timeout", "webhooks", "webhook_secret",
     "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
     "no_touch", "missing", "active_column", "max_missing", "mode", "update", "keep", "fill",
-    "empty", "min_rows", "max_updated", "max_change", "changes_path", "feed", "config_path",
+    "empty", "min_rows", "max_updated", "max_change", "changes_path", *REMOTE, "if_changed",
+    "feed", "config_path",
 )  # fmt: skip
 
 
 @main.command("import")
-@click.argument("path")
+@click.argument("path", required=False)
 @click_options(IMPORT_OPTIONS)
 @click.pass_context
 def import_(ctx, **params):
-    """Import a product CSV (PATH, or - for stdin) into a table (default: products)."""
-    job = ImportJob.from_params(_import_params(ctx, params))
+    """Import a product CSV (PATH, - for stdin, or an https:// or sftp:// URL) into a
+    table (default: products)."""
+    params = _import_params(ctx, params)
+    params["path"] = params["path"] or params.get("source")
+    if not params["path"]:
+        raise click.UsageError(
+            "give PATH (a file, - for stdin, or a URL), or a --feed whose config sets source"
+        )
+    job = ImportJob.from_params(params)
     # Before anything is read: the flags and the config file's paths alike.
     path = job.source.path
     try:
@@ -192,7 +205,7 @@ class ImportJob:
             hooks["urls"] = ()
         hooks["attempts"] = params["webhook_retries"] + 1
         return cls(
-            source=SourceOptions(path, **given["source"]),
+            source=source_options(path, given),
             options=ImportOptions(
                 **options, binding=Binding(**given["options.binding"]),
                 guards=Guards(**given["options.guards"]),

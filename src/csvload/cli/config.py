@@ -395,8 +395,10 @@ class _Checker:
         for key, value in table.items():
             here = (*path, key)
             env = _secret_hint(key)
-            # In `map` the keys are CSV headers and the values column names: no secrets.
-            if env and not (len(path) == 3 and path[0] == "feeds" and path[2] == "map"):
+            # In `map` the keys are CSV headers and the values column names; in `header`
+            # HTTP header names, whose values Header.from_file holds to env:NAME.
+            named = len(path) == 3 and path[0] == "feeds" and path[2] in ("map", "header")
+            if env and not named:
                 if path[:1] == ("feeds",) and len(path) >= 2:
                     what = f"feed {path[1]!r}: {dotted(here[2:])}"
                 else:

@@ -491,6 +491,82 @@ _OPTIONS = (
         record="changes",
     ),
     Option(
+        ("--header",),
+        "headers",
+        "An HTTP header for a URL source, 'Name: value'; a value env:NAME is read from the"
+        " environment. Repeatable.",
+        t.Header(),
+        toml="header",
+        field="source.remote.headers",
+        multiple=True,
+    ),
+    Option(
+        ("--if-changed",),
+        "if_changed",
+        "For a URL source: import only when it changed since the last successful import"
+        " into the table; else end as unchanged_feed, exit 0.",
+        t.Flag(),
+        toml="if_changed",
+        field="source.remote.if_changed",
+        record="if_changed",
+        is_flag=True,
+    ),
+    Option(
+        ("--fetch-connect-timeout",),
+        "fetch_connect_timeout",
+        "Seconds to connect to a URL source's server.",
+        t.seconds(0.1),
+        10,
+        field="source.remote.connect_timeout",
+    ),
+    Option(
+        ("--fetch-read-timeout",),
+        "fetch_read_timeout",
+        "Seconds a URL source's server may stay silent.",
+        t.seconds(0.1),
+        60,
+        field="source.remote.read_timeout",
+    ),
+    Option(
+        ("--fetch-retries",),
+        "fetch_retries",
+        "Retries of a URL source before the first byte of its body (connection errors, 429,"
+        " 5xx).",
+        t.Count(0),
+        3,
+        toml="fetch_retries",
+        field="source.remote.retries",
+        record="fetch_retries",
+    ),
+    Option(
+        ("--ca-file",),
+        "ca_file",
+        "Trust the CA certificates in this PEM file for an https:// source (default: the"
+        " system's, or $SSL_CERT_FILE).",
+        t.InputFile(),
+        toml="ca_file",
+        field="source.remote.ca_file",
+    ),
+    Option(
+        ("--identity",),
+        "identity",
+        "The private key for an sftp:// source (default: the SSH agent and ~/.ssh/id_*).",
+        t.InputFile(),
+        toml="identity",
+        field="source.remote.identity",
+    ),
+    Option(
+        ("--known-hosts",),
+        "known_hosts",
+        "The known_hosts file an sftp:// server's key must be in (default:"
+        " ~/.ssh/known_hosts).",
+        t.InputFile(),
+        toml="known_hosts",
+        field="source.remote.known_hosts",
+    ),
+    # A feed's source: the PATH argument on the command line, so no command has this flag.
+    Option(("--source",), "source", type=t.Source(), toml="source"),
+    Option(
         ("--feed",),
         "feed",
         "Take the options of [feeds.NAME] in the config.",
@@ -514,6 +590,11 @@ RECORDED = tuple(o for o in _OPTIONS if o.record)
 
 # How to read a CSV and which table it goes to: shared by import and verify.
 INPUT = ("encoding", "delimiter", "table", "key", "mapping", "decimal_comma", "preset", "scope")
+# How to fetch a URL source (read/remote/): shared by import and verify.
+REMOTE = (
+    "headers", "fetch_connect_timeout", "fetch_read_timeout", "fetch_retries", "ca_file",
+    "identity", "known_hosts",
+)  # fmt: skip
 
 
 def click_options(names: Iterable[str], help: dict[str, str | None] | None = None) -> Callable:

@@ -22,6 +22,7 @@ from csvload import webhook
 from csvload.errors import CsvloadError
 from csvload.load.guards import parse_change, parse_share
 from csvload.load.missing import parse_limit
+from csvload.read.remote.urls import has_credentials, is_remote, redact
 from csvload.read.source import normalise_encoding
 from csvload.table.binding import NOW
 from csvload.table.catalog import parse_key
@@ -415,6 +416,82 @@ class FilePath(click.Path):
                 key,
             )
         return str(base / value)
+
+
+class InputFile(FilePath):
+    """A file csvload reads (--ca-file, --identity, --known-hosts); in the file relative
+    to the config file's directory."""
+
+    def __init__(self):
+        click.Path.__init__(self, exists=True, dir_okay=False)
+
+
+# A header's name: an HTTP token (RFC 9110).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_PREFIX = "env:"
+
+
+class Header(FileType):
+    """--header 'Name: value', repeatable; a value env:NAME is read from the environment
+    (cli/sources.py).  In the file only a table of Name = "env:NAME": a secret written
+    there is refused.  A value is never echoed in an error: it may be a token."""
+
+    name = "'NAME: VALUE'"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        name, sep, text = value.partition(":")
+        if not sep or not _HEADER_NAME.fullmatch(name.strip()):
+            self.fail("give 'Name: value' (a header name, a colon, then the value)", param, ctx)
+        text = text.strip()
+        if text.startswith(ENV_PREFIX) and not _ENV_NAME.fullmatch(text[len(ENV_PREFIX) :]):
+            self.fail(f"{name.strip()}: env: takes the name of an environment variable", param, ctx)
+        return (name.strip(), text)
+
+    def from_file(self, key, value, base):
+        if not isinstance(value, dict):
+            raise FileValueError(f'{key} must be a table of "Header-Name" = "env:VARIABLE"', key)
+        headers = []
+        for name, item in value.items():
+            if not _HEADER_NAME.fullmatch(name.strip()):
+                raise FileValueError(f"{key}: {show(name)} is not a header name", key, name)
+            given = item if isinstance(item, str) else ""
+            if not (given.startswith(ENV_PREFIX) and _ENV_NAME.fullmatch(given[4:])):
+                raise FileValueError(
+                    f'{dotted((key, name))} must be "env:VARIABLE": secrets are never read from'
+                    " the config file (set the value in the environment and name it here)",
+                    key,
+                    name,
+                )
+            headers.append((name.strip(), given))
+        return tuple(headers)
+
+
+class Source(FileType):
+    """A feed's `source`: a URL (https://, http://, sftp://) without credentials in it, or
+    a path relative to the config file.  On the command line it is the PATH argument."""
+
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        return value
+
+    def from_file(self, key, value, base):
+        if not isinstance(value, str) or not value.strip():
+            raise _wrong("a URL or a file path", value, key)
+        value = value.strip()
+        if not is_remote(value):
+            return str(base / value)
+        if has_credentials(value):
+            raise FileValueError(
+                f"source {redact(value)} has credentials in it, and secrets are never read from"
+                ' the config file (give the URL as PATH from the environment: "$FEED_URL"; or'
+                ' header = { Authorization = "env:VARIABLE" })',
+                key,
+            )
+        return value
 
 
 class WebhookUrl(FileType):

@@ -177,6 +177,9 @@ _LABELS = {
 
 
 def summary_line(r: ImportResult) -> str:
+    if r.status == "unchanged_feed":
+        run = f"; run {r.run_id}" if r.run_id else ""
+        return f"{r.file}: unchanged since the last import, nothing imported (--if-changed){run}"
     verb = {"dry_run": "dry run, nothing written", "succeeded": "imported"}.get(r.status, r.status)
     line = (
         f"{r.file}: {verb}: {r.rows_read:,} rows read, {r.inserted:,} inserted, "

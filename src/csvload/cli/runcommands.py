@@ -11,6 +11,7 @@ import click
 
 from csvload.cli.options import (
     INPUT,
+    REMOTE,
     click_options,
     connect_timeout_option,
     dsn_option,
@@ -19,16 +20,17 @@ from csvload.cli.options import (
     resolve_dsn,
 )
 from csvload.cli.render import display_for, mb
+from csvload.cli.sources import source_options
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.load.loader import ImportOptions
 from csvload.load.result import OPTIONAL_COUNTS
-from csvload.read.source import Source, SourceOptions
+from csvload.read.source import Source
 from csvload.server.database import connect, display_name
 from csvload.table.binding import Binding
 from csvload.table.schema import PRODUCTS
 
-_DONE_OK = ("running", "succeeded", "dry_run")
+_DONE_OK = ("running", "succeeded", "dry_run", "unchanged_feed")
 
 
 def _connect(dsn: str | None, connect_timeout: float):
@@ -230,7 +232,7 @@ def stats(dsn, as_json, table, connect_timeout):
 
 VERIFY_OPTIONS = (
     "dsn", "as_json", "quiet", *INPUT, "batch_size", "missing", "active_column",
-    "connect_timeout",
+    "connect_timeout", *REMOTE,
 )  # fmt: skip
 
 
@@ -247,7 +249,7 @@ VERIFY_OPTIONS = (
     },
 )
 def verify(path, **params):
-    """Check that the table holds every key of PATH (or - for stdin) with the values of its
+    """Check that the table holds every key of PATH (- for stdin, or a URL) with the values of its
     last occurrence; changes nothing.  Exits 0 when all match, 1 when not."""
     from csvload.load.verify import verify_source
 
@@ -256,7 +258,7 @@ def verify(path, **params):
     options = ImportOptions(**given["options"], binding=Binding(**given["options.binding"]))
     try:
         with (
-            Source(SourceOptions(path, **given["source"]), stdin=sys.stdin.buffer) as source,
+            Source(source_options(path, given), stdin=sys.stdin.buffer) as source,
             _connect(job.dsn, job.connect_timeout) as conn,
             display_for(job.quiet, source.name) as display,
         ):

@@ -34,6 +34,20 @@ def lock_key(run_id: str) -> int:
     return int.from_bytes(uuid.UUID(run_id).bytes[:8], "big", signed=True)
 
 
+def _assignments(values: Mapping[str, Any]) -> sql.Composed:
+    """`col = %s, ...` for the keys of values, in order."""
+    return sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values)
+
+
+def _update(conn: psycopg.Connection, run_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {} SET {} WHERE run_id = %s").format(
+            sql.Identifier(RUNS), _assignments(values)
+        ),
+        (*values.values(), run_id),
+    )
+
+
 def _sha256(path: str) -> str | None:
     digest = hashlib.sha256()
     try:
@@ -67,6 +81,8 @@ class RunRecorder:
         self._closed = False
         self._beat = threading.Thread(target=self._heartbeat, name="csvload-heartbeat", daemon=True)
         self._hasher: threading.Thread | None = None
+        # A remote source's columns (source, etag, ..., sha256): written with the final row.
+        self.remote: dict[str, Any] = {}
         if path is not None:
             self._hasher = threading.Thread(
                 target=self._hash, args=(path,), name="csvload-sha256", daemon=True
@@ -83,11 +99,14 @@ class RunRecorder:
         connect_timeout: float = 10,
         table: str | None = None,
         key: tuple[str, ...] | None = None,
+        remote: Mapping[str, Any] | None = None,
     ) -> RunRecorder:
         """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
         `path`, when the input is a regular file, is stat'ed for its size and hashed in a
-        background thread (sha256 stays NULL for stdin).  Raises CsvloadError when the row
-        cannot be written: the caller should not import unrecorded."""
+        background thread (sha256 stays NULL for stdin).  `remote` holds a URL source's
+        columns (source, size, etag, ...; read/remote/), its sha256 set later.  Raises
+        CsvloadError when the row cannot be written: the caller should not import
+        unrecorded."""
         run_id = str(uuid.uuid4())
         size = None
         if path is not None:
@@ -120,6 +139,8 @@ class RunRecorder:
                     list(key) if key else None,
                 ),
             )  # fmt: skip
+            if remote:
+                _update(conn, run_id, remote)
         except psycopg.Error as e:
             conn.close()
             raise translate(e, RUNS) from e
@@ -127,6 +148,7 @@ class RunRecorder:
             conn.close()
             raise
         recorder = cls(conn, run_id, path)
+        recorder.remote = dict(remote or {})
         recorder._beat.start()
         if recorder._hasher is not None:
             recorder._hasher.start()
@@ -225,17 +247,16 @@ class RunRecorder:
     ) -> tuple[sql.Composed, tuple]:
         """The UPDATE that ends the run's row."""
         values: dict[str, Any] = {"status": status, "error": error}
-        if status in ("succeeded", "dry_run"):
+        if status in ("succeeded", "dry_run", "unchanged_feed"):
             values["phase"] = "done"
+        values.update(self.remote)
         # A failure's result may be the caller's placeholder: its zeros would hide the
         # rows_done the progress reports already recorded.
         if result is not None and (error is None or result.rows_read):
             values.update({k: getattr(result, k) for k in LEDGER})
             values["statements"] = result.statements
             values["rows_done"] = result.rows_read
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values
-        )
+        assignments = _assignments(values)
         query = sql.SQL(
             "UPDATE {table} SET {assignments}, finished_at = now(), heartbeat_at = now()"
             " WHERE run_id = %s"

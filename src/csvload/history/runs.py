@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     finished_at  timestamptz,
     heartbeat_at timestamptz NOT NULL DEFAULT now(),
     status       text        NOT NULL DEFAULT 'running'
-                 CHECK (status IN ('running', 'succeeded', 'failed', 'dry_run', 'interrupted')),
+                 CONSTRAINT csvload_runs_status_check CHECK (status IN ({statuses})),
     phase        text        NOT NULL DEFAULT 'starting',
     bytes_done   bigint      NOT NULL DEFAULT 0,
     bytes_total  bigint,
@@ -83,7 +83,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     deleted      bigint,
     suppressed   bigint,
     existing     bigint,
-    not_found    bigint
+    not_found    bigint,
+    source       text,
+    etag         text,
+    last_modified text,
+    remote_mtime bigint
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -92,14 +96,24 @@ RUNS_UPGRADE = (
     " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
     " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
     " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint,"
-    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint"
+    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint,"
+    # A remote source: its redacted URL and what --if-changed compares (read/remote/).
+    " ADD COLUMN IF NOT EXISTS source text, ADD COLUMN IF NOT EXISTS etag text,"
+    " ADD COLUMN IF NOT EXISTS last_modified text, ADD COLUMN IF NOT EXISTS remote_mtime bigint,"
+    # Older tables' CHECK lacks 'unchanged_feed': replaced in the same statement (the
+    # columns above being there is how readers know this ran).
+    " DROP CONSTRAINT IF EXISTS csvload_runs_status_check,"
+    " ADD CONSTRAINT csvload_runs_status_check CHECK (status IN ({statuses}))"
 )
 _UPGRADED = (
-    "SELECT count(*) = 9 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 13 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
-    " 'suppressed', 'existing', 'not_found')"
+    " 'suppressed', 'existing', 'not_found', 'source', 'etag', 'last_modified',"
+    " 'remote_mtime')"
     " AND NOT attisdropped"
 )
+# unchanged_feed: --if-changed found the source as the last import did; nothing imported.
+STATUSES = ("running", "succeeded", "failed", "dry_run", "interrupted", "unchanged_feed")
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
 
 # The advisory locks held right now in this database, as the bigint keys they were taken
@@ -126,8 +140,11 @@ def create_runs_table(conn: psycopg.Connection) -> None:
     """Create csvload_runs if missing (idempotent; safe when two imports start at once)."""
     try:
         with ddl_transaction(conn) as cur:
-            cur.execute(sql.SQL(RUNS_DDL).format(table=sql.Identifier(RUNS)))
-            cur.execute(sql.SQL(RUNS_UPGRADE).format(table=sql.Identifier(RUNS)))
+            statuses = sql.SQL(", ").join(map(sql.Literal, STATUSES))
+            cur.execute(sql.SQL(RUNS_DDL).format(table=sql.Identifier(RUNS), statuses=statuses))
+            cur.execute(
+                sql.SQL(RUNS_UPGRADE).format(table=sql.Identifier(RUNS), statuses=statuses)
+            )
             cur.execute(
                 sql.SQL(RUNS_INDEX).format(
                     index=sql.Identifier(f"{RUNS}_started_at_idx"), table=sql.Identifier(RUNS)
@@ -228,6 +245,7 @@ class RunInfo:
     deleted: int | None = None
     existing: int | None = None
     not_found: int | None = None
+    source: str | None = None  # a remote source's redacted URL
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -267,6 +285,7 @@ def _info(row: dict) -> RunInfo:
         table=row.get("target"),
         key=row.get("key"),
         **{k: row.get(k) for k in OPTIONAL_COUNTS},
+        source=row.get("source"),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )
@@ -342,11 +361,30 @@ def last_successful(conn: psycopg.Connection, table: str = PRODUCTS) -> RunInfo 
     return found[0] if found else None
 
 
+def last_fetch(conn: psycopg.Connection, source: str, table: str) -> dict | None:
+    """What the newest succeeded import of the remote source (its redacted URL) into
+    table recorded: {etag, last_modified, size, remote_mtime, sha256}; None when there is
+    none (or the history predates remote sources)."""
+    if not runs_table_current(conn):
+        return None
+    query = sql.SQL(
+        "SELECT etag, last_modified, size, remote_mtime, sha256 FROM {} WHERE source = %s"
+        " AND coalesce(target, %s) = %s AND status = 'succeeded'"
+        " ORDER BY finished_at DESC LIMIT 1"
+    ).format(sql.Identifier(RUNS))
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, (source, PRODUCTS, table)).fetchone()
+    except psycopg.Error as e:
+        raise translate(e, RUNS) from e
+
+
 __all__ = [
     "RUNS",
     "STALE_AFTER",
     "RunInfo",
     "create_runs_table",
+    "last_fetch",
     "last_successful",
     "latest_run",
     "list_runs",

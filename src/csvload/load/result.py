@@ -30,7 +30,7 @@ OPTIONAL_COUNTS = (
 
 @dataclass
 class ImportResult:
-    status: str  # succeeded, failed, dry_run
+    status: str  # succeeded, failed, dry_run, unchanged_feed (--if-changed)
     file: str
     table: str | None = None
     key: list[str] = field(default_factory=list)
@@ -55,6 +55,7 @@ class ImportResult:
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None
     run_id: str | None = None
+    source: str | None = None  # a URL source, redacted (read/remote/)
 
     def as_dict(self) -> dict:
         return asdict(self)

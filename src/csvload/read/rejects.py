@@ -16,6 +16,7 @@ from pathlib import Path
 
 from csvload.files import OutputFile
 from csvload.read.chunks import Reject
+from csvload.read.remote.urls import is_remote, local_name
 
 HEADER = ("line", "reason", "record")
 
@@ -24,9 +25,12 @@ _ESCAPED = re.compile("([\udc00-\udcff]+)")
 
 
 def default_path(input_path: str, cwd: Path) -> Path:
-    """Beside the input as <input>.rejects.csv; for stdin, in the current directory."""
+    """Beside the input as <input>.rejects.csv; for stdin or a URL, in the current
+    directory."""
     if input_path == "-":
         return cwd / "stdin.rejects.csv"
+    if is_remote(input_path):  # a URL: named after its file, in the current directory
+        return cwd / (local_name(input_path) + ".rejects.csv")
     return Path(input_path + ".rejects.csv")
 
 

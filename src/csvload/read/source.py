@@ -33,6 +33,7 @@ from csvload.read.lines import (
     read_error,
 )
 from csvload.read.presets import RowRejected
+from csvload.read.remote import Fetched, RemoteOptions, is_remote, open_input, shown
 from csvload.read.wholeblocks import WholeBlocks
 from csvload.table.catalog import resolve
 
@@ -60,6 +61,7 @@ class SourceOptions:
     encoding: str = "utf-8"
     delimiter: str = ","  # or "auto"
     mapping: tuple[tuple[str, str], ...] = ()  # (header as in the file, table column)
+    remote: RemoteOptions | None = None  # how to fetch a URL path (read/remote/)
 
 
 class _CountingReader(io.RawIOBase):
@@ -86,8 +88,9 @@ class Source:
 
     def __init__(self, options: SourceOptions, stdin: BinaryIO | None = None):
         self.options = options
-        self.name = "<stdin>" if options.path == "-" else options.path
+        self.name = "<stdin>" if options.path == "-" else shown(options.path)
         self.size: int | None = None
+        self.fetched: Fetched | None = None  # what a URL's fetch found (read/remote/)
         self.header: list[str] = []
         # (0-based column, name) of each key column: set by use_keys() before chunks().
         self.keys: tuple[tuple[int, str], ...] = ()
@@ -129,13 +132,17 @@ class Source:
             if self._stdin is None:
                 raise InputError("<stdin>: no standard input to read")
             raw: BinaryIO = self._stdin
+        elif is_remote(self.options.path):
+            raw, self.size, self.fetched = open_input(self.options.path, self.options.remote)
+            self._close.append(raw)
         else:
             raw = self._open_path(self.options.path)
             self._close.append(raw)
         try:
-            st = os.fstat(raw.fileno())
-            if os.path.isfile(self.options.path) or st.st_size:
-                self.size = st.st_size or None
+            if self.fetched is None:
+                st = os.fstat(raw.fileno())
+                if os.path.isfile(self.options.path) or st.st_size:
+                    self.size = st.st_size or None
         except (OSError, io.UnsupportedOperation, ValueError):
             self.size = None
         self._counter = _CountingReader(raw)
