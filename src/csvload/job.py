@@ -16,7 +16,8 @@ from csvload.errors import CsvloadError, ExitStatus, Interrupted
 from csvload.history.recorder import RunRecorder
 from csvload.load.loader import Import, ImportOptions
 from csvload.load.result import ImportResult, ProgressCallback
-from csvload.read.source import Source, SourceOptions
+from csvload.read.inputs import open_input
+from csvload.read.source import SourceOptions
 from csvload.server.database import connect, target
 
 
@@ -33,6 +34,9 @@ class ImportRequest:
     webhooks: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     record: dict = field(default_factory=dict)  # the options the run history keeps
     stdin: BinaryIO | None = None  # what a source path "-" reads
+    # Every input, in order, when there are several (source.path is then the first): all
+    # read with the source's options into one import.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,7 +84,7 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
     database = {"name": None, "host": None}
     recorder: RunRecorder | None = None
     try:
-        with Source(request.source, stdin=request.stdin) as source:
+        with open_input(request.source, request.paths, stdin=request.stdin) as source:
             options = request.options
             if options.preset is None:
                 scoped = {c for c, _ in options.binding.scope}
@@ -89,7 +93,7 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
             recorder = RunRecorder.start(
                 dsn,
                 file=source.name,
-                path=None if request.source.path == "-" else request.source.path,
+                paths=source.paths,
                 options=request.record,
                 connect_timeout=request.connect_timeout,
                 table=options.table,
@@ -129,7 +133,7 @@ def _import(conn, source, request, recorder, hooks: Hooks, outcome: Outcome) -> 
     outcome.result = job.result
     plan = job.prepare()
     if plan.ignored:
-        ignored = ", ".join(plan.ignored)
+        ignored = ", ".join(name if name.strip() else "(no header)" for name in plan.ignored)
         _warn(hooks, outcome, f"{source.name}: ignoring unknown columns: {ignored}")
     with hooks.progress(source.name) as display:
 

@@ -23,7 +23,8 @@ from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.load.loader import ImportOptions
 from csvload.load.result import OPTIONAL_COUNTS
-from csvload.read.source import Source, SourceOptions
+from csvload.read.inputs import open_input
+from csvload.read.source import SourceOptions
 from csvload.server.database import connect, display_name
 from csvload.table.binding import Binding
 from csvload.table.schema import PRODUCTS
@@ -256,7 +257,7 @@ def verify(path, **params):
     options = ImportOptions(**given["options"], binding=Binding(**given["options.binding"]))
     try:
         with (
-            Source(SourceOptions(path, **given["source"]), stdin=sys.stdin.buffer) as source,
+            open_input(SourceOptions(path, **given["source"]), stdin=sys.stdin.buffer) as source,
             _connect(job.dsn, job.connect_timeout) as conn,
             display_for(job.quiet, source.name) as display,
         ):

@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     deleted      bigint,
     suppressed   bigint,
     existing     bigint,
-    not_found    bigint
+    not_found    bigint,
+    files        jsonb
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -92,12 +93,13 @@ RUNS_UPGRADE = (
     " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
     " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
     " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint,"
-    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint"
+    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint,"
+    " ADD COLUMN IF NOT EXISTS files jsonb"
 )
 _UPGRADED = (
-    "SELECT count(*) = 9 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 10 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
-    " 'suppressed', 'existing', 'not_found')"
+    " 'suppressed', 'existing', 'not_found', 'files')"
     " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
@@ -228,6 +230,9 @@ class RunInfo:
     deleted: int | None = None
     existing: int | None = None
     not_found: int | None = None
+    # Every input of the run, in order: file, size and sha256 of each (None: recorded
+    # before csvload listed them).
+    files: list[dict] | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -267,6 +272,7 @@ def _info(row: dict) -> RunInfo:
         table=row.get("target"),
         key=row.get("key"),
         **{k: row.get(k) for k in OPTIONAL_COUNTS},
+        files=row.get("files"),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )
