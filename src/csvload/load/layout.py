@@ -25,7 +25,7 @@ def lay_out(sources: Sequence, plans: Sequence[Plan]) -> None:
                 what = f"no {', '.join(missing)} column, which {first.name} has"
             else:
                 extra = ", ".join(sorted(set(got) - set(wanted)))
-                what = f"a {extra} column, which {first.name} lacks"
+                what = f"the column {extra}, which {first.name} lacks"
             raise InputError(
                 f"{source.place(source.header_line)}: {what}; the files of one import must"
                 " give the same columns (import this one on its own)"
