@@ -115,16 +115,21 @@ def test_an_error_names_the_file_and_its_line(products, tmp_path):
 
 
 def test_headers_may_differ_as_long_as_each_binds(products, tmp_path):
-    a = write_file(tmp_path, HEADER + "A-1,from a,da\n", "a.csv")
+    a = write_file(tmp_path, 'sku;name;description\nA-1;"from; a";da\n', "a.csv")
     # Another order, another spelling, a column the table does not have, another delimiter.
-    b = write_file(tmp_path, "Description;EXTRA;SKU;Name\ndb;x;B-1;from b\n", "b.csv")
-    c = write_file(tmp_path, "Title,Code,description\nfrom c,C-1,dc\n", "c.csv")
+    b = write_file(tmp_path, 'Description,EXTRA,SKU,Name\ndb,x,B-1,"from, b"\n', "b.csv")
+    c = write_file(tmp_path, "Title;Code;description\nfrom c;C-1;dc\n", "c.csv")
+    d = write_workbook(tmp_path, {"Sheet1": [
+        ["description", "sku", "Title", "extra"], ['d"d', "D-1", "from; d", 1.5],
+        ["dd", "D-2", "from d", None],
+    ]})  # fmt: skip
     summary = imported(
-        products, a, b, c, "--delimiter", "auto", "--map", "Title=name", "--map", "Code=sku"
+        products, a, b, c, d, "--delimiter", "auto", "--map", "Title=name", "--map", "Code=sku"
     )
-    assert summary["inserted"] == 3
+    assert summary["inserted"] == 5
     assert query(products, "SELECT sku, name, description FROM products ORDER BY sku") == [
-        ("A-1", "from a", "da"), ("B-1", "from b", "db"), ("C-1", "from c", "dc"),
+        ("A-1", "from; a", "da"), ("B-1", "from, b", "db"), ("C-1", "from c", "dc"),
+        ("D-1", "from; d", 'd"d'), ("D-2", "from d", "dd"),
     ]  # fmt: skip
 
 

@@ -234,3 +234,12 @@ def test_sheet_without_a_workbook_is_a_usage_error(items, tmp_path):
     assert error_line(result) == (
         "Error: --sheet reads a workbook (.xlsx, .xls, .ods), and no input is one"
     )
+
+
+def test_verify_reads_a_workbook(items, tmp_path):
+    book = write_workbook(tmp_path, {"Sheet1": [["sku", "stock"], ["A-1", 1], ["A-2", 2]]})
+    imported(items, book, "--table", "item")
+    execute(items, "UPDATE item SET stock = 5 WHERE sku = 'A-2'")
+    result = quiet_cli(items, "verify", book, "--table", "item", "--json")
+    assert result.exit_code == 1
+    assert (json.loads(result.stdout)["matching"], json.loads(result.stdout)["different"]) == (1, 1)
