@@ -28,9 +28,9 @@ from csvload.read.encoding import TextChecks
 from csvload.read.source import Source, SourceOptions, _quote_row
 
 SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
-# Two characters no sheet's text holds in practice, to join a batch's cells and rows in C;
-# a batch whose cells hold one after all is written record by record instead.
-_CELL, _ROW = "\x00", "\x01"
+# NUL: no sheet's text holds it in practice (PostgreSQL text cannot), so it joins a batch's
+# cells in C; a batch whose cells hold one is written record by record instead.
+_CELL = "\x00"
 
 
 def is_workbook(path: str) -> bool:
@@ -41,15 +41,19 @@ def is_workbook(path: str) -> bool:
 # -- cells as a person sees them -------------------------------------------------------------
 
 
+# A spreadsheet keeps and shows 15 significant digits of a number: a computed 19.99 may be
+# stored as 19.990000000000002, which every spreadsheet shows as 19.99.
+_DIGITS = "{:.15g}".format
+
+
 def number(value: float) -> str:
-    """19.99 as 19.99 (the shortest text that reads back as the same float), 4.0 as 4,
-    1e+20 as 100000000000000000000."""
+    """A number as a spreadsheet shows it in full: to 15 significant digits, in the
+    shortest form (19.99, 4 rather than 4.0) and without an exponent (1E+20 as
+    100000000000000000000)."""
     if value == 0:
         return "0"  # -0.0 too
-    text = repr(value)
-    if "e" in text:
-        text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+    text = _DIGITS(value)
+    return format(Decimal(text), "f") if "e" in text else text
 
 
 def _duration(value: datetime.timedelta) -> str:
@@ -88,10 +92,10 @@ def _column_text(column: Sequence[object]) -> Sequence[str]:
     if kinds <= {str}:
         return column  # type: ignore[return-value]
     if kinds == {float}:
-        joined = _CELL.join(map(repr, column)) + _CELL
+        joined = _CELL.join(map(_DIGITS, column))
         # Exponents and -0.0 are rare: those columns go cell by cell.
-        if "e" not in joined and f"{_CELL}-0.0{_CELL}" not in _CELL + joined:
-            return joined.replace(".0" + _CELL, _CELL)[:-1].split(_CELL)
+        if "e" not in joined and f"{_CELL}-0{_CELL}" not in f"{_CELL}{joined}{_CELL}":
+            return joined.split(_CELL)
     return [cell_text(c) for c in column]
 
 
@@ -221,19 +225,16 @@ class WorkbookSource(Source):
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
         if not self.keys and self._preset is None:
             self.keys = self.find_keys(("sku",))
-        done = 0
         while True:
             first = self._next_row
             batch = list(itertools.islice(self._rows, batch_size))
             if not batch:
                 return
             self._next_row += len(batch)
-            done += len(batch)
             chunk = Assembly()
             self._add(batch, first, chunk)
-            out = chunk.take(
-                round(self.size * min(done / max(self._total, 1), 1.0)) if self.size else 0
-            )
+            read = (self._next_row - 1) / max(self._total, 1)
+            out = chunk.take(round(self.size * min(read, 1.0)) if self.size else 0)
             out.origin = self.origin
             yield out
 
@@ -254,7 +255,7 @@ class WorkbookSource(Source):
             and self._preset is None
             and all(all(map(str.strip, columns[i])) for i, _ in self.keys)
         ):
-            text = self._whole(data, len(batch))
+            text = self._whole(data)
         if text is not None:
             chunk.add_block(text, first, len(batch))
             return
@@ -268,21 +269,20 @@ class WorkbookSource(Source):
                 chunk.lines.append(_quote_row(row, delimiter))
                 chunk.add_run(number_, 1)
 
-    def _whole(self, columns: list[Sequence[str]], nrows: int) -> bytes | None:
+    def _whole(self, columns: list[Sequence[str]]) -> bytes | None:
         """The batch as COPY data, every field quoted; None when a row is empty or a cell
         holds what must be looked at (NUL, a character the database cannot store)."""
-        rows = list(zip(*columns, strict=True))
+        quoted = []
+        for column in columns:
+            joined = "".join(column)
+            if _CELL in joined:
+                return None
+            quoted.append([c.replace('"', '""') for c in column] if '"' in joined else column)
+        rows = list(zip(*quoted, strict=True))
         if not all(map(any, rows)):
             return None
-        text = _ROW.join(map(_CELL.join, rows))
-        if text.count(_CELL) != nrows * (len(columns) - 1) or text.count(_ROW) != nrows - 1:
-            return None  # a cell holds one of the separators
         delimiter = self._staged_delimiter or self.delimiter
-        data = (
-            '"'
-            + text.replace('"', '""').replace(_CELL, f'"{delimiter}"').replace(_ROW, '"\n"')
-            + '"\n'
-        )
+        data = '"' + '"\n"'.join(map(f'"{delimiter}"'.join, rows)) + '"\n'
         if self._checks.dirty(data):
             return None
         return data.encode("utf-8")
