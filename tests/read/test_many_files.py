@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, fetch_products, query, table_checksum
-from helpers.files import write_file, write_workbook
+from helpers.files import PRESET_SAMPLES, write_file, write_workbook
 
 from csvload import job, webhook
 from csvload.load.loader import ImportOptions
@@ -220,3 +220,15 @@ def test_the_summary_and_the_run_history_list_every_file(products, tmp_path):
     ]  # fmt: skip
     runs = json.loads(cli(products, "runs", "--json").stdout)
     assert runs[0]["file"] == f"{a} and {b}" and len(runs[0]["files"]) == 2
+
+
+def test_a_preset_reads_each_file_by_its_own_header(products):
+    # Two Shopify exports: one with a Status column, one older one with Published instead.
+    template = PRESET_SAMPLES / "shopify_product_template.csv"
+    published = PRESET_SAMPLES / "shopify_product_template_published.csv"
+    summary = imported(products, str(template), str(published), "--preset", "shopify")
+    assert (summary["rows_read"], summary["inserted"], summary["skipped"]) == (21, 18, 3)
+    assert [f["rows_read"] for f in summary["files"]] == [17, 4]
+    assert query(products, "SELECT name, active FROM products WHERE sku = 'example-shirt-m'") == [
+        ("Example T-Shirt", True)
+    ]

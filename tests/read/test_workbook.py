@@ -250,3 +250,14 @@ def test_verify_reads_a_workbook(items, tmp_path):
     result = quiet_cli(items, "verify", book, "--table", "item", "--json")
     assert result.exit_code == 1
     assert (json.loads(result.stdout)["matching"], json.loads(result.stdout)["different"]) == (1, 1)
+
+
+def test_an_empty_sheet_and_a_header_row_past_its_end_are_errors(items, tmp_path):
+    book = write_workbook(tmp_path, {"Empty": [], "Data": [["sku"], ["A-1"]]})
+    result = quiet_cli(items, "import", book, "--table", "item")
+    assert result.exit_code == 1
+    assert error_line(result) == f"Error: {book} sheet Empty: empty sheet, no header row"
+    result = quiet_cli(items, "import", book, "--table", "item", "--sheet", "Data",
+                       "--header-row", "5")  # fmt: skip
+    assert result.exit_code == 1
+    assert error_line(result) == f"Error: {book} sheet Data: no row 5, the sheet ends before it"
