@@ -261,3 +261,25 @@ def test_an_empty_sheet_and_a_header_row_past_its_end_are_errors(items, tmp_path
                        "--header-row", "5")  # fmt: skip
     assert result.exit_code == 1
     assert error_line(result) == f"Error: {book} sheet Data: no row 5, the sheet ends before it"
+
+
+def test_a_row_with_an_error_cell_is_a_reject(items, tmp_path):
+    # The reader gives an error cell as an empty one: csvload finds it in the sheet's XML,
+    # so a price of #DIV/0! never becomes "no price".
+    book = write_workbook(tmp_path, {"Sheet1": [
+        ["sku", "price", "note"],
+        ["A-1", 1.5, "x"],
+        ["A-2", Formula("=1/0", "#DIV/0!"), "x"],
+        ["A-3", 2.5, Formula("=NA()", "#N/A")],
+        ["A-4", 3.5, "x"],
+    ]})  # fmt: skip
+    summary = imported(items, book, "--table", "item", "--max-errors", "2", exit_codes=(3,))
+    assert (summary["inserted"], summary["rejected"]) == (2, 2)
+    assert query(items, "SELECT sku, price FROM item ORDER BY sku") == [
+        ("A-1", Decimal("1.50")), ("A-4", Decimal("3.50")),
+    ]  # fmt: skip
+    assert (tmp_path / "book.xlsx.rejects.csv").read_bytes().decode() == (
+        "file,line,reason,record\r\n"
+        f'{book} sheet Sheet1,3,"price is #DIV/0!, an error in the sheet","A-2,,x"\r\n'
+        f'{book} sheet Sheet1,4,"note is #N/A, an error in the sheet","A-3,2.5"\r\n'
+    )

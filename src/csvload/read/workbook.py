@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import BinaryIO
 
 from csvload.errors import InputError
+from csvload.read import xlsxerrors
 from csvload.read.chunks import Assembly, Chunk, Origin
 from csvload.read.encoding import TextChecks
 from csvload.read.source import Source, SourceOptions, _quote_row
@@ -129,6 +130,8 @@ class WorkbookSource(Source):
         self._width = 0  # the header's columns, up to its last named one
         self._book = None
         self._merged: list = []  # ((top, left), (bottom, right)), 0-based
+        self._error_cells: xlsxerrors.ErrorCells | None = None
+        self._errors: dict[int, list[tuple[int, str]]] = {}  # row -> (column, error)
 
     @property
     def origin(self) -> Origin:
@@ -153,7 +156,10 @@ class WorkbookSource(Source):
             # Every error of the reader (a zip that is no workbook, a text file named .xlsx,
             # broken XML) is a CalamineError; its format is told by the extension.
             self._book = CalamineWorkbook.from_path(path)
-            sheet = self._book.get_sheet_by_name(self._pick_sheet())
+            name = self._pick_sheet()
+            if path.lower().endswith(xlsxerrors.SUFFIXES):
+                self._error_cells = xlsxerrors.ErrorCells(path, name)  # while calamine loads
+            sheet = self._book.get_sheet_by_name(name)
         except CalamineError as e:
             raise InputError(f"{path}: not a workbook csvload can read ({_first_line(e)})") from e
         # iter_rows() gives the rows from the sheet's first (row 1, even when the used
@@ -225,6 +231,8 @@ class WorkbookSource(Source):
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
         if not self.keys and self._preset is None:
             self.keys = self.find_keys(("sku",))
+        if self._error_cells is not None:
+            self._errors = self._error_cells.found()
         while True:
             first = self._next_row
             batch = list(itertools.islice(self._rows, batch_size))
@@ -250,8 +258,12 @@ class WorkbookSource(Source):
         if self._layout is not None:
             data = [data[i] if i >= 0 else [""] * len(batch) for i in self._layout]
         text = None
+        flagged = self._errors and not self._errors.keys().isdisjoint(
+            range(first, first + len(batch))
+        )
         if (
             not beyond
+            and not flagged
             and self._preset is None
             and all(all(map(str.strip, columns[i])) for i, _ in self.keys)
         ):
@@ -289,6 +301,12 @@ class WorkbookSource(Source):
 
     def _check(self, row: list[str], raw: str, end: int) -> str | None:
         width = self._width
+        if end in self._errors:
+            column, error = self._errors[end][0]
+            at = column - self._start_column
+            name = self.header[at] if 0 <= at < width and self.header[at] else None
+            where = name or f"column {column_letter(column)}"
+            return f"{where} is {error}, an error in the sheet"
         extra = [i for i in range(width, len(row)) if row[i]]
         if extra:
             column = column_letter(self._start_column + extra[0])
