@@ -3,12 +3,13 @@ header row, and its rows as the records of a CSV, so that they take the same pat
 CSV's (typing, rejects, the merge).  Where a record came from is the row number as the
 spreadsheet shows it (`book.xlsx sheet Prices row 17`).
 
-Cells are written as a person sees them: a number in its shortest round-trip form without
-a trailing `.0`, dates and times in ISO form, booleans as true/false, text as it is.  The
-sheet is read with python-calamine (Rust; see docs/design.md, "Dependencies"), which loads
-the whole sheet before its first row: the rows are then converted a batch at a time,
-column by column, and a batch with nothing to reject goes to COPY without a Python loop
-over its rows.
+Cells are written as a person sees them: a number to the 15 significant digits a
+spreadsheet shows, in its shortest form (no trailing `.0`), dates and times in ISO form,
+booleans as true/false, text as it is; a row with an error cell (#N/A) is a reject
+(xlsxerrors.py finds them).  The sheet is read with python-calamine (Rust; see
+docs/design.md, "Dependencies"), which loads the whole sheet before its first row: the rows
+are then converted a batch at a time, column by column, and a batch with nothing to reject
+goes to COPY without a Python loop over its rows.
 """
 
 from __future__ import annotations
