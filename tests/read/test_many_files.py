@@ -127,6 +127,7 @@ def test_headers_may_differ_as_long_as_each_binds(products, tmp_path):
         products, a, b, c, d, "--delimiter", "auto", "--map", "Title=name", "--map", "Code=sku"
     )
     assert summary["inserted"] == 5
+    assert summary["ignored_columns"] == ["EXTRA", "extra"]  # of every file, once each
     assert query(products, "SELECT sku, name, description FROM products ORDER BY sku") == [
         ("A-1", "from; a", "da"), ("B-1", "from, b", "db"), ("C-1", "from c", "dc"),
         ("D-1", "from; d", 'd"d'), ("D-2", "from d", "dd"),

@@ -68,7 +68,9 @@ def prepare(
         return _prepare(conn, source, options, writing)
     plans = [_prepare(conn, s, options, writing) for s in sources]
     layout.lay_out(sources, plans)
-    return plans[0]
+    # The headers no column takes, of every input: each is warned about once.
+    ignored = dict.fromkeys(name for plan in plans for name in plan.ignored)
+    return replace(plans[0], ignored=tuple(ignored))
 
 
 def _prepare(
