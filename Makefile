@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python tests/bench/typed_bench.py
 	$(BIN)/python tests/bench/feed_bench.py
 	$(BIN)/python tests/bench/remote_bench.py
+	$(BIN)/python tests/bench/workbook_bench.py
 	$(BIN)/python tests/bench/citus_bench.py
 
 clean:

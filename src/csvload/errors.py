@@ -29,6 +29,13 @@ class InputError(CsvloadError):
     """The input file cannot be opened, decoded or understood as a product CSV."""
 
 
+class InputUsageError(CsvloadError):
+    """The inputs are named in a way that cannot work: a glob that matches no file, `-`
+    twice, --sheet without a workbook."""
+
+    exit_status = ExitStatus.USAGE
+
+
 class MissingColumnError(InputError):
     """A required column (sku or name) is absent from the header."""
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from csvload import webhook
-from csvload.errors import CsvloadError, ExitStatus, Interrupted
+from csvload.errors import CsvloadError, ExitStatus, InputUsageError, Interrupted
 from csvload.history import runs
 from csvload.history.recorder import RunRecorder
 from csvload.load.loader import Import, ImportOptions
 from csvload.load.result import ImportResult, ProgressCallback
+from csvload.read.inputs import open_input
 from csvload.read.remote import Fetched, Previous, RemoteOptions, UnchangedFeed, is_remote, shown
-from csvload.read.source import Source, SourceOptions
+from csvload.read.source import SourceOptions
 from csvload.server.database import connect, target
 
 
@@ -35,6 +36,9 @@ class ImportRequest:
     webhooks: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
     record: dict = field(default_factory=dict)  # the options the run history keeps
     stdin: BinaryIO | None = None  # what a source path "-" reads
+    # Every input, in order, when there are several (source.path is then the first): all
+    # read with the source's options into one import.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,11 +91,17 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
     source_options = request.source
     try:
         remote = source_options.remote
-        if is_remote(source_options.path) and remote is not None and remote.if_changed:
-            # The conditional request needs the last import's ETag, before any byte.
-            dsn = _dsn(request)
-            source_options = _with_previous(request, dsn, name)
-        with Source(source_options, stdin=request.stdin) as source:
+        if remote is not None and remote.if_changed:
+            if len(request.paths) > 1:
+                raise InputUsageError(
+                    "--if-changed skips one unchanged URL source; give one URL, not "
+                    f"{len(request.paths)} inputs"
+                )
+            if is_remote(source_options.path):
+                # The conditional request needs the last import's ETag, before any byte.
+                dsn = _dsn(request)
+                source_options = _with_previous(request, dsn, name)
+        with open_input(source_options, request.paths, stdin=request.stdin) as source:
             outcome.fetched = source.fetched
             options = request.options
             if options.preset is None:
@@ -101,7 +111,8 @@ def run(request: ImportRequest, hooks: Hooks | None = None) -> Outcome:
             recorder = RunRecorder.start(
                 dsn,
                 file=source.name,
-                path=None if request.source.path == "-" or source.fetched else request.source.path,
+                # A URL is listed as it is shown: its credentials never reach the record.
+                paths=tuple(shown(p) if is_remote(p) else p for p in source.paths),
                 options=request.record,
                 connect_timeout=request.connect_timeout,
                 table=options.table,
@@ -209,7 +220,7 @@ def _import(conn, source, request, recorder, hooks: Hooks, outcome: Outcome) -> 
     outcome.result = job.result
     plan = job.prepare()
     if plan.ignored:
-        ignored = ", ".join(plan.ignored)
+        ignored = ", ".join(name if name.strip() else "(no header)" for name in plan.ignored)
         _warn(hooks, outcome, f"{source.name}: ignoring unknown columns: {ignored}")
     with hooks.progress(source.name) as display:
 

@@ -46,3 +46,49 @@ def write_toml(directory: Path, text: str, name: str = "csvload.toml") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
     return path
+
+
+class Formula:
+    """A formula cell for write_workbook(): the formula and the value Excel cached for it."""
+
+    def __init__(self, formula: str, cached: object):
+        self.formula, self.cached = formula, cached
+
+
+def write_workbook(directory: Path, sheets: dict, name: str = "book.xlsx",
+                   merged: dict | None = None) -> str:
+    """An .xlsx written by xlsxwriter (a spreadsheet library, not by hand): `sheets` maps
+    each sheet's name to its rows, a row a list of cells (None: no cell; str, int, float,
+    bool, date, datetime, time or a Formula, each written as its own cell type, dates with
+    a date format); `merged` maps a sheet's name to [(range, value)] merged cells."""
+    import datetime
+
+    import xlsxwriter
+
+    path = Path(directory) / name
+    book = xlsxwriter.Workbook(str(path))
+    formats = {
+        datetime.datetime: book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+        datetime.date: book.add_format({"num_format": "yyyy-mm-dd"}),
+        datetime.time: book.add_format({"num_format": "hh:mm:ss"}),
+    }
+    for sheet_name, rows in sheets.items():
+        sheet = book.add_worksheet(sheet_name)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if value is None:
+                    continue
+                if isinstance(value, Formula):
+                    sheet.write_formula(r, c, value.formula, None, value.cached)
+                elif isinstance(value, bool):
+                    sheet.write_boolean(r, c, value)
+                elif isinstance(value, int | float):
+                    sheet.write_number(r, c, value)
+                elif isinstance(value, datetime.date | datetime.time):
+                    sheet.write_datetime(r, c, value, formats[type(value)])
+                else:
+                    sheet.write_string(r, c, value)
+        for cells, value in (merged or {}).get(sheet_name, []):
+            sheet.merge_range(cells, value)
+    book.close()
+    return str(path)

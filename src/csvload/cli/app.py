@@ -37,10 +37,11 @@ from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.cli.sources import source_options
 from csvload.cli.watchcommand import watch_command
-from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
+from csvload.errors import CsvloadError, ExitStatus, InputUsageError, NoTableError, OutputPathError
 from csvload.history import runs
 from csvload.load.guards import Guards
 from csvload.load.loader import ImportOptions, check_outputs
+from csvload.read.inputs import expand
 from csvload.read.rejects import default_path
 from csvload.read.source import SourceOptions
 from csvload.server.database import connect, display_name, translate
@@ -117,23 +118,29 @@ IMPORT_OPTIONS = (
 
 
 @main.command("import")
-@click.argument("path", required=False)
+@click.argument("paths", metavar="PATH...", nargs=-1)
 @click_options(IMPORT_OPTIONS)
 @click.pass_context
 def import_(ctx, **params):
-    """Import a product CSV (PATH, - for stdin, or an https:// or sftp:// URL) into a
-    table (default: products)."""
+    """Import product CSV files or workbooks (PATH..., - for stdin, or an https:// or
+    sftp:// URL; quoted globs are expanded in sorted order) into a table (default:
+    products), all in one transaction."""
     params = _import_params(ctx, params)
-    params["path"] = params["path"] or params.get("source")
-    if not params["path"]:
+    if not params["paths"] and params.get("source"):
+        params["paths"] = (params["source"],)
+    if not params["paths"]:
         raise click.UsageError(
             "give PATH (a file, - for stdin, or a URL), or a --feed whose config sets source"
         )
+    try:
+        params["paths"] = tuple(expand(params["paths"]))
+    except InputUsageError as e:
+        raise click.UsageError(str(e)) from e
     job = ImportJob.from_params(params)
     # Before anything is read: the flags and the config file's paths alike.
-    path = job.source.path
     try:
-        check_outputs(job.options, _stdin_descriptor() if path == "-" else path)
+        for path in job.paths:
+            check_outputs(job.options, _stdin_descriptor() if path == "-" else path)
     except OutputPathError as e:
         raise click.BadParameter(e.reason, param_hint=e.option) from e
     sys.exit(run_import(job))
@@ -190,12 +197,14 @@ class ImportJob:
     connect_timeout: float
     as_json: bool
     quiet: bool
+    paths: tuple[str, ...] = ()  # every input, in order (source.path is the first)
 
     @classmethod
     def from_params(cls, params: dict) -> ImportJob:
         """The job of the import command's parameters, each put where its option's
         definition (options.OPTIONS) says."""
-        path = params["path"]
+        paths = params["paths"]
+        path = paths[0]
         given = fields(params, IMPORT_OPTIONS)
         options, hooks = given["options"], given["webhooks"]
         changes, rejects = options["changes_path"], options["rejects_path"]
@@ -211,6 +220,7 @@ class ImportJob:
                 guards=Guards(**given["options.guards"]),
             ),
             webhooks=webhook.WebhookOptions(**hooks),
+            paths=tuple(paths),
             **given[""],
         )
 
@@ -232,7 +242,7 @@ def run_import(job: ImportJob) -> ExitStatus:
         request = import_job.ImportRequest(
             job.source, job.options, lambda: resolve_dsn(job.dsn), job.connect_timeout,
             job.webhooks, job.record(),
-            stdin=sys.stdin.buffer,
+            stdin=sys.stdin.buffer, paths=job.paths if len(job.paths) > 1 else (),
         )  # fmt: skip
         return _report(job, import_job.run(request, signals.hooks(job.quiet)))
 

@@ -197,6 +197,27 @@ _OPTIONS = (
         record="delimiter",
     ),
     Option(
+        ("--sheet",),
+        "sheet",
+        "A workbook's sheet to read (default: the first).",
+        t.Name("a sheet name"),
+        toml="sheet",
+        field="source.sheet",
+        record="sheet",
+        metavar="NAME",
+    ),
+    Option(
+        ("--header-row",),
+        "header_row",
+        "A workbook's header row, as the spreadsheet numbers it (default: the first"
+        " non-empty row).",
+        t.Count(1),
+        toml="header_row",
+        field="source.header_row",
+        record="header_row",
+        metavar="N",
+    ),
+    Option(
         ("--table",),
         "table",
         "The table to load into.",
@@ -589,7 +610,10 @@ FEED_PARAMS = {o.toml: o.name for o in _OPTIONS if o.toml}
 RECORDED = tuple(o for o in _OPTIONS if o.record)
 
 # How to read a CSV and which table it goes to: shared by import and verify.
-INPUT = ("encoding", "delimiter", "table", "key", "mapping", "decimal_comma", "preset", "scope")
+INPUT = (
+    "encoding", "delimiter", "sheet", "header_row", "table", "key", "mapping", "decimal_comma",
+    "preset", "scope",
+)  # fmt: skip
 # How to fetch a URL source (read/remote/): shared by import and verify.
 REMOTE = (
     "headers", "fetch_connect_timeout", "fetch_read_timeout", "fetch_retries", "ca_file",

@@ -25,7 +25,7 @@ from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
 from csvload.load.loader import ImportOptions
 from csvload.load.result import OPTIONAL_COUNTS
-from csvload.read.source import Source
+from csvload.read.inputs import open_input
 from csvload.server.database import connect, display_name
 from csvload.table.binding import Binding
 from csvload.table.schema import PRODUCTS
@@ -258,7 +258,7 @@ def verify(path, **params):
     options = ImportOptions(**given["options"], binding=Binding(**given["options.binding"]))
     try:
         with (
-            Source(source_options(path, given), stdin=sys.stdin.buffer) as source,
+            open_input(source_options(path, given), stdin=sys.stdin.buffer) as source,
             _connect(job.dsn, job.connect_timeout) as conn,
             display_for(job.quiet, source.name) as display,
         ):

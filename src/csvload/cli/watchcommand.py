@@ -47,7 +47,7 @@ def watch_command(import_options: tuple[str, ...], import_params: Callable, job_
 
         def job_for(path: str, rejects: Path | None = None):
             return job_class.from_params(
-                {**params, "path": path, "rejects_path": str(rejects) if rejects else None}
+                {**params, "paths": (path,), "rejects_path": str(rejects) if rejects else None}
             )
 
         first = job_for(str(folder / "file.csv"))

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -61,6 +61,26 @@ def _sha256(path: str) -> str | None:
     return digest.hexdigest()
 
 
+def _file(path: str) -> dict:
+    """An input as the run records it: its name and, for a regular file, its size (and
+    the path to hash); a FIFO or device is not read here (that would steal its bytes), and
+    a missing file is the import's to report."""
+    entry = {"file": "<stdin>" if path == "-" else path, "size": None, "sha256": None,
+             "path": None}  # fmt: skip
+    if path != "-":
+        try:
+            st = os.stat(path)
+        except OSError:
+            return entry
+        if os.path.isfile(path):
+            entry["size"], entry["path"] = st.st_size, path
+    return entry
+
+
+def _files_json(files: list[dict]) -> psycopg.types.json.Jsonb:
+    return psycopg.types.json.Jsonb([{k: f[k] for k in ("file", "size", "sha256")} for f in files])
+
+
 class RunRecorder:
     """Writes one run's row.  Start it with RunRecorder.start(); end it with finish() or
     fail(), which also close its connection.
@@ -69,7 +89,7 @@ class RunRecorder:
     writing and keeps the reason in .warning for the caller to show.
     """
 
-    def __init__(self, conn: psycopg.Connection, run_id: str, path: str | None):
+    def __init__(self, conn: psycopg.Connection, run_id: str, files: list[dict]):
         self.run_id = run_id
         self.warning: str | None = None
         self._conn = conn
@@ -83,9 +103,9 @@ class RunRecorder:
         self._hasher: threading.Thread | None = None
         # A remote source's columns (source, etag, ..., sha256): written with the final row.
         self.remote: dict[str, Any] = {}
-        if path is not None:
+        if any(f["path"] is not None for f in files):
             self._hasher = threading.Thread(
-                target=self._hash, args=(path,), name="csvload-sha256", daemon=True
+                target=self._hash, args=(files,), name="csvload-sha256", daemon=True
             )
 
     @classmethod
@@ -95,6 +115,7 @@ class RunRecorder:
         *,
         file: str,
         path: str | None = None,
+        paths: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
         connect_timeout: float = 10,
         table: str | None = None,
@@ -102,23 +123,17 @@ class RunRecorder:
         remote: Mapping[str, Any] | None = None,
     ) -> RunRecorder:
         """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
-        `path`, when the input is a regular file, is stat'ed for its size and hashed in a
-        background thread (sha256 stays NULL for stdin).  `remote` holds a URL source's
-        columns (source, size, etag, ...; read/remote/), its sha256 set later.  Raises
-        CsvloadError when the row cannot be written: the caller should not import
+        `path` (or each of `paths`, the inputs of a many-file import), when it is a
+        regular file, is stat'ed for its size and hashed in a background thread (sha256
+        stays NULL for stdin).  `files` lists every input with its size and sha256; the
+        row's size is their sum, its sha256 the one input's.  `remote` holds a URL
+        source's columns (source, size, etag, ...; read/remote/), its sha256 set later.
+        Raises CsvloadError when the row cannot be written: the caller should not import
         unrecorded."""
         run_id = str(uuid.uuid4())
-        size = None
-        if path is not None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                path = None  # the import itself will report the missing file
-            else:
-                if os.path.isfile(path):
-                    size = st.st_size
-                else:
-                    path = None  # a FIFO or device: reading it here would steal its bytes
+        files = [_file(p) for p in (paths or ([path] if path is not None else []))]
+        sizes = [f["size"] for f in files]
+        size = sum(sizes) if files and None not in sizes else None
         conn = connect(dsn, connect_timeout=connect_timeout, autocommit=True)
         try:
             if not runs_table_current(conn):
@@ -130,13 +145,13 @@ class RunRecorder:
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
-                    " version, options, lock_key, target, key)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s)"
+                    " version, options, lock_key, target, key, files)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(RUNS)),
                 (
                     run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
                     psycopg.types.json.Jsonb(scrub(options or {})), lock, table,
-                    list(key) if key else None,
+                    list(key) if key else None, _files_json(files),
                 ),
             )  # fmt: skip
             if remote:
@@ -147,7 +162,7 @@ class RunRecorder:
         except BaseException:
             conn.close()
             raise
-        recorder = cls(conn, run_id, path)
+        recorder = cls(conn, run_id, files)
         recorder.remote = dict(remote or {})
         recorder._beat.start()
         if recorder._hasher is not None:
@@ -187,13 +202,17 @@ class RunRecorder:
             params = (p.phase, done, total, p.rows)
         self._execute(sql.SQL(statement).format(sql.Identifier(RUNS)), (*params, self.run_id))
 
-    def _hash(self, path: str) -> None:
-        digest = _sha256(path)
-        if digest is not None:
-            self._execute(
-                sql.SQL("UPDATE {} SET sha256 = %s WHERE run_id = %s").format(sql.Identifier(RUNS)),
-                (digest, self.run_id),
-            )
+    def _hash(self, files: list[dict]) -> None:
+        for f in files:
+            if f["path"] is not None:
+                f["sha256"] = _sha256(f["path"])
+        single = files[0]["sha256"] if len(files) == 1 else None
+        self._execute(
+            sql.SQL(
+                "UPDATE {} SET sha256 = coalesce(%s, sha256), files = %s WHERE run_id = %s"
+            ).format(sql.Identifier(RUNS)),
+            (single, _files_json(files), self.run_id),
+        )
 
     def _execute(self, query, params) -> None:
         with self._lock:

@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     source       text,
     etag         text,
     last_modified text,
-    remote_mtime bigint
+    remote_mtime bigint,
+    files        jsonb
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -100,16 +101,18 @@ RUNS_UPGRADE = (
     # A remote source: its redacted URL and what --if-changed compares (read/remote/).
     " ADD COLUMN IF NOT EXISTS source text, ADD COLUMN IF NOT EXISTS etag text,"
     " ADD COLUMN IF NOT EXISTS last_modified text, ADD COLUMN IF NOT EXISTS remote_mtime bigint,"
+    # Every input of a run (many files in one import).
+    " ADD COLUMN IF NOT EXISTS files jsonb,"
     # Older tables' CHECK lacks 'unchanged_feed': replaced in the same statement (the
     # columns above being there is how readers know this ran).
     " DROP CONSTRAINT IF EXISTS csvload_runs_status_check,"
     " ADD CONSTRAINT csvload_runs_status_check CHECK (status IN ({statuses}))"
 )
 _UPGRADED = (
-    "SELECT count(*) = 13 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 14 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
     " 'suppressed', 'existing', 'not_found', 'source', 'etag', 'last_modified',"
-    " 'remote_mtime')"
+    " 'remote_mtime', 'files')"
     " AND NOT attisdropped"
 )
 # unchanged_feed: --if-changed found the source as the last import did; nothing imported.
@@ -246,6 +249,9 @@ class RunInfo:
     existing: int | None = None
     not_found: int | None = None
     source: str | None = None  # a remote source's redacted URL
+    # Every input of the run, in order: file, size and sha256 of each (None: recorded
+    # before csvload listed them).
+    files: list[dict] | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -286,6 +292,7 @@ def _info(row: dict) -> RunInfo:
         key=row.get("key"),
         **{k: row.get(k) for k in OPTIONAL_COUNTS},
         source=row.get("source"),
+        files=row.get("files"),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )

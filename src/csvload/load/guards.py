@@ -223,6 +223,7 @@ def held(db, plan: Plan, moving: tuple[Moving, ...], lines, delimiter: str) -> I
             yield Reject(
                 lines.line(ord_), reason(moving[moved], stored, given),
                 fit.record_text(fields, delimiter),
+                file=lines.file(ord_),
             )
     finally:
         named.close()

@@ -17,7 +17,7 @@ from psycopg import errors
 
 from csvload import files
 from csvload.errors import TargetError, TooManyRejectsError
-from csvload.load import distributed_stage, fit, guards, missing, statements, writers
+from csvload.load import distributed_stage, fit, guards, layout, missing, statements, writers
 from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
 from csvload.load.guards import Guards
@@ -60,7 +60,22 @@ def prepare(
     conn: psycopg.Connection, source: Source, options: ImportOptions, writing: bool = True
 ) -> Plan:
     """Read the target's definition and bind the source's header to it; tells the source
-    where its key columns are.  Raises CsvloadError before anything is read or written."""
+    where its key columns are.  Raises CsvloadError before anything is read or written.
+    Several inputs (read.inputs.Inputs) are bound one by one, and laid out like the
+    first (layout.py), whose plan is the import's."""
+    sources = getattr(source, "sources", None)
+    if sources is None:
+        return _prepare(conn, source, options, writing)
+    plans = [_prepare(conn, s, options, writing) for s in sources]
+    layout.lay_out(sources, plans)
+    # The headers no column takes, of every input: each is warned about once.
+    ignored = dict.fromkeys(name for plan in plans for name in plan.ignored)
+    return replace(plans[0], ignored=tuple(ignored))
+
+
+def _prepare(
+    conn: psycopg.Connection, source: Source, options: ImportOptions, writing: bool
+) -> Plan:
     control.check_combination(options.binding.mode, options.missing, options.binding)
     try:
         with conn.transaction():
@@ -124,7 +139,7 @@ def _binding(source: Source, options: ImportOptions) -> Binding:
 
 
 def _where(source: Source) -> str:
-    return f"{source.name} line {getattr(source, 'header_line', 1)}"
+    return source.place(getattr(source, "header_line", 1))
 
 
 def outputs(options: ImportOptions) -> list[tuple[str, Path]]:
@@ -184,13 +199,14 @@ class Import:
     def run(self) -> ImportResult:
         started = time.monotonic()
         source, options, result = self.source, self.options, self.result
-        check_outputs(options, source.options.path)
+        for path in source.paths:
+            check_outputs(options, path)
         plan = self.plan or self.prepare()
         result.status, result.file = "running", source.name
         result.table, result.key = plan.target.display, list(plan.target.key)
         result.ignored_columns = list(plan.ignored)
         if options.rejects_path:
-            self.rejects = RejectsWriter(options.rejects_path, source.encoding)
+            self.rejects = RejectsWriter(options.rejects_path, source.encoding, source.labelled)
         if options.changes_path:
             self.changes = ChangesWriter(options.changes_path)
         self.feed = missing.feed_for(plan, options)
@@ -260,6 +276,7 @@ class Import:
             self.db, self.plan, staging.ncols, constants, self.result.run_id
         )
         stage(self.db, staging, created=self.distributed is not None)
+        self.result.files = self.source.listing(self.result.rows_read)
 
     def _write(self) -> None:
         """Write the stage into the table, optimistically: the statement casts every
@@ -320,7 +337,8 @@ class Import:
             found += 1
             batch.append(
                 Reject(self.lines.line(misfit.ord), misfit.reason,
-                       fit.record_text(misfit.fields, self.source.delimiter))
+                       fit.record_text(misfit.fields, self.source.delimiter),
+                       file=self.lines.file(misfit.ord))
             )  # fmt: skip
             if len(batch) >= 1000:
                 self._reject(batch)

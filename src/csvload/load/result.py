@@ -53,6 +53,8 @@ class ImportResult:
     rejects_file: str | None = None
     changes_file: str | None = None
     ignored_columns: list[str] = field(default_factory=list)
+    # The inputs read, in order: file, size (bytes, None for a pipe) and rows_read of each.
+    files: list[dict] = field(default_factory=list)
     error: str | None = None
     run_id: str | None = None
     source: str | None = None  # a URL source, redacted (read/remote/)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 
 from csvload.load import statements
 from csvload.load.missing import NoFeed
 from csvload.load.result import Progress, ProgressCallback
+from csvload.read.chunks import Origin
 from csvload.read.source import Source
 from csvload.server.database import widen_send_buffer
 
@@ -41,25 +42,47 @@ class Statements:
 class LineMap:
     """Which physical line each staged record (numbered by the stage's ord, from 1)
     starts on, kept as runs of records on consecutive lines: one run for a clean file,
-    one more per blank line, multi-line record or rejected record, so it stays small."""
+    one more per blank line, multi-line record or rejected record, so it stays small.
+    Each run also knows its input (an Origin) when there may be more than one, or the
+    numbers are a sheet's rows."""
 
     def __init__(self) -> None:
         self._ords = array("q")  # the ord of each run's first record
         self._lines = array("q")  # its line
+        self._inputs = array("l")  # its input's position in _origins (0: none named)
+        self._origins: list[Origin | None] = [None]
         self._next = 1
 
-    def add(self, runs: list[list[int]]) -> None:
+    def add(self, runs: list[list[int]], origin: Origin | None = None) -> None:
+        if origin != self._origins[-1]:
+            self._origins.append(origin)
+        where = len(self._origins) - 1 if origin is not None else 0
         for line, count in runs:
-            if self._ords and self._lines[-1] + (self._next - self._ords[-1]) == line:
+            if (
+                self._ords
+                and self._lines[-1] + (self._next - self._ords[-1]) == line
+                and self._inputs[-1] == where
+            ):
                 pass  # continues the last run
             else:
                 self._ords.append(self._next)
                 self._lines.append(line)
+                self._inputs.append(where)
             self._next += count
 
     def line(self, ord_: int) -> int:
         i = bisect.bisect_right(self._ords, ord_) - 1
         return self._lines[i] + (ord_ - self._ords[i])
+
+    def file(self, ord_: int) -> str | None:
+        """The input the record came from, when it is named (Origin.file)."""
+        origin = self._origins[self._inputs[bisect.bisect_right(self._ords, ord_) - 1]]
+        return origin.file if origin is not None else None
+
+    def place(self, ord_: int, name: str) -> str:
+        """`a.csv line 3`, `book.xlsx sheet Prices row 17`; `name` is the one input's."""
+        origin = self._origins[self._inputs[bisect.bisect_right(self._ords, ord_) - 1]]
+        return (origin or Origin(name)).at(self.line(ord_))
 
 
 def _silent(p: Progress) -> None:
@@ -105,13 +128,16 @@ def stage(db, staging: Staging, created: bool = False) -> None:
             counts.skipped += chunk.skipped
             if chunk.rejects:
                 counts.rejected += len(chunk.rejects)
+                rejects = chunk.rejects
+                if chunk.origin is not None:
+                    rejects = [replace(r, file=chunk.origin.file) for r in rejects]
                 if staging.rejects is not None:
-                    staging.rejects.write(chunk.rejects)
-                staging.feed.keep(chunk.rejects)
+                    staging.rejects.write(rejects)
+                staging.feed.keep(rejects)
             # Past --max-errors the import will fail: keep reading only to list every reject.
             if chunk.rows and counts.rejected <= staging.max_errors:
                 copy.write(chunk.data)
                 if staging.lines is not None:
-                    staging.lines.add(chunk.runs)
+                    staging.lines.add(chunk.runs, chunk.origin)
             report(Progress("reading", chunk.bytes_done, source.size, counts.rows_read))
     staging.feed.stage_kept(db)

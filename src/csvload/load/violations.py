@@ -32,7 +32,7 @@ def unique_violation(db, plan, e, source_name: str, lines) -> ConstraintError:
     if field is not None:
         row = db.execute(statements.find_value(plan, field), (value,)).fetchone()
         if row is not None:
-            where = f"{source_name} line {lines.line(row[0])}"
+            where = lines.place(row[0], source_name)
     return ConstraintError(
         f"{where}: {columns} {value!r} is already used by another row of"
         f" {plan.target.display} or of the file (unique index {index}); nothing was written"

@@ -1,9 +1,23 @@
-"""What the reader yields: chunks of COPY-ready records with their rejects, and the
-assembly of one chunk."""
+"""What the reader yields: chunks of COPY-ready records with their rejects, the assembly of
+one chunk, and the Origin that names where a record came from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An input as rejects and messages name it: a file (`a.csv`) whose numbers count its
+    physical lines, or a workbook's sheet (`book.xlsx sheet Prices`) whose numbers are its
+    rows as the spreadsheet shows them."""
+
+    file: str
+    unit: str = "line"
+
+    def at(self, number: int) -> str:
+        """`a.csv line 3`, `book.xlsx sheet Prices row 17`."""
+        return f"{self.file} {self.unit} {number}"
 
 
 @dataclass(frozen=True)
@@ -15,6 +29,8 @@ class Reject:
     raw: str
     # The key fields, where they could be read: a full feed counts the row as present.
     key: tuple[str, ...] | None = None
+    # The input it came from (Origin.file), where there may be more than one, or a sheet.
+    file: str | None = None
 
 
 @dataclass
@@ -28,6 +44,8 @@ class Chunk:
     # Where the good records start: runs of (first line, records) on consecutive lines.
     runs: list[list[int]] = field(default_factory=list)
     skipped: int = 0  # records a preset's row rules skip (a shop export's image rows)
+    # Which input its lines are counted in; None: the one input, a file's physical lines.
+    origin: Origin | None = None
 
 
 class Assembly:

@@ -19,6 +19,8 @@ from csvload.read.chunks import Reject
 from csvload.read.remote.urls import is_remote, local_name
 
 HEADER = ("line", "reason", "record")
+# When rejects name their input (several files, or a sheet): the file column first.
+LABELLED_HEADER = ("file", *HEADER)
 
 # Undecodable input bytes, as the source's decoder escaped them (U+DC00 + byte).
 _ESCAPED = re.compile("([\udc00-\udcff]+)")
@@ -35,8 +37,9 @@ def default_path(input_path: str, cwd: Path) -> Path:
 
 
 class RejectsWriter:
-    def __init__(self, path: Path, encoding: str):
+    def __init__(self, path: Path, encoding: str, labelled: bool = False):
         self.path = path
+        self._labelled = labelled
         # Written in the input's encoding, undecodable input bytes restored as they were,
         # so a record can be fixed and fed back with the same --encoding.  The incremental
         # encoder writes a UTF-16 BOM once, at the start.
@@ -54,7 +57,8 @@ class RejectsWriter:
         for reject in rejects:
             if not self._file.opened:
                 self._open()
-            self._writer.writerow((reject.line, reject.reason, reject.raw))
+            row = (reject.line, reject.reason, reject.raw)
+            self._writer.writerow((reject.file or "", *row) if self._labelled else row)
             self.count += 1
         self._flush()
 
@@ -72,7 +76,7 @@ class RejectsWriter:
 
     def _open(self) -> None:
         self._file.open()
-        self._writer.writerow(HEADER)
+        self._writer.writerow(LABELLED_HEADER if self._labelled else HEADER)
 
     def ready(self) -> None:
         """Flush and fsync it, before the import commits."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from csvload.errors import InputError, MissingColumnError
-from csvload.read.chunks import Assembly, Chunk, Reject
+from csvload.read.chunks import Assembly, Chunk, Origin, Reject
 from csvload.read.encoding import ERRORS, TextChecks, normalise_encoding
 from csvload.read.lines import (
     CSV_HARD_LIMIT,
@@ -62,6 +62,8 @@ class SourceOptions:
     delimiter: str = ","  # or "auto"
     mapping: tuple[tuple[str, str], ...] = ()  # (header as in the file, table column)
     remote: RemoteOptions | None = None  # how to fetch a URL path (read/remote/)
+    sheet: str | None = None  # a workbook's sheet (workbook.py); None: the first
+    header_row: int | None = None  # a workbook's header row; None: the first non-empty
 
 
 class _CountingReader(io.RawIOBase):
@@ -86,6 +88,8 @@ class _CountingReader(io.RawIOBase):
 class Source:
     """One open input.  Use as a context manager, read .header, then .chunks()."""
 
+    labelled = False  # whether rejects name their input (a sheet, or one of many files)
+
     def __init__(self, options: SourceOptions, stdin: BinaryIO | None = None):
         self.options = options
         self.name = "<stdin>" if options.path == "-" else shown(options.path)
@@ -103,6 +107,10 @@ class Source:
         self._close: list = []
         self._counter: _CountingReader | None = None
         self._reader = None
+        # restage(): the column of each staged field (-1: empty), and the delimiter COPY
+        # reads, for a later input of a many-file import laid out like the first.
+        self._layout: list[int] | None = None
+        self._staged_delimiter: str | None = None
 
     @property
     def _raw_blocks(self) -> Iterator[Block]:
@@ -175,6 +183,37 @@ class Source:
             strict=False,
         )
 
+    def reopen(self) -> None:
+        """Open the input again from its start, after close(): a later file of a many-file
+        import is closed once its header is read and bound.  The header must come back."""
+        header = self.header
+        self.close()
+        self._lines = Lines(self.name, self.encoding, self._checks.dirty)
+        self.__enter__()
+        if self.header != header:
+            raise InputError(
+                f"{self.place(self.header_line)}: the header changed while csvload was"
+                " reading the file (was it being written?)"
+            )
+
+    @property
+    def origin(self) -> Origin:
+        """The input as rejects and messages name it."""
+        return Origin(self.name)
+
+    def place(self, line: int) -> str:
+        """`a.csv line 3`: where a record or a header is."""
+        return self.origin.at(line)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The inputs read, as given."""
+        return (self.options.path,)
+
+    def listing(self, rows_read: int) -> list[dict]:
+        """The inputs read, for the summary: each one's name, size and records."""
+        return [{"file": self.name, "size": self.size, "rows_read": rows_read}]
+
     def _open_path(self, path: str) -> BinaryIO:
         if os.path.isdir(path):
             raise InputError(f"{path}: is a directory, not a CSV file")
@@ -244,7 +283,7 @@ class Source:
         as target.resolve() matches names (exactly first, else ignoring case);
         MissingColumnError names the first one missing.  Lets a file without its key fail
         before csvload even connects."""
-        where = f"{self.name} line {self.header_line}"
+        where = self.place(self.header_line)
         spelt = [h.strip().lstrip("\ufeff") for h in self.header]
         # Each header as the column it binds to: its --map target, else its own name.
         names = list(spelt)
@@ -285,6 +324,13 @@ class Source:
         """The names of the columns each staged record has: the header's, or a preset's."""
         return list(self._preset.columns) if self._preset is not None else list(self.header)
 
+    def restage(self, layout: list[int] | None, delimiter: str) -> None:
+        """Stage each record in another layout: field i from the record's column
+        layout[i] (-1: empty), and with COPY's delimiter.  A later file of a many-file
+        import whose columns or delimiter differ from the first's is read so, record by
+        record (its lines are no longer forwarded as they are)."""
+        self._layout, self._staged_delimiter = layout, delimiter
+
     def use_server_encoding(self, name: str | None) -> None:
         """Name the database's encoding (server_encoding, e.g. LATIN1): a record holding a
         character it cannot store is then rejected, rather than failing the whole COPY
@@ -300,8 +346,8 @@ class Source:
         goes to COPY whole (about 256K characters) is never split."""
         whole, keys = self._whole_blocks()
         sku = keys[0] if len(keys) == 1 else None
-        forward_raw = self._preset is None
-        ncols, delimiter = len(self.header), self.delimiter
+        forward_raw = self._preset is None and self._staged_delimiter is None
+        ncols, delimiter = len(self.header), self._staged_delimiter or self.delimiter
         reader, lines, counter = self._reader, self._lines, self._counter
         assert reader is not None and counter is not None
         chunk = Assembly()
@@ -379,7 +425,7 @@ class Source:
     def _judge(self, row: list[str], start: int, end: int, chunk: Assembly) -> list[str] | None:
         """The slow path: the record to stage (rewritten by a preset), or None when it is
         rejected (into chunk.rejects) or skipped."""
-        raw = self._lines.raw(start, end)
+        raw = self._record_text(row, start, end)
         reason = self._check(row, raw, end)
         if reason is None and self._preset is not None:
             try:
@@ -394,7 +440,13 @@ class Source:
         if reason is not None:
             chunk.rejects.append(Reject(start, reason, _strip_terminator(raw), self._key_of(row)))
             return None
+        if self._layout is not None:
+            row = [row[i] if i >= 0 else "" for i in self._layout]
         return row
+
+    def _record_text(self, row: list[str], start: int, end: int) -> str:
+        """The record as read, for the rejects file: physical lines start..end."""
+        return self._lines.raw(start, end)
 
     def _check(self, row: list[str], raw: str, end: int) -> str | None:
         """Why a record must be rejected, or None: for multi-line records, dirty blocks,
