@@ -125,3 +125,13 @@ class PresetError(CsvloadError):
 
 class CitusError(CsvloadError):
     """The database is not Citus, or a table is not distributed the way the command needs."""
+
+
+class UndoRefusedError(CsvloadError):
+    """`csvload undo` cannot take this run back: it kept no record, was undone already,
+    is an undo itself, or its table is one Citus manages; nothing was changed."""
+
+
+class UndoConflictError(CsvloadError):
+    """Rows the run wrote have changed since (or another table references them), and
+    --skip-conflicts was not given; nothing was changed."""

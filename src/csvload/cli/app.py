@@ -34,6 +34,7 @@ from csvload.cli.paramtypes import FiniteFloat, WebhookUrl, seconds
 from csvload.cli.render import display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
+from csvload.cli.undocommand import undo as undo_command
 from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
 from csvload.load.guards import Guards
@@ -105,7 +106,8 @@ IMPORT_OPTIONS = (
     "connect_timeout", "lock_timeout", "statement_timeout", "webhooks", "webhook_secret",
     "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
     "no_touch", "missing", "active_column", "max_missing", "mode", "update", "keep", "fill",
-    "empty", "min_rows", "max_updated", "max_change", "changes_path", "feed", "config_path",
+    "empty", "min_rows", "max_updated", "max_change", "changes_path", "no_undo", "feed",
+    "config_path",
 )  # fmt: skip
 
 
@@ -369,7 +371,7 @@ def webhook_test(url, secret, timeout, as_json):
     sys.exit(ExitStatus.OK if delivery.ok else ExitStatus.WEBHOOK_FAILED)
 
 
-for _command in (status, runs_command, stats, verify):
+for _command in (status, runs_command, stats, verify, undo_command):
     main.add_command(_command)
 
 # What is imported by now lives as long as the process.  Moving it out of the cyclic

@@ -83,11 +83,13 @@ class RunRecorder:
         connect_timeout: float = 10,
         table: str | None = None,
         key: tuple[str, ...] | None = None,
+        undo_of: str | None = None,
     ) -> RunRecorder:
         """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
         `path`, when the input is a regular file, is stat'ed for its size and hashed in a
         background thread (sha256 stays NULL for stdin).  Raises CsvloadError when the row
-        cannot be written: the caller should not import unrecorded."""
+        cannot be written: the caller should not import unrecorded.  `undo_of`: the run
+        is `csvload undo` of that run (kind 'undo')."""
         run_id = str(uuid.uuid4())
         size = None
         if path is not None:
@@ -111,13 +113,14 @@ class RunRecorder:
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
-                    " version, options, lock_key, target, key)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s)"
+                    " version, options, lock_key, target, key, kind, undo_of)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(RUNS)),
                 (
                     run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
                     psycopg.types.json.Jsonb(scrub(options or {})), lock, table,
-                    list(key) if key else None,
+                    list(key) if key else None, "import" if undo_of is None else "undo",
+                    undo_of,
                 ),
             )  # fmt: skip
         except psycopg.Error as e:

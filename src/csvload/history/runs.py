@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     deleted      bigint,
     suppressed   bigint,
     existing     bigint,
-    not_found    bigint
+    not_found    bigint,
+    kind         text        NOT NULL DEFAULT 'import',
+    undo_of      uuid
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -92,12 +94,14 @@ RUNS_UPGRADE = (
     " ADD COLUMN IF NOT EXISTS key text[], ADD COLUMN IF NOT EXISTS skipped bigint,"
     " ADD COLUMN IF NOT EXISTS deactivated bigint, ADD COLUMN IF NOT EXISTS reactivated bigint,"
     " ADD COLUMN IF NOT EXISTS deleted bigint, ADD COLUMN IF NOT EXISTS suppressed bigint,"
-    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint"
+    " ADD COLUMN IF NOT EXISTS existing bigint, ADD COLUMN IF NOT EXISTS not_found bigint,"
+    " ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'import',"
+    " ADD COLUMN IF NOT EXISTS undo_of uuid"
 )
 _UPGRADED = (
-    "SELECT count(*) = 9 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 11 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
-    " 'suppressed', 'existing', 'not_found')"
+    " 'suppressed', 'existing', 'not_found', 'kind', 'undo_of')"
     " AND NOT attisdropped"
 )
 RUNS_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {table} (started_at DESC)"
@@ -228,6 +232,8 @@ class RunInfo:
     deleted: int | None = None
     existing: int | None = None
     not_found: int | None = None
+    kind: str = "import"  # or "undo" (csvload undo), whose undo_of names the run
+    undo_of: str | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -267,6 +273,8 @@ def _info(row: dict) -> RunInfo:
         table=row.get("target"),
         key=row.get("key"),
         **{k: row.get(k) for k in OPTIONAL_COUNTS},
+        kind=row.get("kind") or "import",
+        undo_of=None if row.get("undo_of") is None else str(row["undo_of"]),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )

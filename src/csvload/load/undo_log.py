@@ -1,0 +1,381 @@
+"""The undo record: what an import keeps, in its own transaction, so that `csvload undo`
+can take it back.  It owns csvload's two tables for it and the SQL that fills them:
+
+  csvload_undo_runs  one row per recorded import: its table, key, the columns it wrote,
+                     the table's whole-row columns, its transaction id, whether it filled
+                     an empty table, and (later) the undo that took it back;
+  csvload_undo       one row per key the import changed: 'i' inserted (the key), 'u'
+                     updated, deactivated or reactivated (the key, the previous values of
+                     the written columns and the values written), 'd' deleted (the whole
+                     row); and 'F', the keys of an empty table's fill packed many to a row.
+
+Values are kept as their text (every type's output and input functions round-trip it),
+under fixed output settings (FIXED_SETTINGS), so that comparing a row's current text with
+the text written is exact whatever the session's DateStyle or TimeZone.
+
+The record is written by the writer's own statement (RETURNING of the WITH statement, or
+of MERGE on PostgreSQL 18 where RETURNING has old and new), never by a second pass over
+the stage; an empty table's fill keeps its keys packed, read back from the new table.
+Unchanged rows cost nothing.  The user's table is never touched by any of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from csvload.table.binding import Plan
+from csvload.table.catalog import CITEXT, LOWER, Column, Target
+from csvload.table.schema import ddl_transaction
+
+UNDO = "csvload_undo"
+UNDO_RUNS = "csvload_undo_runs"
+STAMPS = "csvload_undo_stamps"
+
+UNDO_DDL = (
+    """CREATE TABLE IF NOT EXISTS {runs} (
+    run_id       uuid        PRIMARY KEY,
+    target       text        NOT NULL,
+    table_oid    oid         NOT NULL,
+    key          text[]      NOT NULL,
+    columns      text[]      NOT NULL,
+    row_columns  text[]      NOT NULL,
+    active       text,
+    xid          xid         NOT NULL,
+    filled       boolean     NOT NULL DEFAULT false,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    undone_by    uuid
+)""",
+    """CREATE TABLE IF NOT EXISTS {undo} (
+    run_id  uuid   NOT NULL,
+    change  "char" NOT NULL,
+    key     text,
+    keys    text[],
+    old     text[],
+    new     text[],
+    was     xid
+)""",
+    """CREATE TABLE IF NOT EXISTS {stamps} (
+    table_oid  oid  NOT NULL,
+    key        text NOT NULL,
+    xid        xid  NOT NULL,
+    was        xid  NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS {stamps_index} ON {stamps} (table_oid, key)",
+    "CREATE INDEX IF NOT EXISTS {index} ON {undo} (run_id)",
+)
+
+# Output settings under which values are recorded and compared: text that is the value,
+# exactly, whatever the session says (extra_float_digits > 0: shortest exact floats).
+FIXED_SETTINGS = {
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+
+# Retention: the records of the newest KEEP imports into a table are kept; each recorded
+# import drops the one that falls out (UndoLog.finish()), `csvload runs prune` any.
+KEEP = 10
+
+# An empty table's fill keeps its keys this many to a row (an 8 MB text[] at most for
+# keys of a few bytes; TOAST compresses it).
+PACKED = 10000
+
+
+def create_undo_tables(conn: psycopg.Connection) -> None:
+    """Create csvload_undo and csvload_undo_runs if missing (idempotent; safe when two
+    imports start at once)."""
+    with ddl_transaction(conn) as cur:
+        for ddl in UNDO_DDL:
+            cur.execute(
+                sql.SQL(ddl).format(
+                    runs=sql.Identifier(UNDO_RUNS), undo=sql.Identifier(UNDO),
+                    index=sql.Identifier(f"{UNDO}_run_id_idx"), stamps=sql.Identifier(STAMPS),
+                    stamps_index=sql.Identifier(f"{STAMPS}_key_idx"),
+                )
+            )  # fmt: skip
+
+
+def undo_tables_exist(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL"
+        " AND to_regclass(%s) IS NOT NULL",
+        (UNDO, UNDO_RUNS, STAMPS),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def set_fixed(conn_or_db) -> None:
+    conn_or_db.execute(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
+                for k, v in FIXED_SETTINGS.items()
+            )
+        )
+    )
+
+
+def key_text(target: Target, key: tuple[str, ...] | list[str], row: str | None) -> sql.Composable:
+    """One text per key, equal for two rows exactly when the key's unique index says they
+    are one: the column's text (lower() of it for a key matched case-insensitively), or a
+    row of them for a composite key.  A later import that only re-spells a key still
+    finds its row (and sees that it changed)."""
+    parts = []
+    for name, match in zip(key, target.matches, strict=True):
+        text = sql.SQL("{}::text").format(_col(row, target.column(name)))
+        parts.append(sql.SQL("lower({})").format(text) if match in (LOWER, CITEXT) else text)
+    if len(parts) == 1:
+        return parts[0]
+    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
+
+
+def texts(columns, row: str | None) -> sql.Composable:
+    """ARRAY[row.c::text, ...] of `columns`."""
+    return sql.SQL("ARRAY[{}]::text[]").format(
+        sql.SQL(", ").join(sql.SQL("{}::text").format(_col(row, c)) for c in columns)
+    )
+
+
+def _col(row: str | None, column: Column) -> sql.Composable:
+    if row is None:
+        return column.identifier
+    return sql.SQL("{}.{}").format(sql.Identifier(row), column.identifier)
+
+
+def written_columns(plan: Plan) -> list[Column]:
+    """Every column an import may write on an existing row: the file's compared columns,
+    the active column and the touch column.  The record keeps old and new of each; undo
+    restores only those whose old and new differ, the ones the run really changed."""
+    from csvload.load.statements.values import compared_fields
+
+    names: list[str] = [f.column.name for f in compared_fields(plan)]
+    for extra in (plan.active, plan.touch):
+        if extra is not None and extra.name not in names:
+            names.append(extra.name)
+    return [plan.target.column(n) for n in names]
+
+
+def row_columns(target: Target) -> list[Column]:
+    """The columns a deleted row is re-inserted with: all but generated ones."""
+    return [c for c in target.columns if not c.generated]
+
+
+@dataclass
+class UndoLog:
+    """What one import records, for `run_id`, into `plan`'s table."""
+
+    plan: Plan
+    run_id: str
+    filled: bool = False  # record_fill() kept an empty table's fill
+
+    @property
+    def target(self) -> Target:
+        return self.plan.target
+
+    @property
+    def columns(self) -> list[Column]:
+        return written_columns(self.plan)
+
+    def before(self, db) -> None:
+        """In the import's transaction, before it writes."""
+        set_fixed(db)
+
+    def merges(self, server) -> bool:
+        """Whether MERGE can record (RETURNING old and new: PostgreSQL 18); otherwise the
+        WITH statement writes and records."""
+        return server.merge_returning_old
+
+    # -- the WITH statement (merge.with_statement) --------------------------------------
+
+    def updated_returning(self) -> sql.Composable:
+        """The updated rows: their row before (ctid), key and the values written."""
+        return sql.SQL(
+            "m.csvload_row AS csvload_was, {key} AS csvload_key, {new} AS csvload_new"
+        ).format(key=key_text(self.target, self.target.key, "p"), new=texts(self.columns, "p"))
+
+    def updated_none(self) -> sql.Composable:
+        return sql.SQL(
+            "SELECT NULL::tid AS csvload_was, NULL::text AS csvload_key,"
+            " NULL::text[] AS csvload_new"
+        )
+
+    def inserted_returning(self) -> sql.Composable:
+        """The inserted rows: key and the whole row (undo deletes it only as it was)."""
+        return sql.SQL("{} AS csvload_key, {} AS csvload_new").format(
+            key_text(self.target, self.target.key, None), texts(row_columns(self.target), None)
+        )
+
+    def inserted_none(self) -> sql.Composable:
+        return sql.SQL("SELECT NULL::text AS csvload_key, NULL::text[] AS csvload_new")
+
+    def gone_returning(self, mode: str) -> sql.Composable:
+        key = key_text(self.target, self.target.key, "p")
+        if mode == "delete":
+            return sql.SQL(
+                ", {key} AS csvload_key, {whole} AS csvload_whole, p.xmin AS csvload_xmin"
+            ).format(key=key, whole=texts(row_columns(self.target), "p"))
+        return sql.SQL(
+            ", m.csvload_row AS csvload_was, {key} AS csvload_key, {new} AS csvload_new"
+        ).format(key=key, new=texts(self.columns, "p"))
+
+    def with_part(self, mode: str, gone: bool) -> sql.Composable:
+        """The WITH statement's last part: the record of what updated, inserted and gone
+        wrote.  The table read here (o) is seen with the statement's snapshot, so the row
+        at an updated row's old ctid is its version before the update (measured: a hash
+        join with the table, or a TID scan per row)."""
+        run = sql.Literal(self.run_id)
+        old, table = texts(self.columns, "o"), self.target.identifier
+        parts = [
+            sql.SQL(
+                "SELECT {run}::uuid, 'u', u.csvload_key, {old}, u.csvload_new, o.xmin"
+                " FROM updated u JOIN {table} o ON o.ctid = u.csvload_was"
+            ).format(run=run, old=old, table=table),
+            sql.SQL(
+                "SELECT {}::uuid, 'i', csvload_key, NULL, csvload_new, NULL FROM inserted"
+            ).format(run),
+        ]
+        if gone and mode == "delete":
+            parts.append(
+                sql.SQL(
+                    "SELECT {}::uuid, 'd', csvload_key, csvload_whole, NULL, csvload_xmin"
+                    " FROM gone"
+                ).format(run)
+            )
+        elif gone and mode == "deactivate":
+            parts.append(
+                sql.SQL(
+                    "SELECT {run}::uuid, 'u', g.csvload_key, {old}, g.csvload_new, o.xmin"
+                    " FROM gone g JOIN {table} o ON o.ctid = g.csvload_was"
+                ).format(run=run, old=old, table=table)
+            )
+        return sql.SQL(
+            ", csvload_recorded AS (INSERT INTO {undo} (run_id, change, key, old, new, was)"
+            " {rows})"
+        ).format(undo=sql.Identifier(UNDO), rows=sql.SQL(" UNION ALL ").join(parts))
+
+    # -- MERGE on PostgreSQL 18 ------------------------------------------------------------
+
+    def around_merge(self, merge: sql.Composable) -> sql.Composed:
+        """merge_statement() inside a WITH, its RETURNING (old and new) recorded."""
+        target = self.target
+        whole = row_columns(target)
+        returning = sql.SQL(
+            " RETURNING merge_action() AS csvload_action, {new_key} AS csvload_new_key,"
+            " {old_key} AS csvload_old_key, old.xmin AS csvload_xmin,"
+            " CASE merge_action() WHEN 'UPDATE' THEN {old} WHEN 'DELETE' THEN {old_whole}"
+            " END AS csvload_old,"
+            " CASE merge_action() WHEN 'UPDATE' THEN {new} WHEN 'INSERT' THEN {new_whole}"
+            " END AS csvload_new"
+        ).format(
+            new_key=key_text(target, target.key, "new"),
+            old_key=key_text(target, target.key, "old"),
+            old=texts(self.columns, "old"), new=texts(self.columns, "new"),
+            old_whole=texts(whole, "old"), new_whole=texts(whole, "new"),
+        )  # fmt: skip
+        return sql.SQL(
+            "WITH m AS ({merge}{returning})"
+            " INSERT INTO {undo} (run_id, change, key, old, new, was)"
+            " SELECT {run}::uuid, CASE csvload_action WHEN 'INSERT' THEN 'i' WHEN 'UPDATE'"
+            " THEN 'u' ELSE 'd' END::\"char\","
+            " CASE WHEN csvload_action = 'DELETE' THEN csvload_old_key ELSE csvload_new_key END,"
+            " csvload_old, csvload_new, csvload_xmin FROM m"
+        ).format(
+            merge=merge, returning=returning, undo=sql.Identifier(UNDO),
+            run=sql.Literal(self.run_id),
+        )  # fmt: skip
+
+    # -- an empty table's fill ---------------------------------------------------------------
+
+    def record_fill(self, db) -> None:
+        """The table was empty: every row in it now is the fill's.  Its keys, PACKED to a
+        row; with the transaction id (kept by finish()), that is exact: a row still at the
+        fill's xmin is untouched since."""
+        db.execute(
+            sql.SQL(
+                "INSERT INTO {undo} (run_id, change, keys)"
+                " SELECT {run}::uuid, 'F', array_agg(k) FROM (SELECT {key} AS k,"
+                " row_number() OVER () / {packed} AS n FROM {table} t) s GROUP BY n"
+            ).format(
+                undo=sql.Identifier(UNDO),
+                run=sql.Literal(self.run_id),
+                key=key_text(self.target, self.target.key, "t"),
+                packed=sql.Literal(PACKED),
+                table=self.target.identifier,
+            )  # fmt: skip
+        )
+        self.filled = True
+
+    def finish(self, db) -> None:
+        """The run's row, last, before the import commits.  Its xid is the one the rows
+        it wrote carry as xmin: the writer's savepoint's (a subtransaction has an xid of
+        its own), read off the record's own rows, which the same statement wrote."""
+        target = self.target
+        db.execute(
+            sql.SQL(
+                "INSERT INTO {runs} (run_id, target, table_oid, key, columns, row_columns,"
+                " active, xid, filled) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                " coalesce((SELECT xmin FROM {undo} WHERE run_id = %s LIMIT 1),"
+                " xid(pg_current_xact_id())), %s)"
+            ).format(runs=sql.Identifier(UNDO_RUNS), undo=sql.Identifier(UNDO)),
+            (
+                self.run_id, target.display, target.oid, list(target.key),
+                [c.name for c in self.columns], [c.name for c in row_columns(target)],
+                self.plan.active.name if self.plan.active is not None else None,
+                self.run_id, self.filled,
+            ),
+        )  # fmt: skip
+        db.execute(prune_statement(KEEP, None, target.oid))
+
+
+def prune_statement(
+    keep: int | None, days: float | None, table_oid: int | None = None
+) -> sql.Composed | None:
+    """Drop the records of all but the newest `keep` recorded imports per table (of
+    table_oid's only, when given), and (with `days`) of those recorded longer ago.  A run
+    undone already has no rows left; its row (which says it was undone) stays."""
+    conditions = []
+    if keep is not None:
+        conditions.append(sql.SQL("n > {}").format(sql.Literal(keep)))
+    if days is not None:
+        conditions.append(
+            sql.SQL("recorded_at < now() - make_interval(secs => {})").format(
+                sql.Literal(days * 86400)
+            )
+        )
+    if not conditions:
+        return None
+    table = (
+        sql.SQL(" WHERE table_oid = {}").format(sql.Literal(table_oid))
+        if table_oid is not None
+        else sql.SQL("")
+    )
+    return sql.SQL(
+        "WITH old AS (SELECT run_id FROM (SELECT run_id, recorded_at, undone_by, row_number()"
+        " OVER (PARTITION BY table_oid ORDER BY recorded_at DESC) AS n FROM {runs}{table}) s"
+        " WHERE undone_by IS NULL AND ({cond})),"
+        " dropped AS (DELETE FROM {undo} WHERE run_id IN (SELECT run_id FROM old))"
+        " DELETE FROM {runs} WHERE run_id IN (SELECT run_id FROM old)"
+    ).format(
+        runs=sql.Identifier(UNDO_RUNS), undo=sql.Identifier(UNDO), table=table,
+        cond=sql.SQL(" OR ").join(conditions),
+    )  # fmt: skip
+
+
+def for_import(
+    conn: psycopg.Connection, plan: Plan, run_id: str | None, keep: bool
+) -> UndoLog | None:
+    """The import's UndoLog, its tables made if missing (before its transaction); None
+    when it keeps no record: --no-undo, a dry run, no run id, or a table Citus manages
+    (its writers are upserts on the workers; `csvload undo` refuses such a table)."""
+    if not keep or run_id is None or plan.target.citus_kind != "local":
+        return None
+    with conn.transaction():
+        exist = undo_tables_exist(conn)
+    if not exist:
+        create_undo_tables(conn)
+    return UndoLog(plan, run_id)
