@@ -1,29 +1,25 @@
-"""Issue 22, `csvload undo` on csvload's own products: a bad file taken back, the fill of an
-empty table taken back, refusals (twice, an undo, --no-undo), --dry-run, the run history
-and the webhook.  Each case compares the whole table with a snapshot."""
+"""Issue 22, `csvload undo` on csvload's own products: a bad file taken back the next
+morning and the fill of the empty table after it (PostgreSQL 15 and 18); the refusals
+(twice, an undo, --no-undo, in csvload.toml too), --last with --table and --feed, the run
+history (an undo is a run), `runs` and `runs prune`, the import.undone webhook.  Each case
+compares the whole table with a snapshot."""
 
 from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
-from helpers.db import execute, query, table_checksum
-from helpers.files import write_file
+from helpers.db import query, table_checksum
+from helpers.files import write_file, write_toml
+
+from csvload import webhook
+from csvload.table import schema
 
 
 @pytest.fixture
-def dsn(major_dsn, products):
-    """products on PostgreSQL 15 and 18: the WITH statement records on 15, MERGE's
-    RETURNING old and new on 18."""
-    return products
-
-
-@pytest.fixture
-def products(major_dsn):
-    from csvload.table import schema
-    import psycopg
-
+def major_products(major_dsn):
     with psycopg.connect(major_dsn) as c:
         schema.create_products(c)
     return major_dsn
@@ -33,26 +29,160 @@ def csv(rows: dict[str, str]) -> str:
     return "sku,name,description\n" + "".join(f"{k},{v},d {k}\n" for k, v in rows.items())
 
 
+GOOD = {f"A-{i}": f"n{i}" for i in range(50)}
+BAD = {f"A-{i}": f"swapped {i}" for i in range(0, 50, 5)} | {"NEW-1": "x", "NEW-2": "y"}
+
+
 def undo(dsn, *args):
     return quiet_cli(dsn, "undo", *args, "--json")
 
 
-def test_a_bad_file_is_taken_back_and_the_fill_too(dsn, tmp_path):
+def undone(dsn, *args) -> dict:
+    result = undo(dsn, *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_bad_file_is_taken_back_and_then_the_fill(major_products, tmp_path):
+    dsn = major_products
     empty = table_checksum(dsn)
-    good = imported(dsn, write_file(tmp_path, csv({f"A-{i}": f"n{i}" for i in range(50)})))
+    good = imported(dsn, write_file(tmp_path, csv(GOOD)))
     before = table_checksum(dsn)
-    bad = {f"A-{i}": f"swapped {i}" for i in range(0, 50, 5)} | {"NEW-1": "x", "NEW-2": "y"}
-    summary = imported(dsn, write_file(tmp_path, csv(bad), "bad.csv"))
+    summary = imported(dsn, write_file(tmp_path, csv(BAD), "bad.csv"))
     assert (summary["inserted"], summary["updated"]) == (2, 10)
     assert table_checksum(dsn) != before
 
-    result = undo(dsn, summary["run_id"])
-    assert result.exit_code == 0, result.stderr
-    done = json.loads(result.stdout)
+    done = undone(dsn, summary["run_id"])
     assert (done["deleted"], done["restored"], done["conflicts"]) == (2, 10, 0)
     assert table_checksum(dsn) == before
-
-    result = undo(dsn, good["run_id"])
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["deleted"] == 50
+    # The fill keeps its keys packed, not a row each; the rows the undo put back are still
+    # the fill's (csvload_undo_stamps).
+    assert query(dsn, "SELECT change, count(*) FROM csvload_undo GROUP BY change") == [("F", 1)]
+    assert undone(dsn, good["run_id"])["deleted"] == 50
     assert table_checksum(dsn) == empty
+
+
+def test_a_row_written_since_the_fill_is_a_conflict(products, tmp_path):
+    good = imported(products, write_file(tmp_path, csv(GOOD)))
+    with psycopg.connect(products) as c:
+        c.execute("UPDATE products SET name = name WHERE sku = 'A-7'")
+        c.execute("INSERT INTO products (sku, name) VALUES ('BY-HAND', 'h')")
+    result = undo(products, good["run_id"])
+    assert result.exit_code == 1
+    assert "1 row of products conflict (A-7: written since the run)" in error_line(result)
+    done = undone(products, good["run_id"], "--skip-conflicts", "--conflicts",
+                  str(tmp_path / "c.csv"))  # fmt: skip
+    assert (done["deleted"], done["conflicts"]) == (49, 1)
+    assert query(products, "SELECT sku FROM products ORDER BY sku") == [("A-7",), ("BY-HAND",)]
+
+
+def test_refused_twice_and_an_undo_and_without_a_record(products, tmp_path):
+    imported(products, write_file(tmp_path, csv(GOOD)))
+    bad = imported(products, write_file(tmp_path, csv(BAD), "bad.csv"))
+    done = undone(products, bad["run_id"][:8])  # a prefix will do
+    after = table_checksum(products)
+
+    again = undo(products, bad["run_id"])
+    assert again.exit_code == 1
+    assert error_line(again) == (
+        f"Error: run {bad['run_id']} was undone already, by run {done['run_id']}"
+    )
+    of_undo = undo(products, done["run_id"])
+    assert error_line(of_undo) == (
+        f"Error: run {done['run_id']} is an undo (of run {bad['run_id']}); an undo cannot be"
+        f" undone (import the file again: csvload import {tmp_path / 'bad.csv'})"
+    )
+    unrecorded = imported(products, write_file(tmp_path, csv(BAD), "bad.csv"), "--no-undo")
+    refused = undo(products, unrecorded["run_id"])
+    assert error_line(refused).startswith(
+        f"Error: run {unrecorded['run_id']} kept no undo record (imported with --no-undo,"
+    )
+    assert query(products, "SELECT count(*) FROM csvload_undo_runs WHERE run_id = %s",
+                 (unrecorded["run_id"],)) == [(0,)]  # fmt: skip
+    assert table_checksum(products) != after  # the unrecorded import is in
+    assert undo(products).exit_code == 2
+    usage = undo(products, bad["run_id"], "--table", "products")
+    assert "--table and --feed choose the run for --last; give --last" in usage.stderr
+
+
+def test_last_with_table_and_feed_and_no_undo_in_the_config(products, tmp_path, monkeypatch):
+    with psycopg.connect(products) as c:
+        c.execute("CREATE TABLE other (sku text PRIMARY KEY, name text)")
+    imported(products, write_file(tmp_path, csv(GOOD)))
+    before = table_checksum(products)
+    bad = imported(products, write_file(tmp_path, csv(BAD), "bad.csv"))
+    imported(products, write_file(tmp_path, "sku,name\nO-1,o\n", "o.csv"), "--table", "other",
+             "--key", "sku")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    write_toml(tmp_path, """
+        [feeds.supplier]
+        table = "products"
+
+        [feeds.unrecorded]
+        table = "other"
+        key = "sku"
+        no_undo = true
+    """)  # fmt: skip
+    done = undone(products, "--last", "--feed", "supplier")
+    assert done["undo_of"] == bad["run_id"]
+    assert table_checksum(products) == before
+    assert undone(products, "--last", "--table", "other")["deleted"] == 1
+
+    result = quiet_cli(products, "import", "--feed", "unrecorded", "o.csv", "--json")
+    assert result.exit_code == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    refused = undo(products, "--last", "--table", "other")
+    assert error_line(refused).startswith(f"Error: run {run_id} kept no undo record")
+
+
+def test_the_undo_is_a_run_and_runs_shows_what_can_be_undone(products, tmp_path, receiver):
+    good = imported(products, write_file(tmp_path, csv(GOOD)))
+    bad = imported(products, write_file(tmp_path, csv(BAD), "bad.csv"))
+    result = undo(products, bad["run_id"], "--webhook", receiver.url, "--webhook-secret", "s3")
+    assert result.exit_code == 0, result.stderr
+    done = json.loads(result.stdout)
+
+    listed = json.loads(cli(products, "runs", "--json").stdout)
+    assert [(r["run_id"], r["kind"], r["undoable"]) for r in listed] == [
+        (done["run_id"], "undo", False), (bad["run_id"], "import", False),
+        (good["run_id"], "import", True),
+    ]  # fmt: skip
+    record = listed[0]
+    assert (record["undo_of"], record["status"], record["file"]) == (
+        bad["run_id"], "succeeded", str(tmp_path / "bad.csv"))
+    assert (record["inserted"], record["updated"], record["deleted"]) == (0, 10, 2)
+    assert listed[1]["undone_by"] == done["run_id"]
+    assert listed[2]["undo_bytes"] > 0
+    text = cli(products, "runs")
+    lines = text.stdout.splitlines()
+    assert f"undoes {bad['run_id'][:8]}" in lines[0]
+    assert f"undone by {done['run_id'][:8]}" in lines[1]
+    assert " yes (" in lines[2] and " kB) " in lines[2]
+    assert "UNDO" in text.stderr
+
+    (request,) = receiver.requests
+    event = request.json()
+    assert (event["event"], event["run_id"], event["undo_of"]) == (
+        "import.undone", done["run_id"], bad["run_id"])
+    assert (event["deleted"], event["restored"], event["conflicts"]) == (2, 10, 0)
+    headers = request.headers
+    assert webhook.verify_signature(
+        "s3", headers["x-csvload-timestamp"], request.body, headers["x-csvload-signature"]
+    )
+    assert "s3" not in request.body.decode()
+
+
+def test_runs_prune_keeps_the_newest_records(products, tmp_path):
+    ids = []
+    for n in range(3):
+        rows = {f"A-{i}": f"v{n}" for i in range(5)}
+        ids.append(imported(products, write_file(tmp_path, csv(rows), f"{n}.csv"))["run_id"])
+    result = cli(products, "runs", "prune", "--keep", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == "csvload: dropped the undo records of 2 run(s)\n"
+    runs = json.loads(cli(products, "runs", "--json").stdout)
+    listed = {r["run_id"]: r["undoable"] for r in runs}
+    assert listed == {ids[2]: True, ids[1]: False, ids[0]: False}
+    assert query(products, "SELECT count(DISTINCT run_id) FROM csvload_undo") == [(1,)]
+    refused = undo(products, ids[0])
+    assert error_line(refused).startswith(f"Error: run {ids[0]} kept no undo record")
