@@ -141,6 +141,29 @@ def texts(columns, row: str | None) -> sql.Composable:
     )
 
 
+def changed(columns, old: str, new: str | None, array: str | None = None) -> tuple:
+    """(old, new) text arrays of `columns` that keep only what changed: where a column's
+    old and new text are the same, both hold NULL, which undo reads as "not changed" (it
+    restores a column where old IS DISTINCT FROM new).  Unchanged text is never stored
+    twice: a re-import that renames half the products keeps names, not descriptions.
+    New values are row `new`'s, or elements of the text array `array`."""
+    olds, news = [], []
+    for i, c in enumerate(columns, 1):
+        before = sql.SQL("{}::text").format(_col(old, c))
+        after = (
+            sql.SQL("{}[{}]").format(sql.SQL(array), sql.Literal(i))
+            if array is not None
+            else sql.SQL("{}::text").format(_col(new, c))
+        )
+        differs = sql.SQL("{} IS DISTINCT FROM {}").format(before, after)
+        olds.append(sql.SQL("CASE WHEN {} THEN {} END").format(differs, before))
+        news.append(sql.SQL("CASE WHEN {} THEN {} END").format(differs, after))
+    return (
+        sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(olds)),
+        sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(news)),
+    )
+
+
 def _col(row: str | None, column: Column) -> sql.Composable:
     if row is None:
         return column.identifier
@@ -229,12 +252,13 @@ class UndoLog:
         at an updated row's old ctid is its version before the update (measured: a hash
         join with the table, or a TID scan per row)."""
         run = sql.Literal(self.run_id)
-        old, table = texts(self.columns, "o"), self.target.identifier
+        table = self.target.identifier
+        old, new = changed(self.columns, "o", None, "u.csvload_new")
         parts = [
             sql.SQL(
-                "SELECT {run}::uuid, 'u', u.csvload_key, {old}, u.csvload_new, o.xmin"
+                "SELECT {run}::uuid, 'u', u.csvload_key, {old}, {new}, o.xmin"
                 " FROM updated u JOIN {table} o ON o.ctid = u.csvload_was"
-            ).format(run=run, old=old, table=table),
+            ).format(run=run, old=old, new=new, table=table),
             sql.SQL(
                 "SELECT {}::uuid, 'i', csvload_key, NULL, csvload_new, NULL FROM inserted"
             ).format(run),
@@ -247,11 +271,12 @@ class UndoLog:
                 ).format(run)
             )
         elif gone and mode == "deactivate":
+            old, new = changed(self.columns, "o", None, "g.csvload_new")
             parts.append(
                 sql.SQL(
-                    "SELECT {run}::uuid, 'u', g.csvload_key, {old}, g.csvload_new, o.xmin"
+                    "SELECT {run}::uuid, 'u', g.csvload_key, {old}, {new}, o.xmin"
                     " FROM gone g JOIN {table} o ON o.ctid = g.csvload_was"
-                ).format(run=run, old=old, table=table)
+                ).format(run=run, old=old, new=new, table=table)
             )
         return sql.SQL(
             ", csvload_recorded AS (INSERT INTO {undo} (run_id, change, key, old, new, was)"
@@ -264,6 +289,7 @@ class UndoLog:
         """merge_statement() inside a WITH, its RETURNING (old and new) recorded."""
         target = self.target
         whole = row_columns(target)
+        old, new = changed(self.columns, "old", "new")
         returning = sql.SQL(
             " RETURNING merge_action() AS csvload_action, {new_key} AS csvload_new_key,"
             " {old_key} AS csvload_old_key, old.xmin AS csvload_xmin,"
@@ -274,8 +300,7 @@ class UndoLog:
         ).format(
             new_key=key_text(target, target.key, "new"),
             old_key=key_text(target, target.key, "old"),
-            old=texts(self.columns, "old"), new=texts(self.columns, "new"),
-            old_whole=texts(whole, "old"), new_whole=texts(whole, "new"),
+            old=old, new=new, old_whole=texts(whole, "old"), new_whole=texts(whole, "new"),
         )  # fmt: skip
         return sql.SQL(
             "WITH m AS ({merge}{returning})"
