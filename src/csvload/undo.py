@@ -15,6 +15,7 @@ import psycopg
 from csvload import webhook
 from csvload.errors import (
     CsvloadError,
+    NoTableError,
     RunNotFoundError,
     UndoConflictError,
     UndoRefusedError,
@@ -30,6 +31,7 @@ from csvload.load.revert import Record, Revert, Reverted, read_record
 from csvload.load.undo_log import UNDO, UNDO_RUNS, undo_tables_exist
 from csvload.server.database import connect, target, translate
 from csvload.table.catalog import describe
+from csvload.table.citus import table_kind
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ def _check(conn: psycopg.Connection, info: RunInfo) -> Record:
     if info.status != "succeeded":
         raise UndoRefusedError(f"run {short} did not commit ({info.status}): nothing to undo")
     record = read_record(conn, info.run_id) if undo_tables_exist(conn) else None
+    if record is None and info.table:
+        _refuse_citus(conn, info.table)
     if record is None:
         raise UndoRefusedError(
             f"run {short} kept no undo record (imported with --no-undo, into a table Citus"
@@ -169,6 +173,20 @@ def _check(conn: psycopg.Connection, info: RunInfo) -> Record:
     if record.undone_by is not None:
         raise UndoRefusedError(f"run {short} was undone already, by run {record.undone_by}")
     return record
+
+
+def _refuse_citus(conn: psycopg.Connection, table: str) -> None:
+    """A table Citus manages keeps no undo record (its writers are upserts on the workers):
+    say so in one line, before anything else."""
+    try:
+        kind = table_kind(conn, table)
+    except NoTableError:
+        return
+    if kind.citus_plans:
+        raise UndoRefusedError(
+            f"{table}: is a {kind.kind.value} table of Citus; undo does not work on tables"
+            " Citus manages yet (imports into it keep no undo record)"
+        )
 
 
 def _undo(
