@@ -14,6 +14,7 @@ import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, query
 from helpers.files import write_file
+from psycopg import conninfo
 
 DDL = """
 CREATE TABLE supplier (code text PRIMARY KEY);
@@ -131,6 +132,17 @@ def test_a_full_feed_that_deactivated_or_deleted_rows(dsn, tmp_path, missing):
         assert (done["restored"], done["reactivated"]) == (4, 3)
     else:
         assert (done["restored"], done["reinserted"]) == (1, 3)
+    assert snapshot(dsn) == before
+
+
+def test_the_sessions_date_time_and_float_settings_do_not_matter(dsn, tmp_path):
+    before = seed(dsn, tmp_path)
+    settings = " -c DateStyle=SQL,DMY -c TimeZone=Asia/Tokyo -c extra_float_digits=-2"
+    options = conninfo.conninfo_to_dict(dsn)["options"] + settings
+    odd = conninfo.make_conninfo(dsn, options=options)
+    bad = import_(odd, tmp_path, "ACME,S1,Other,1.50,03/02/2026,0.1", "ACME,S2,Other,2.50,,3.3")
+    assert query(odd, "SELECT seen::text FROM item WHERE sku = 'S1'") == [("03/02/2026",)]
+    undone(dsn, bad["run_id"])
     assert snapshot(dsn) == before
 
 

@@ -27,13 +27,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from csvload.errors import TargetError
+from csvload.load.statements import set_local
 from csvload.load.undo_log import (
+    EXACT_FLOATS,
     STAMPS,
     UNDO,
     UNDO_RUNS,
     key_text,
     row_columns,
-    set_fixed,
     texts,
 )
 from csvload.table.catalog import Column, Target
@@ -53,6 +54,7 @@ class Record:
     columns: list[str]
     row_columns: list[str]
     active: str | None
+    settings: dict
     xid: int
     filled: bool
     undone_by: str | None
@@ -64,7 +66,8 @@ def read_record(conn: psycopg.Connection, run_id: str, lock: bool = False) -> Re
     serialise, and the second sees the first's undone_by)."""
     query = sql.SQL(
         "SELECT run_id::text, target, table_oid::bigint, key, columns, row_columns, active,"
-        " xid::text::bigint AS xid, filled, undone_by::text FROM {} WHERE run_id = %s{}"
+        " settings, xid::text::bigint AS xid, filled, undone_by::text FROM {}"
+        " WHERE run_id = %s{}"
     ).format(sql.Identifier(UNDO_RUNS), sql.SQL(" FOR UPDATE" if lock else ""))
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query, (run_id,)).fetchone()
@@ -102,7 +105,8 @@ class Revert:
     def find(self) -> Reverted:
         """Match the record with the table (csvload_revert) and count; conflicts first."""
         conn, record, t = self.conn, self.record, self.target
-        set_fixed(conn)
+        # The text of a value depends on these: compare and restore under the import's.
+        conn.execute(set_local(record.settings | EXACT_FLOATS))
         changed = sql.SQL(" OR ").join(
             sql.SQL(
                 "(r.old[{i}] IS DISTINCT FROM r.new[{i}] AND t.{c}::text IS DISTINCT FROM"

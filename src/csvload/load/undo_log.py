@@ -4,14 +4,18 @@ can take it back.  It owns csvload's two tables for it and the SQL that fills th
   csvload_undo_runs  one row per recorded import: its table, key, the columns it wrote,
                      the table's whole-row columns, its transaction id, whether it filled
                      an empty table, and (later) the undo that took it back;
-  csvload_undo       one row per key the import changed: 'i' inserted (the key), 'u'
-                     updated, deactivated or reactivated (the key, the previous values of
-                     the written columns and the values written), 'd' deleted (the whole
-                     row); and 'F', the keys of an empty table's fill packed many to a row.
+  csvload_undo       one row per key the import changed: 'i' inserted (the key and the
+                     whole row), 'u' updated, deactivated or reactivated (the key, and the
+                     previous value and the value written of each column that changed),
+                     'd' deleted (the whole row); and 'F', the keys of an empty table's
+                     fill packed many to a row, exact with the xid its rows carry;
+  csvload_undo_stamps  rows an undo put back as an earlier transaction wrote them, for a
+                     fill's undo (load/revert.py).
 
-Values are kept as their text (every type's output and input functions round-trip it),
-under fixed output settings (FIXED_SETTINGS), so that comparing a row's current text with
-the text written is exact whatever the session's DateStyle or TimeZone.
+Values are kept as their text (every type's output and input functions round-trip it), and
+the settings that text depends on with them (KEPT_SETTINGS): the undo compares a row's
+current text with the text written, and restores text, under the same ones.  Of a column
+that kept its value, neither text is stored (undo_log.changed()).
 
 The record is written by the writer's own statement (RETURNING of the WITH statement, or
 of MERGE on PostgreSQL 18 where RETURNING has old and new), never by a second pass over
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from csvload.load.statements import compared_fields, set_local
 from csvload.table.binding import Plan
 from csvload.table.catalog import CITEXT, LOWER, Column, Target
 from csvload.table.schema import ddl_transaction
@@ -43,6 +48,7 @@ UNDO_DDL = (
     columns      text[]      NOT NULL,
     row_columns  text[]      NOT NULL,
     active       text,
+    settings     jsonb       NOT NULL,
     xid          xid         NOT NULL,
     filled       boolean     NOT NULL DEFAULT false,
     recorded_at  timestamptz NOT NULL DEFAULT now(),
@@ -67,15 +73,14 @@ UNDO_DDL = (
     "CREATE INDEX IF NOT EXISTS {index} ON {undo} (run_id)",
 )
 
-# Output settings under which values are recorded and compared: text that is the value,
-# exactly, whatever the session says (extra_float_digits > 0: shortest exact floats).
-FIXED_SETTINGS = {
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "postgres",
-    "TimeZone": "UTC",
-    "extra_float_digits": "3",
-    "bytea_output": "hex",
-}
+# The settings a value's text depends on.  The import keeps the session's own (changing
+# DateStyle or TimeZone would change how it reads the file's dates and what now() is in a
+# timestamp column) in its record, and the undo reads and compares under the same ones:
+# each type's output is read back exactly under the settings it was written with.
+# extra_float_digits only shapes output, so both set it: > 0 is the shortest exact float
+# (at 0 or below a float's text is rounded).
+KEPT_SETTINGS = ("DateStyle", "IntervalStyle", "TimeZone", "bytea_output")
+EXACT_FLOATS = {"extra_float_digits": "3"}
 
 # Retention: the records of the newest KEEP imports into a table are kept; each recorded
 # import drops the one that falls out (UndoLog.finish()), `csvload runs prune` any.
@@ -109,13 +114,12 @@ def undo_tables_exist(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def set_fixed(conn_or_db) -> None:
-    conn_or_db.execute(
-        sql.SQL("SELECT {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
-                for k, v in FIXED_SETTINGS.items()
-            )
+def _settings() -> sql.Composable:
+    """The session's KEPT_SETTINGS, as a jsonb object."""
+    return sql.SQL("jsonb_build_object({})").format(
+        sql.SQL(", ").join(
+            sql.SQL("{}, current_setting({})").format(sql.Literal(k), sql.Literal(k))
+            for k in KEPT_SETTINGS
         )
     )
 
@@ -174,8 +178,6 @@ def written_columns(plan: Plan) -> list[Column]:
     """Every column an import may write on an existing row: the file's compared columns,
     the active column and the touch column.  The record keeps old and new of each; undo
     restores only those whose old and new differ, the ones the run really changed."""
-    from csvload.load.statements.values import compared_fields
-
     names: list[str] = [f.column.name for f in compared_fields(plan)]
     for extra in (plan.active, plan.touch):
         if extra is not None and extra.name not in names:
@@ -206,7 +208,7 @@ class UndoLog:
 
     def before(self, db) -> None:
         """In the import's transaction, before it writes."""
-        set_fixed(db)
+        db.execute(set_local(EXACT_FLOATS))
 
     def merges(self, server) -> bool:
         """Whether MERGE can record (RETURNING old and new: PostgreSQL 18); otherwise the
@@ -343,10 +345,12 @@ class UndoLog:
         db.execute(
             sql.SQL(
                 "INSERT INTO {runs} (run_id, target, table_oid, key, columns, row_columns,"
-                " active, xid, filled) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                " active, settings, xid, filled) VALUES (%s, %s, %s, %s, %s, %s, %s, {settings},"
                 " coalesce((SELECT xmin FROM {undo} WHERE run_id = %s LIMIT 1),"
                 " xid(pg_current_xact_id())), %s)"
-            ).format(runs=sql.Identifier(UNDO_RUNS), undo=sql.Identifier(UNDO)),
+            ).format(
+                runs=sql.Identifier(UNDO_RUNS), undo=sql.Identifier(UNDO), settings=_settings()
+            ),
             (
                 self.run_id, target.display, target.oid, list(target.key),
                 [c.name for c in self.columns], [c.name for c in row_columns(target)],
