@@ -13,6 +13,7 @@ import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import query, table_checksum
 from helpers.files import write_file, write_toml
+from helpers.presets import write_shopify
 
 from csvload import webhook
 from csvload.table import schema
@@ -186,3 +187,31 @@ def test_runs_prune_keeps_the_newest_records(products, tmp_path):
     assert query(products, "SELECT count(DISTINCT run_id) FROM csvload_undo") == [(1,)]
     refused = undo(products, ids[0])
     assert error_line(refused).startswith(f"Error: run {ids[0]} kept no undo record")
+
+
+def test_a_shop_export_with_a_preset_and_a_full_feed(major_products, tmp_path):
+    dsn = major_products
+    first = tmp_path / "first.csv"
+    write_shopify(first, 30, seed=1)
+    imported(dsn, first, "--preset", "shopify", exit_codes=(0, 3))
+    before = table_checksum(dsn)
+    second = tmp_path / "second.csv"
+    write_shopify(second, 25, seed=2)  # other names and prices, five products fewer
+    run = imported(dsn, second, "--preset", "shopify", "--missing", "deactivate",
+                   "--max-missing", "50%", exit_codes=(0, 3))  # fmt: skip
+    assert run["deactivated"] and run["updated"]
+    undone(dsn, run["run_id"])
+    assert table_checksum(dsn) == before
+
+
+def test_an_undo_waits_for_the_import_lock(products, tmp_path):
+    imported(products, write_file(tmp_path, csv(GOOD)))
+    bad = imported(products, write_file(tmp_path, csv(BAD), "bad.csv"))
+    after = table_checksum(products)
+    with psycopg.connect(products) as importing:
+        importing.execute("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE")
+        result = undo(products, bad["run_id"], "--lock-timeout", "0.3")
+    assert result.exit_code == 1
+    assert "lock" in error_line(result)
+    assert table_checksum(products) == after
+    assert undone(products, bad["run_id"])["restored"] == 10
