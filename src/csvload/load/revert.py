@@ -130,8 +130,10 @@ class Revert:
                 "   END END AS reason"
                 " FROM (SELECT change, key, old, new, was FROM {undo} WHERE run_id = {run}"
                 "  AND change <> 'F'"
+                "  UNION ALL SELECT 'F', string_to_table(key, E'\\n'), NULL, NULL, NULL"
+                "  FROM {undo} WHERE run_id = {run} AND change = 'F' AND key IS NOT NULL"
                 "  UNION ALL SELECT 'F', unnest(keys), NULL, NULL, NULL FROM {undo}"
-                "  WHERE run_id = {run} AND change = 'F') r"
+                "  WHERE run_id = {run} AND change = 'F' AND keys IS NOT NULL) r"
                 " LEFT JOIN {table} t ON {key} = r.key"
             ).format(
                 revert=REVERT, undo=sql.Identifier(UNDO), run=sql.Literal(record.run_id),

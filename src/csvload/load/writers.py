@@ -92,7 +92,7 @@ class FillEmpty:
             return result.not_found
         result.inserted = db.execute(statements.insert_latest(job.plan)).rowcount
         if job.undo is not None:
-            job.undo.record_fill(db)
+            job.undo.record_fill(db, result.inserted)
         return result.inserted
 
 
