@@ -11,12 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 from helpers.cli import cli, csvload_cmd, imported, quiet_cli
 from helpers.db import execute, query
 from helpers.files import write_file
+from helpers.wait import poll
 
 DDL = """
 CREATE TABLE item (
@@ -42,21 +42,8 @@ POINTS = {
         "AFTER UPDATE ON csvload_runs FOR EACH ROW WHEN (NEW.status = 'succeeded')",
     ),
 }
-DEADLINE = 30.0
-
-
 def snapshot(dsn: str) -> list[tuple]:
     return query(dsn, "SELECT t::text FROM item t ORDER BY supplier, sku")
-
-
-def poll(what, check):
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        value = what()
-        if check(value):
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting; last value: {value}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("point", list(POINTS))

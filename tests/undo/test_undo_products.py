@@ -14,6 +14,7 @@ from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import query, table_checksum
 from helpers.files import write_file, write_toml
 from helpers.presets import write_shopify
+from helpers.undo import undo, undone
 
 from csvload import webhook
 from csvload.table import schema
@@ -33,15 +34,6 @@ def csv(rows: dict[str, str]) -> str:
 GOOD = {f"A-{i}": f"n{i}" for i in range(50)}
 BAD = {f"A-{i}": f"swapped {i}" for i in range(0, 50, 5)} | {"NEW-1": "x", "NEW-2": "y"}
 
-
-def undo(dsn, *args):
-    return quiet_cli(dsn, "undo", *args, "--json")
-
-
-def undone(dsn, *args) -> dict:
-    result = undo(dsn, *args)
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_a_bad_file_is_taken_back_and_then_the_fill(major_products, tmp_path):
@@ -215,3 +207,11 @@ def test_an_undo_waits_for_the_import_lock(products, tmp_path):
     assert "lock" in error_line(result)
     assert table_checksum(products) == after
     assert undone(products, bad["run_id"])["restored"] == 10
+
+
+def test_a_fill_whose_keys_hold_a_newline(products, tmp_path):
+    text = 'sku,name\n"A\nB",x\nA-2,y\n"A\\C",z\n'
+    run = imported(products, write_file(tmp_path, text))
+    assert query(products, "SELECT keys IS NOT NULL FROM csvload_undo") == [(True,)]
+    assert undone(products, run["run_id"])["deleted"] == 3
+    assert query(products, "SELECT count(*) FROM products") == [(0,)]

@@ -14,6 +14,7 @@ import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, query
 from helpers.files import write_file
+from helpers.undo import undo, undone
 from psycopg import conninfo
 
 DDL = """
@@ -77,15 +78,6 @@ def import_(dsn, tmp_path, *lines: str, args=(), name="bad.csv", exit_codes=(0,)
     return imported(dsn, write_file(tmp_path, rows(*lines), name), *ARGS, *args,
                     exit_codes=exit_codes)  # fmt: skip
 
-
-def undo(dsn, *args):
-    return quiet_cli(dsn, "undo", *args, "--json")
-
-
-def undone(dsn, *args) -> dict:
-    result = undo(dsn, *args)
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_a_swapped_file_is_taken_back(dsn, tmp_path):
