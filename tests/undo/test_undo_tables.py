@@ -149,6 +149,29 @@ def test_the_column_rules_are_taken_back(dsn, tmp_path):
     assert snapshot(dsn) == before
 
 
+@pytest.mark.parametrize("mode", ["insert", "update"])
+def test_an_insert_only_or_update_only_feed(dsn, tmp_path, mode):
+    before = seed(dsn, tmp_path)
+    run = import_(dsn, tmp_path, "ACME,S1,Other,1.50,,", "ACME,N1,New,1,,", args=("--mode", mode))
+    assert (run["inserted"], run["updated"]) == ((1, 0) if mode == "insert" else (0, 1))
+    undone(dsn, run["run_id"])
+    assert snapshot(dsn) == before
+
+
+def test_a_full_feed_with_changes(dsn, tmp_path):
+    """--changes and the record come from the same statement (the WITH statement on 15,
+    and on 18 too, where MERGE would COPY its changes out)."""
+    before = seed(dsn, tmp_path)
+    listed = [f"ACME,S{i},Name {i},{i}.50,2026-01-0{1 + i % 9},{i}.25" for i in range(1, 20)]
+    changes = tmp_path / "changes.csv"
+    run = import_(dsn, tmp_path, *listed[1:], "ACME,S1,Renamed,1.50,,", "ACME,N1,New,1,,",
+                  args=("--missing", "deactivate", "--changes", str(changes)))  # fmt: skip
+    assert (run["deactivated"], run["inserted"], run["updated"]) == (1, 1, 1)
+    assert len(changes.read_text().splitlines()) == 4
+    undone(dsn, run["run_id"])
+    assert snapshot(dsn) == before
+
+
 def test_a_row_changed_by_hand_is_a_conflict(dsn, tmp_path):
     seed(dsn, tmp_path)
     bad = import_(dsn, tmp_path, "ACME,S1,Wrong,1.50,,", "ACME,S2,Wrong,2.50,,",
