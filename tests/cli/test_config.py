@@ -95,7 +95,7 @@ def test_every_documented_option_is_accepted():
         "table", "key", "map", "default", "touch", "encoding", "delimiter", "decimal_comma",
         "max_errors", "missing", "max_missing", "scope", "preset", "webhook",
         "active_column", "changes", "rejects", "batch_size", "mode", "update", "keep", "fill",
-        "empty", "min_rows", "max_updated", "max_change",
+        "empty", "min_rows", "max_updated", "max_change", "no_undo",
     }  # fmt: skip
 
 
@@ -237,7 +237,7 @@ def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path):
         "csvload.toml line 2: feed 'shop': unknown key 'colour' (keys: active_column, "
         "batch_size, changes, decimal_comma, default, delimiter, empty, encoding, fill, keep, "
         "key, map, max_change, max_errors, max_missing, max_updated, min_rows, missing, mode, "
-        "preset, rejects, scope, table, touch, update, webhook)"
+        "no_undo, preset, rejects, scope, table, touch, update, webhook)"
     )
 
 

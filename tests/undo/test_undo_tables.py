@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 
+import psycopg
 import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, query
@@ -259,3 +260,20 @@ def test_dry_run_says_what_would_be_reverted_and_changes_nothing(dsn, tmp_path):
     assert result.stderr.startswith(f"{tmp_path / 'bad.csv'} into item: run {bad['run_id']}")
     assert "would revert: 1 deleted, 1 restored (0 reactivated), 0 re-inserted, 1 conflicts" \
         " (ACME,N2: changed since the run)" in result.stderr
+
+
+def test_a_key_with_a_case_insensitive_icu_collation(major_dsn, tmp_path):
+    try:
+        execute(major_dsn, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2',"
+                           " deterministic = false)")  # fmt: skip
+    except psycopg.Error as e:
+        pytest.skip(f"the server has no ICU collations: {e}")
+    execute(major_dsn, "CREATE TABLE u (sku text COLLATE ci UNIQUE, name text)")
+    fill = imported(major_dsn, write_file(tmp_path, "sku,name\nA-1,a\nB-2,b\n"), "--table", "u")
+    before = query(major_dsn, "SELECT sku, name FROM u ORDER BY sku")
+    bad = imported(major_dsn, write_file(tmp_path, "sku,name\na-1,x\nC-3,c\n", "bad.csv"),
+                   "--table", "u")  # fmt: skip
+    undone(major_dsn, bad["run_id"])
+    assert query(major_dsn, "SELECT sku, name FROM u ORDER BY sku") == before
+    undone(major_dsn, fill["run_id"])
+    assert query(major_dsn, "SELECT count(*) FROM u") == [(0,)]

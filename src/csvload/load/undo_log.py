@@ -134,8 +134,15 @@ def key_text(target: Target, key: tuple[str, ...] | list[str], row: str | None) 
     finds its row (and sees that it changed)."""
     parts = []
     for name, match in zip(key, target.matches, strict=True):
-        text = sql.SQL("{}::text").format(_col(row, target.column(name)))
-        parts.append(sql.SQL("lower({})").format(text) if match in (LOWER, CITEXT) else text)
+        column = target.column(name)
+        text = sql.SQL("{}::text").format(_col(row, column))
+        if match in (LOWER, CITEXT):
+            text = sql.SQL("lower({})").format(text)
+        elif column.collation is not None:
+            # A nondeterministic collation (case-insensitive ICU) allows no strpos(), and
+            # its = would meet the record's text in another collation: compare bytes.
+            text = sql.SQL('({}) COLLATE "C"').format(text)
+        parts.append(text)
     if len(parts) == 1:
         return parts[0]
     return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
