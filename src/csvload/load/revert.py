@@ -7,9 +7,12 @@ temp table, csvload_revert, with the reason it conflicts, if any:
 
     change  the row now                                   conflict when
     ------  --------------------------------------------  ---------------------------------
-    i       inserted by the run: deleted                  written since (its xmin is not
-                                                          the run's), or another table's
+    i       inserted by the run: deleted                  it is no longer the row the run
+                                                          inserted, or another table's
                                                           foreign key references it
+    F       inserted by an empty table's fill: deleted    written since (its xmin is not
+                                                          the fill's, nor stamped as its),
+                                                          or referenced, as for i
     u       updated/deactivated: the columns the run      one of them no longer holds the
             changed get their previous values back        value the run wrote, or it is gone
     d       deleted by the run: inserted again, whole     a row with its key is back

@@ -1,5 +1,5 @@
 """The undo record: what an import keeps, in its own transaction, so that `csvload undo`
-can take it back.  It owns csvload's two tables for it and the SQL that fills them:
+can take it back.  It owns csvload's three tables for it and the SQL that fills them:
 
   csvload_undo_runs  one row per recorded import: its table, key, the columns it wrote,
                      the table's whole-row columns, its transaction id, whether it filled
