@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import Result
+
 from helpers.cli import quiet_cli
 
 

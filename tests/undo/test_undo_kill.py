@@ -42,6 +42,8 @@ POINTS = {
         "AFTER UPDATE ON csvload_runs FOR EACH ROW WHEN (NEW.status = 'succeeded')",
     ),
 }
+
+
 def snapshot(dsn: str) -> list[tuple]:
     return query(dsn, "SELECT t::text FROM item t ORDER BY supplier, sku")
 

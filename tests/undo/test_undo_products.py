@@ -35,7 +35,6 @@ GOOD = {f"A-{i}": f"n{i}" for i in range(50)}
 BAD = {f"A-{i}": f"swapped {i}" for i in range(0, 50, 5)} | {"NEW-1": "x", "NEW-2": "y"}
 
 
-
 def test_a_bad_file_is_taken_back_and_then_the_fill(major_products, tmp_path):
     dsn = major_products
     empty = table_checksum(dsn)
@@ -142,7 +141,10 @@ def test_the_undo_is_a_run_and_runs_shows_what_can_be_undone(products, tmp_path,
     ]  # fmt: skip
     record = listed[0]
     assert (record["undo_of"], record["status"], record["file"]) == (
-        bad["run_id"], "succeeded", str(tmp_path / "bad.csv"))
+        bad["run_id"],
+        "succeeded",
+        str(tmp_path / "bad.csv"),
+    )
     assert (record["inserted"], record["updated"], record["deleted"]) == (0, 10, 2)
     assert listed[1]["undone_by"] == done["run_id"]
     assert listed[2]["undo_bytes"] > 0
@@ -156,7 +158,10 @@ def test_the_undo_is_a_run_and_runs_shows_what_can_be_undone(products, tmp_path,
     (request,) = receiver.requests
     event = request.json()
     assert (event["event"], event["run_id"], event["undo_of"]) == (
-        "import.undone", done["run_id"], bad["run_id"])
+        "import.undone",
+        done["run_id"],
+        bad["run_id"],
+    )
     assert (event["deleted"], event["restored"], event["conflicts"]) == (2, 10, 0)
     headers = request.headers
     assert webhook.verify_signature(

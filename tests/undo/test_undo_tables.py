@@ -80,13 +80,16 @@ def import_(dsn, tmp_path, *lines: str, args=(), name="bad.csv", exit_codes=(0,)
                     exit_codes=exit_codes)  # fmt: skip
 
 
-
 def test_a_swapped_file_is_taken_back(dsn, tmp_path):
     before = seed(dsn, tmp_path)
     # The supplier swapped name and price... and sent two new products.
     bad = import_(
-        dsn, tmp_path, "ACME,S1,1.50,99,2026-02-01,1e-7", "ACME,S2,2.50,98,,0.1",
-        "ACME,N1,New,3,2026-03-03,2", "ACME,N2,Newer,4,,",
+        dsn,
+        tmp_path,
+        "ACME,S1,1.50,99,2026-02-01,1e-7",
+        "ACME,S2,2.50,98,,0.1",
+        "ACME,N1,New,3,2026-03-03,2",
+        "ACME,N2,Newer,4,,",
     )
     assert (bad["inserted"], bad["updated"]) == (2, 2)
     done = undone(dsn, bad["run_id"])
@@ -101,7 +104,8 @@ def test_the_trigger_fires_for_the_rows_the_undo_writes(major_dsn, tmp_path):
     execute(major_dsn, "TRUNCATE item_audit")
     undone(major_dsn, bad["run_id"])
     assert sorted(query(major_dsn, "SELECT op, sku FROM item_audit")) == [
-        ("DELETE", "N1"), ("UPDATE", "S1")
+        ("DELETE", "N1"),
+        ("UPDATE", "S1"),
     ]
 
 
@@ -142,7 +146,11 @@ def test_the_sessions_date_time_and_float_settings_do_not_matter(dsn, tmp_path):
 def test_the_column_rules_are_taken_back(dsn, tmp_path):
     before = seed(dsn, tmp_path)
     run = import_(
-        dsn, tmp_path, "ACME,S1,Ignored,7.00,,", "ACME,S2,Ignored,,,", "ACME,N9,Kept new,1,,",
+        dsn,
+        tmp_path,
+        "ACME,S1,Ignored,7.00,,",
+        "ACME,S2,Ignored,,,",
+        "ACME,N9,Kept new,1,,",
         args=("--update", "price,weight", "--empty", "keep"),
     )
     assert run["updated"] == 1
@@ -235,8 +243,10 @@ def test_a_foreign_key_blocking_a_deletion_is_a_conflict(dsn, tmp_path):
     after = snapshot(dsn)
     result = undo(dsn, bad["run_id"])
     assert result.exit_code == 1
-    assert "1 row of item conflict (ACME,N2: referenced by order_line (foreign key" \
+    assert (
+        "1 row of item conflict (ACME,N2: referenced by order_line (foreign key"
         " order_line_item))" in error_line(result)
+    )
     assert snapshot(dsn) == after
     done = undone(dsn, bad["run_id"], "--skip-conflicts", "--conflicts",
                   str(tmp_path / "c.csv"))  # fmt: skip
@@ -253,13 +263,19 @@ def test_dry_run_says_what_would_be_reverted_and_changes_nothing(dsn, tmp_path):
     assert result.exit_code == 0, result.stderr
     done = json.loads(result.stdout)
     assert (done["status"], done["deleted"], done["restored"], done["conflicts"]) == (
-        "dry_run", 1, 1, 1)
+        "dry_run",
+        1,
+        1,
+        1,
+    )
     assert done["conflict_examples"] == [["ACME,N2", "changed since the run"]]
     assert snapshot(dsn) == after
     result = cli(dsn, "undo", bad["run_id"], "--dry-run")
     assert result.stderr.startswith(f"{tmp_path / 'bad.csv'} into item: run {bad['run_id']}")
-    assert "would revert: 1 deleted, 1 restored (0 reactivated), 0 re-inserted, 1 conflicts" \
+    assert (
+        "would revert: 1 deleted, 1 restored (0 reactivated), 0 re-inserted, 1 conflicts"
         " (ACME,N2: changed since the run)" in result.stderr
+    )
 
 
 def test_a_key_with_a_case_insensitive_icu_collation(major_dsn, tmp_path):

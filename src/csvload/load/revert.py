@@ -139,10 +139,14 @@ class Revert:
                 "  WHERE run_id = {run} AND change = 'F' AND keys IS NOT NULL) r"
                 " LEFT JOIN {table} t ON {key} = r.key"
             ).format(
-                revert=REVERT, undo=sql.Identifier(UNDO), run=sql.Literal(record.run_id),
-                changed=changed, whole=texts(self.whole, "t"),
+                revert=REVERT,
+                undo=sql.Identifier(UNDO),
+                run=sql.Literal(record.run_id),
+                changed=changed,
+                whole=texts(self.whole, "t"),
                 fill_xmin=self._as_written("t.xmin", "r.key"),
-                table=t.identifier, key=key_text(t, record.key, "t"),
+                table=t.identifier,
+                key=key_text(t, record.key, "t"),
                 shown=_shown(t, record.key),
             )  # fmt: skip
         )
@@ -283,7 +287,9 @@ class Revert:
                 " FROM {revert} r WHERE r.reason IS NULL AND r.was IS NOT NULL"
                 " AND (r.change = 'd' OR (r.change = 'u' AND {untouched}))"
             ).format(
-                stamps=sql.Identifier(STAMPS), oid=sql.Literal(self.target.oid), revert=REVERT,
+                stamps=sql.Identifier(STAMPS),
+                oid=sql.Literal(self.target.oid),
+                revert=REVERT,
                 untouched=self._as_written("r.now", "r.key"),
             )  # fmt: skip
         )

@@ -278,8 +278,7 @@ class UndoLog:
         if gone and mode == "delete":
             parts.append(
                 sql.SQL(
-                    "SELECT {}::uuid, 'd', csvload_key, csvload_whole, NULL, csvload_xmin"
-                    " FROM gone"
+                    "SELECT {}::uuid, 'd', csvload_key, csvload_whole, NULL, csvload_xmin FROM gone"
                 ).format(run)
             )
         elif gone and mode == "deactivate":
@@ -291,8 +290,7 @@ class UndoLog:
                 ).format(run=run, old=old, new=new, before=_before(table, "gone"))
             )
         return sql.SQL(
-            ", csvload_recorded AS (INSERT INTO {undo} (run_id, change, key, old, new, was)"
-            " {rows})"
+            ", csvload_recorded AS (INSERT INTO {undo} (run_id, change, key, old, new, was) {rows})"
         ).format(undo=sql.Identifier(UNDO), rows=sql.SQL(" UNION ALL ").join(parts))
 
     # -- MERGE on PostgreSQL 18 ------------------------------------------------------------
@@ -351,8 +349,10 @@ class UndoLog:
         )  # fmt: skip
         packed = db.execute(
             query.format(
-                column=sql.Identifier("key"), packed=sql.SQL("string_agg(k, E'\\n')"),
-                having=sql.SQL(" HAVING NOT bool_or(strpos(k, E'\\n') > 0)"), **values,
+                column=sql.Identifier("key"),
+                packed=sql.SQL("string_agg(k, E'\\n')"),
+                having=sql.SQL(" HAVING NOT bool_or(strpos(k, E'\\n') > 0)"),
+                **values,
             )  # fmt: skip
         ).rowcount
         if packed < chunks:
@@ -360,8 +360,10 @@ class UndoLog:
                        (self.run_id,))  # fmt: skip
             db.execute(
                 query.format(
-                    column=sql.Identifier("keys"), packed=sql.SQL("array_agg(k)"),
-                    having=sql.SQL(""), **values,
+                    column=sql.Identifier("keys"),
+                    packed=sql.SQL("array_agg(k)"),
+                    having=sql.SQL(""),
+                    **values,
                 )
             )
         self.filled = True
