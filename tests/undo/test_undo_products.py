@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import psycopg
-import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import query, table_checksum
 from helpers.files import write_file, write_toml
@@ -17,14 +16,6 @@ from helpers.presets import write_shopify
 from helpers.undo import undo, undone
 
 from csvload import webhook
-from csvload.table import schema
-
-
-@pytest.fixture
-def major_products(major_dsn):
-    with psycopg.connect(major_dsn) as c:
-        schema.create_products(c)
-    return major_dsn
 
 
 def csv(rows: dict[str, str]) -> str:

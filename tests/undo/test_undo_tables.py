@@ -15,50 +15,11 @@ import pytest
 from helpers.cli import cli, error_line, imported, quiet_cli
 from helpers.db import execute, query
 from helpers.files import write_file
-from helpers.undo import undo, undone
+from helpers.undo import ITEM_DDL, ITEM_TRIGGER, undo, undone
 from psycopg import conninfo
 
-DDL = """
-CREATE TABLE supplier (code text PRIMARY KEY);
-INSERT INTO supplier VALUES ('ACME'), ('BOLT');
-CREATE TABLE item (
-    id bigint GENERATED ALWAYS AS IDENTITY,
-    supplier text NOT NULL REFERENCES supplier (code),
-    sku text NOT NULL,
-    name text NOT NULL,
-    price numeric(10, 2) CHECK (price >= 0),
-    seen date,
-    weight double precision,
-    active boolean NOT NULL DEFAULT true,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (supplier, sku)
-);
-CREATE TABLE order_line (
-    id serial PRIMARY KEY, supplier text, sku text,
-    CONSTRAINT order_line_item FOREIGN KEY (supplier, sku) REFERENCES item (supplier, sku)
-);
-"""
-TRIGGER = """
-CREATE TABLE item_audit (op text, supplier text, sku text);
-CREATE FUNCTION item_audit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO item_audit VALUES (TG_OP, coalesce(NEW.supplier, OLD.supplier),
-                                   coalesce(NEW.sku, OLD.sku));
-    RETURN coalesce(NEW, OLD);
-END $$;
-CREATE TRIGGER item_audit AFTER INSERT OR UPDATE OR DELETE ON item
-    FOR EACH ROW EXECUTE FUNCTION item_audit();
-"""
 HEADER = "supplier,sku,name,price,seen,weight"
 ARGS = ("--table", "item", "--key", "supplier,sku")
-
-
-@pytest.fixture(params=["trigger", "plain"])
-def dsn(major_dsn, request):
-    execute(major_dsn, DDL)
-    if request.param == "trigger":
-        execute(major_dsn, TRIGGER)
-    return major_dsn
 
 
 def snapshot(dsn: str) -> list[tuple]:
@@ -80,11 +41,11 @@ def import_(dsn, tmp_path, *lines: str, args=(), name="bad.csv", exit_codes=(0,)
                     exit_codes=exit_codes)  # fmt: skip
 
 
-def test_a_swapped_file_is_taken_back(dsn, tmp_path):
-    before = seed(dsn, tmp_path)
+def test_a_swapped_file_is_taken_back(item_dsn, tmp_path):
+    before = seed(item_dsn, tmp_path)
     # The supplier swapped name and price... and sent two new products.
     bad = import_(
-        dsn,
+        item_dsn,
         tmp_path,
         "ACME,S1,1.50,99,2026-02-01,1e-7",
         "ACME,S2,2.50,98,,0.1",
@@ -92,13 +53,13 @@ def test_a_swapped_file_is_taken_back(dsn, tmp_path):
         "ACME,N2,Newer,4,,",
     )
     assert (bad["inserted"], bad["updated"]) == (2, 2)
-    done = undone(dsn, bad["run_id"])
+    done = undone(item_dsn, bad["run_id"])
     assert (done["deleted"], done["restored"], done["reinserted"]) == (2, 2, 0)
-    assert snapshot(dsn) == before
+    assert snapshot(item_dsn) == before
 
 
 def test_the_trigger_fires_for_the_rows_the_undo_writes(major_dsn, tmp_path):
-    execute(major_dsn, DDL + TRIGGER)
+    execute(major_dsn, ITEM_DDL + ITEM_TRIGGER)
     seed(major_dsn, tmp_path)
     bad = import_(major_dsn, tmp_path, "ACME,S1,Other,1.50,,", "ACME,N1,New,3,,")
     execute(major_dsn, "TRUNCATE item_audit")
@@ -110,43 +71,43 @@ def test_the_trigger_fires_for_the_rows_the_undo_writes(major_dsn, tmp_path):
 
 
 @pytest.mark.parametrize("missing", ["deactivate", "delete"])
-def test_a_full_feed_that_deactivated_or_deleted_rows(dsn, tmp_path, missing):
-    seed(dsn, tmp_path, 10, "BOLT")  # another supplier's rows, out of --scope
-    before = seed(dsn, tmp_path, 20)
+def test_a_full_feed_that_deactivated_or_deleted_rows(item_dsn, tmp_path, missing):
+    seed(item_dsn, tmp_path, 10, "BOLT")  # another supplier's rows, out of --scope
+    before = seed(item_dsn, tmp_path, 20)
     # The supplier's nightly feed: its whole range, without the supplier column.
     listed = [f"S{i},Name {i},{i}.50,2026-01-0{1 + i % 9},{i}.25" for i in range(3, 20)]
     listed[0] = "S3,Renamed,3.50,2026-01-04,3.25"
     text = "sku,name,price,seen,weight\n" + "".join(f"{x}\n" for x in [*listed, "N1,New,1,,"])
     feed = imported(
-        dsn, write_file(tmp_path, text, "feed.csv"), *ARGS, "--missing", missing,
+        item_dsn, write_file(tmp_path, text, "feed.csv"), *ARGS, "--missing", missing,
         "--max-missing", "50%", "--scope", "supplier=ACME",
     )  # fmt: skip
     gone = feed["deactivated"] if missing == "deactivate" else feed["deleted"]
     assert (gone, feed["inserted"], feed["updated"]) == (3, 1, 1)
-    done = undone(dsn, feed["run_id"])
+    done = undone(item_dsn, feed["run_id"])
     assert done["deleted"] == 1
     if missing == "deactivate":
         assert (done["restored"], done["reactivated"]) == (4, 3)
     else:
         assert (done["restored"], done["reinserted"]) == (1, 3)
-    assert snapshot(dsn) == before
+    assert snapshot(item_dsn) == before
 
 
-def test_the_sessions_date_time_and_float_settings_do_not_matter(dsn, tmp_path):
-    before = seed(dsn, tmp_path)
+def test_the_sessions_date_time_and_float_settings_do_not_matter(item_dsn, tmp_path):
+    before = seed(item_dsn, tmp_path)
     settings = " -c DateStyle=SQL,DMY -c TimeZone=Asia/Tokyo -c extra_float_digits=-2"
-    options = conninfo.conninfo_to_dict(dsn)["options"] + settings
-    odd = conninfo.make_conninfo(dsn, options=options)
+    options = conninfo.conninfo_to_dict(item_dsn)["options"] + settings
+    odd = conninfo.make_conninfo(item_dsn, options=options)
     bad = import_(odd, tmp_path, "ACME,S1,Other,1.50,03/02/2026,0.1", "ACME,S2,Other,2.50,,3.3")
     assert query(odd, "SELECT seen::text FROM item WHERE sku = 'S1'") == [("03/02/2026",)]
-    undone(dsn, bad["run_id"])
-    assert snapshot(dsn) == before
+    undone(item_dsn, bad["run_id"])
+    assert snapshot(item_dsn) == before
 
 
-def test_the_column_rules_are_taken_back(dsn, tmp_path):
-    before = seed(dsn, tmp_path)
+def test_the_column_rules_are_taken_back(item_dsn, tmp_path):
+    before = seed(item_dsn, tmp_path)
     run = import_(
-        dsn,
+        item_dsn,
         tmp_path,
         "ACME,S1,Ignored,7.00,,",
         "ACME,S2,Ignored,,,",
@@ -154,51 +115,53 @@ def test_the_column_rules_are_taken_back(dsn, tmp_path):
         args=("--update", "price,weight", "--empty", "keep"),
     )
     assert run["updated"] == 1
-    undone(dsn, run["run_id"])
-    assert snapshot(dsn) == before
+    undone(item_dsn, run["run_id"])
+    assert snapshot(item_dsn) == before
 
 
 @pytest.mark.parametrize("mode", ["insert", "update"])
-def test_an_insert_only_or_update_only_feed(dsn, tmp_path, mode):
-    before = seed(dsn, tmp_path)
-    run = import_(dsn, tmp_path, "ACME,S1,Other,1.50,,", "ACME,N1,New,1,,", args=("--mode", mode))
+def test_an_insert_only_or_update_only_feed(item_dsn, tmp_path, mode):
+    before = seed(item_dsn, tmp_path)
+    run = import_(
+        item_dsn, tmp_path, "ACME,S1,Other,1.50,,", "ACME,N1,New,1,,", args=("--mode", mode)
+    )
     assert (run["inserted"], run["updated"]) == ((1, 0) if mode == "insert" else (0, 1))
-    undone(dsn, run["run_id"])
-    assert snapshot(dsn) == before
+    undone(item_dsn, run["run_id"])
+    assert snapshot(item_dsn) == before
 
 
-def test_a_full_feed_with_changes(dsn, tmp_path):
+def test_a_full_feed_with_changes(item_dsn, tmp_path):
     """--changes and the record come from the same statement (the WITH statement on 15,
     and on 18 too, where MERGE would COPY its changes out)."""
-    before = seed(dsn, tmp_path)
+    before = seed(item_dsn, tmp_path)
     listed = [f"ACME,S{i},Name {i},{i}.50,2026-01-0{1 + i % 9},{i}.25" for i in range(1, 20)]
     changes = tmp_path / "changes.csv"
-    run = import_(dsn, tmp_path, *listed[1:], "ACME,S1,Renamed,1.50,,", "ACME,N1,New,1,,",
+    run = import_(item_dsn, tmp_path, *listed[1:], "ACME,S1,Renamed,1.50,,", "ACME,N1,New,1,,",
                   args=("--missing", "deactivate", "--changes", str(changes)))  # fmt: skip
     assert (run["deactivated"], run["inserted"], run["updated"]) == (1, 1, 1)
     assert len(changes.read_text().splitlines()) == 4
-    undone(dsn, run["run_id"])
-    assert snapshot(dsn) == before
+    undone(item_dsn, run["run_id"])
+    assert snapshot(item_dsn) == before
 
 
-def test_a_row_changed_by_hand_is_a_conflict(dsn, tmp_path):
-    seed(dsn, tmp_path)
-    bad = import_(dsn, tmp_path, "ACME,S1,Wrong,1.50,,", "ACME,S2,Wrong,2.50,,",
+def test_a_row_changed_by_hand_is_a_conflict(item_dsn, tmp_path):
+    seed(item_dsn, tmp_path)
+    bad = import_(item_dsn, tmp_path, "ACME,S1,Wrong,1.50,,", "ACME,S2,Wrong,2.50,,",
                   "ACME,N1,New,1,,")  # fmt: skip
-    execute(dsn, "UPDATE item SET name = 'by hand' WHERE sku = 'S2'")
-    execute(dsn, "UPDATE item SET price = 5 WHERE sku = 'N1'")
-    after = snapshot(dsn)
-    result = undo(dsn, bad["run_id"])
+    execute(item_dsn, "UPDATE item SET name = 'by hand' WHERE sku = 'S2'")
+    execute(item_dsn, "UPDATE item SET price = 5 WHERE sku = 'N1'")
+    after = snapshot(item_dsn)
+    result = undo(item_dsn, bad["run_id"])
     assert result.exit_code == 1
     assert error_line(result) == (
         f"Error: undo of run {bad['run_id']}: 2 rows of item conflict (ACME,N1: changed since"
         " the run; ACME,S2: changed since the run); nothing was changed (--skip-conflicts"
         " reverts the others and lists these in a file)"
     )
-    assert snapshot(dsn) == after
+    assert snapshot(item_dsn) == after
 
     listed = tmp_path / "conflicts.csv"
-    done = undone(dsn, bad["run_id"], "--skip-conflicts", "--conflicts", str(listed))
+    done = undone(item_dsn, bad["run_id"], "--skip-conflicts", "--conflicts", str(listed))
     assert (done["restored"], done["deleted"], done["conflicts"]) == (1, 0, 2)
     with listed.open(newline="") as f:
         assert list(csv.reader(f)) == [
@@ -206,60 +169,60 @@ def test_a_row_changed_by_hand_is_a_conflict(dsn, tmp_path):
             ["ACME,N1", "inserted", "changed since the run"],
             ["ACME,S2", "updated", "changed since the run"],
         ]
-    names = dict(query(dsn, "SELECT sku, name FROM item WHERE sku IN ('S1', 'S2', 'N1')"))
+    names = dict(query(item_dsn, "SELECT sku, name FROM item WHERE sku IN ('S1', 'S2', 'N1')"))
     assert names == {"S1": "Name 1", "S2": "by hand", "N1": "New"}
 
 
-def test_a_later_import_of_the_same_rows_is_a_conflict(dsn, tmp_path):
-    before = seed(dsn, tmp_path)
-    first = import_(dsn, tmp_path, "ACME,S1,First,1.50,,", "ACME,S5,First,5.50,,")
-    between = snapshot(dsn)
-    second = import_(dsn, tmp_path, "ACME,S1,Second,1.50,,", "ACME,S9,Second,9.50,,",
+def test_a_later_import_of_the_same_rows_is_a_conflict(item_dsn, tmp_path):
+    before = seed(item_dsn, tmp_path)
+    first = import_(item_dsn, tmp_path, "ACME,S1,First,1.50,,", "ACME,S5,First,5.50,,")
+    between = snapshot(item_dsn)
+    second = import_(item_dsn, tmp_path, "ACME,S1,Second,1.50,,", "ACME,S9,Second,9.50,,",
                      name="later.csv")  # fmt: skip
-    result = undo(dsn, first["run_id"])
+    result = undo(item_dsn, first["run_id"])
     assert result.exit_code == 1
     assert "1 row of item conflict (ACME,S1: changed since the run)" in error_line(result)
     # The newer one first, then the older one: back where we started.
-    undone(dsn, second["run_id"])
-    assert snapshot(dsn) == between
-    undone(dsn, first["run_id"])
-    assert snapshot(dsn) == before
+    undone(item_dsn, second["run_id"])
+    assert snapshot(item_dsn) == between
+    undone(item_dsn, first["run_id"])
+    assert snapshot(item_dsn) == before
 
 
-def test_an_older_run_after_a_newer_one_where_rows_do_not_overlap(dsn, tmp_path):
-    seed(dsn, tmp_path)
-    first = import_(dsn, tmp_path, "ACME,S1,First,1.50,,", "ACME,N1,New,1,,")
-    second = import_(dsn, tmp_path, "ACME,S2,Second,2.50,,", name="later.csv")
-    undone(dsn, first["run_id"])
-    names = dict(query(dsn, "SELECT sku, name FROM item WHERE sku IN ('S1', 'S2', 'N1')"))
+def test_an_older_run_after_a_newer_one_where_rows_do_not_overlap(item_dsn, tmp_path):
+    seed(item_dsn, tmp_path)
+    first = import_(item_dsn, tmp_path, "ACME,S1,First,1.50,,", "ACME,N1,New,1,,")
+    second = import_(item_dsn, tmp_path, "ACME,S2,Second,2.50,,", name="later.csv")
+    undone(item_dsn, first["run_id"])
+    names = dict(query(item_dsn, "SELECT sku, name FROM item WHERE sku IN ('S1', 'S2', 'N1')"))
     assert names == {"S1": "Name 1", "S2": "Second"}
     assert second
 
 
-def test_a_foreign_key_blocking_a_deletion_is_a_conflict(dsn, tmp_path):
-    seed(dsn, tmp_path)
-    bad = import_(dsn, tmp_path, "ACME,N1,New,1,,", "ACME,N2,New,2,,", "ACME,S3,Wrong,3.50,,")
-    execute(dsn, "INSERT INTO order_line (supplier, sku) VALUES ('ACME', 'N2')")
-    after = snapshot(dsn)
-    result = undo(dsn, bad["run_id"])
+def test_a_foreign_key_blocking_a_deletion_is_a_conflict(item_dsn, tmp_path):
+    seed(item_dsn, tmp_path)
+    bad = import_(item_dsn, tmp_path, "ACME,N1,New,1,,", "ACME,N2,New,2,,", "ACME,S3,Wrong,3.50,,")
+    execute(item_dsn, "INSERT INTO order_line (supplier, sku) VALUES ('ACME', 'N2')")
+    after = snapshot(item_dsn)
+    result = undo(item_dsn, bad["run_id"])
     assert result.exit_code == 1
     assert (
         "1 row of item conflict (ACME,N2: referenced by order_line (foreign key"
         " order_line_item))" in error_line(result)
     )
-    assert snapshot(dsn) == after
-    done = undone(dsn, bad["run_id"], "--skip-conflicts", "--conflicts",
+    assert snapshot(item_dsn) == after
+    done = undone(item_dsn, bad["run_id"], "--skip-conflicts", "--conflicts",
                   str(tmp_path / "c.csv"))  # fmt: skip
     assert (done["deleted"], done["restored"], done["conflicts"]) == (1, 1, 1)
-    assert query(dsn, "SELECT count(*) FROM item WHERE sku = 'N2'") == [(1,)]
+    assert query(item_dsn, "SELECT count(*) FROM item WHERE sku = 'N2'") == [(1,)]
 
 
-def test_dry_run_says_what_would_be_reverted_and_changes_nothing(dsn, tmp_path):
-    seed(dsn, tmp_path)
-    bad = import_(dsn, tmp_path, "ACME,S1,Wrong,1.50,,", "ACME,N1,New,1,,", "ACME,N2,New,1,,")
-    execute(dsn, "UPDATE item SET name = 'by hand' WHERE sku = 'N2'")
-    after = snapshot(dsn)
-    result = quiet_cli(dsn, "undo", bad["run_id"], "--dry-run", "--json")
+def test_dry_run_says_what_would_be_reverted_and_changes_nothing(item_dsn, tmp_path):
+    seed(item_dsn, tmp_path)
+    bad = import_(item_dsn, tmp_path, "ACME,S1,Wrong,1.50,,", "ACME,N1,New,1,,", "ACME,N2,New,1,,")
+    execute(item_dsn, "UPDATE item SET name = 'by hand' WHERE sku = 'N2'")
+    after = snapshot(item_dsn)
+    result = quiet_cli(item_dsn, "undo", bad["run_id"], "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     done = json.loads(result.stdout)
     assert (done["status"], done["deleted"], done["restored"], done["conflicts"]) == (
@@ -269,8 +232,8 @@ def test_dry_run_says_what_would_be_reverted_and_changes_nothing(dsn, tmp_path):
         1,
     )
     assert done["conflict_examples"] == [["ACME,N2", "changed since the run"]]
-    assert snapshot(dsn) == after
-    result = cli(dsn, "undo", bad["run_id"], "--dry-run")
+    assert snapshot(item_dsn) == after
+    result = cli(item_dsn, "undo", bad["run_id"], "--dry-run")
     assert result.stderr.startswith(f"{tmp_path / 'bad.csv'} into item: run {bad['run_id']}")
     assert (
         "would revert: 1 deleted, 1 restored (0 reactivated), 0 re-inserted, 1 conflicts"
