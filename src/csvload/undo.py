@@ -15,6 +15,7 @@ import psycopg
 from csvload import webhook
 from csvload.errors import (
     CsvloadError,
+    Interrupted,
     NoTableError,
     RunNotFoundError,
     UndoConflictError,
@@ -122,6 +123,14 @@ def run(request: UndoRequest, before_commit: Callable[[], None] | None = None) -
     except CsvloadError as e:
         outcome.error = e
         result.status, result.error = "failed", str(e)
+    except KeyboardInterrupt:
+        # Ctrl-C: before the COMMIT the transaction was rolled back; after it (result
+        # says so) the undo stands, and is reported as the success it is.
+        if result.status != "succeeded":
+            outcome.error = Interrupted(
+                f"undo of run {result.undo_of}: interrupted: rolled back, nothing was changed"
+            )
+            result.status, result.error = "failed", str(outcome.error)
     finally:
         result.seconds = round(time.monotonic() - started, 3)
         if recorder is not None:
@@ -243,6 +252,8 @@ def _undo(
         if out is not None:
             out.discard()
         raise
+    if not request.dry_run:
+        result.status = "succeeded"  # committed: a Ctrl-C from here on changes nothing
     if out is not None and out.opened:
         out.finish()
 

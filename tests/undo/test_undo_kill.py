@@ -90,3 +90,28 @@ def test_kill_9_in_the_middle_of_an_undo(major_dsn, tmp_path, point):
     result = quiet_cli(dsn, "undo", run["run_id"])
     assert result.exit_code == 0, result.stderr
     assert snapshot(dsn) == before
+
+
+def test_ctrl_c_in_the_middle_of_an_undo_rolls_it_back_in_one_line(major_dsn, tmp_path):
+    dsn = major_dsn
+    execute(dsn, DDL)
+    seed = "supplier,sku,name,price\n" + "".join(f"A,S{i},n{i},{i}.00\n" for i in range(5))
+    imported(dsn, write_file(tmp_path, seed, "seed.csv"), *ARGS)
+    run = imported(dsn, write_file(tmp_path, "supplier,sku,name,price\nA,N1,new,1\n"), *ARGS)
+    after = snapshot(dsn)
+    execute(dsn, "CREATE TRIGGER slow AFTER DELETE ON item FOR EACH STATEMENT"
+                 " EXECUTE FUNCTION csvload_test_slow()")  # fmt: skip
+    proc = subprocess.Popen(
+        csvload_cmd("undo", run["run_id"], "--dsn", dsn, "--quiet"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+    poll(lambda: query(dsn, sleeping), lambda rows: len(rows) == 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err == (
+        f"Error: undo of run {run['run_id']}: interrupted: rolled back, nothing was changed\n"
+    )
+    execute(dsn, "DROP TRIGGER slow ON item")
+    assert snapshot(dsn) == after
