@@ -128,6 +128,27 @@ def major_dsn(major_server_dsn):
         yield d
 
 
+@pytest.fixture
+def major_products(major_dsn):
+    """csvload's products, empty, on major_dsn (PostgreSQL 15, then 18); the DSN."""
+    with psycopg.connect(major_dsn) as c:
+        schema.create_products(c)
+    return major_dsn
+
+
+@pytest.fixture(params=["trigger", "plain"])
+def item_dsn(major_dsn, request):
+    """major_dsn with the undo tests' user table (helpers.undo.ITEM_DDL), with and without
+    its audit trigger (which makes the import write with the WITH statement)."""
+    from helpers.db import execute
+    from helpers.undo import ITEM_DDL, ITEM_TRIGGER
+
+    execute(major_dsn, ITEM_DDL)
+    if request.param == "trigger":
+        execute(major_dsn, ITEM_TRIGGER)
+    return major_dsn
+
+
 # -- a webhook receiver ------------------------------------------------------------------------
 
 

@@ -137,3 +137,11 @@ class CitusError(CsvloadError):
 class DropFolderError(CsvloadError):
     """The drop folder cannot be watched (another watcher holds it, or it is not writable),
     or a file in it cannot be moved to done/ or failed/."""
+class UndoRefusedError(CsvloadError):
+    """`csvload undo` cannot take this run back: it kept no record, was undone already,
+    is an undo itself, or its table is one Citus manages; nothing was changed."""
+
+
+class UndoConflictError(CsvloadError):
+    """Rows the run wrote have changed since (or another table references them), and
+    --skip-conflicts was not given; nothing was changed."""

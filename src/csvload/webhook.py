@@ -38,6 +38,7 @@ FAILED = "import.failed"
 # --if-changed found the feed as the last import did: nothing was imported (status
 # unchanged_feed, every count 0).
 UNCHANGED = "import.unchanged"
+UNDONE = "import.undone"  # csvload undo took a committed import back
 TEST = "test"
 
 COUNT_KEYS = ("rows_read", "inserted", "updated", "unchanged", "duplicates", "rejected")
@@ -166,6 +167,32 @@ def build_event(
     body["source"] = summary.get("source")  # a URL source, redacted; None for a path
     body["error"] = None if error is None else _scrub_text(_one_line(error))
     return body
+
+
+# An undo's counts (csvload.undo.UndoResult).
+UNDO_COUNT_KEYS = (
+    "records", "deleted", "restored", "reactivated", "reinserted", "already_gone", "conflicts",
+)  # fmt: skip
+
+
+def build_undone_event(summary: Mapping, *, database: Mapping) -> dict:
+    """The import.undone event of a committed undo: `summary` is UndoResult.as_dict();
+    run_id is the undo's own run, undo_of the import it took back."""
+    return {
+        "event": UNDONE,
+        "id": new_event_id(),
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "run_id": summary.get("run_id"),
+        "undo_of": summary.get("undo_of"),
+        "status": summary.get("status"),
+        "file": {"name": summary.get("file")},
+        "table": summary.get("table"),
+        "key": summary.get("key"),
+        **{k: summary.get(k, 0) for k in UNDO_COUNT_KEYS},
+        "conflicts_file": summary.get("conflicts_file"),
+        "seconds": summary.get("seconds"),
+        "database": {"name": database.get("name"), "host": database.get("host")},
+    }
 
 
 def new_event_id() -> str:

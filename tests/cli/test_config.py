@@ -96,7 +96,7 @@ def test_every_documented_option_is_accepted():
         "max_errors", "missing", "max_missing", "scope", "preset", "webhook",
         "active_column", "changes", "rejects", "batch_size", "mode", "update", "keep", "fill",
         "empty", "min_rows", "max_updated", "max_change", "source", "header", "if_changed",
-        "fetch_retries", "ca_file", "identity", "known_hosts", "sheet", "header_row",
+        "fetch_retries", "ca_file", "identity", "known_hosts", "sheet", "header_row", "no_undo",
     }  # fmt: skip
 
 
@@ -238,8 +238,8 @@ def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path):
         "csvload.toml line 2: feed 'shop': unknown key 'colour' (keys: active_column, "
         "batch_size, ca_file, changes, decimal_comma, default, delimiter, empty, encoding, "
         "fetch_retries, fill, header, header_row, identity, if_changed, keep, key, known_hosts, "
-        "map, max_change, max_errors, max_missing, max_updated, min_rows, missing, mode, preset, "
-        "rejects, scope, sheet, source, table, touch, update, webhook)"
+        "map, max_change, max_errors, max_missing, max_updated, min_rows, missing, mode, "
+        "no_undo, preset, rejects, scope, sheet, source, table, touch, update, webhook)"
     )
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -21,6 +20,7 @@ import pytest
 from helpers.cli import cli
 from helpers.db import table_checksum
 from helpers.files import write_file
+from helpers.wait import DEADLINE, poll
 
 from csvload.cli import main  # noqa: F401 - cli must load before runcommands
 from csvload.cli.runcommands import runs, stats, status, verify
@@ -33,8 +33,6 @@ from csvload.load.loader import DEFAULT_BATCH_SIZE, Import, ImportOptions
 from csvload.load.result import ImportResult
 from csvload.read.source import Source, SourceOptions
 from csvload.table.schema import INDEXES
-
-DEADLINE = 60.0  # seconds a poll may wait before the test fails; never a timing assertion
 
 
 def recorded_import(dsn: str, path: str, extra_options: dict | None = None, **options):
@@ -67,17 +65,6 @@ def run_row(dsn: str, run_id: str) -> dict:
         info = latest_run(conn, run_id)
     assert info is not None
     return info.as_dict()
-
-
-def poll(what, check):
-    """Call what() until check(value) holds; fail after DEADLINE seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        value = what()
-        if check(value):
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting; last value: {value}"
-        time.sleep(0.05)
 
 
 # -- run rows --------------------------------------------------------------------------------

@@ -66,11 +66,11 @@ def wait_for(proc: subprocess.Popen, admin_dsn: str, seen) -> tuple[str, str] | 
     pytest.fail("the import never reached the phase this test targets")
 
 
-def active(prefix: str):
+def active(prefix: str | tuple[str, ...]):
     return lambda state, query: state == "active" and query.lstrip().startswith(prefix)
 
 
-def seen_commit(merged: str):
+def seen_commit(merged: str | tuple[str, ...]):
     """True from the last merge statement's end on: the COMMIT, or idle-in-transaction."""
     return lambda state, query: (
         query.startswith("COMMIT") or (query.startswith(merged) and state != "active")
@@ -137,6 +137,10 @@ def prefill(dsn: str, reference_dsn: str) -> None:
 
 # -- kill -9 --------------------------------------------------------------------------------
 
+# The statement that merges into a filled table: MERGE, or (recording the undo record on
+# PostgreSQL before 18) the WITH statement, or MERGE inside a WITH that records it (18).
+MERGING = ("MERGE INTO", "WITH ")
+
 # (table, point) -> (what to wait for, whether the commit may already have happened)
 KILL_POINTS = {
     ("empty", "copy"): (active("COPY"), False),
@@ -145,8 +149,8 @@ KILL_POINTS = {
     ("empty", "commit"): (seen_commit("CREATE INDEX"), True),
     ("filled", "copy"): (active("COPY"), False),
     ("filled", "analyze"): (active("ANALYZE"), False),
-    ("filled", "merge"): (active("MERGE INTO"), False),
-    ("filled", "commit"): (seen_commit("MERGE INTO"), True),
+    ("filled", "merge"): (active(MERGING), False),
+    ("filled", "commit"): (seen_commit(MERGING), True),
 }
 
 
@@ -196,7 +200,7 @@ def test_kill_9_leaves_exactly_before_or_after(
         (signal.SIGINT, 130, "interrupted", "COPY"),
         (signal.SIGTERM, 143, "terminated", "COPY"),
         (signal.SIGINT, 130, "interrupted", "ANALYZE"),
-        (signal.SIGTERM, 143, "terminated", "MERGE INTO"),
+        (signal.SIGTERM, 143, "terminated", MERGING),
     ],
     ids=["sigint-copy", "sigterm-copy", "sigint-analyze", "sigterm-merge"],
 )
@@ -250,7 +254,7 @@ def own_server():
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.mark.parametrize("phase", ["COPY", "MERGE INTO"], ids=["copy", "merge"])
+@pytest.mark.parametrize("phase", ["COPY", MERGING], ids=["copy", "merge"])
 def test_server_stopping_mid_import_fails_in_one_line(own_server, files, phase):
     server, dsn = own_server
     with psycopg.connect(dsn) as c:

@@ -412,7 +412,7 @@ def kill_when_writing(dsn: str, path: Path) -> None:
                 "SELECT query FROM pg_stat_activity WHERE application_name = 'csvload'"
                 " AND state = 'active' AND query NOT LIKE '%%csvload_runs%%'"
                 " AND (query LIKE 'INSERT INTO%%' OR query LIKE 'MERGE INTO%%'"
-                "      OR query LIKE 'WITH pairs AS%%')"
+                "      OR query LIKE 'WITH pairs AS%%' OR query LIKE 'WITH m AS (MERGE%%')"
             ).fetchone()
             if row:
                 hit = True

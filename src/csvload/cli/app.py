@@ -36,6 +36,7 @@ from csvload.cli.render import committed, display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.cli.sources import source_options
+from csvload.cli.undocommand import undo as undo_command
 from csvload.cli.watchcommand import watch_command
 from csvload.errors import CsvloadError, ExitStatus, InputUsageError, NoTableError, OutputPathError
 from csvload.history import runs
@@ -113,7 +114,7 @@ IMPORT_OPTIONS = (
     "webhook_timeout", "webhook_retries", "webhook_on_dry_run", "defaults", "touch",
     "no_touch", "missing", "active_column", "max_missing", "mode", "update", "keep", "fill",
     "empty", "min_rows", "max_updated", "max_change", "changes_path", *REMOTE, "if_changed",
-    "feed", "config_path",
+    "no_undo", "feed", "config_path",
 )  # fmt: skip
 
 
@@ -397,7 +398,7 @@ def webhook_test(url, secret, timeout, as_json):
     sys.exit(ExitStatus.OK if delivery.ok else ExitStatus.WEBHOOK_FAILED)
 
 
-for _command in (status, runs_command, stats, verify):
+for _command in (status, runs_command, stats, verify, undo_command):
     main.add_command(_command)
 main.add_command(watch_command(IMPORT_OPTIONS, _import_params, ImportJob, _Signals))
 

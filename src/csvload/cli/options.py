@@ -588,6 +588,31 @@ _OPTIONS = (
     # A feed's source: the PATH argument on the command line, so no command has this flag.
     Option(("--source",), "source", type=t.Source(), toml="source"),
     Option(
+        ("--no-undo",),
+        "no_undo",
+        "Keep no record for `csvload undo` of this import.",
+        t.Flag(),
+        toml="no_undo",
+        field="options.no_undo",
+        record="no_undo",
+        is_flag=True,
+    ),
+    # `csvload undo`'s own.
+    Option(("--last",), "last", "Undo the newest import (into --table, or --feed's table).",
+           is_flag=True),
+    Option(
+        ("--skip-conflicts",),
+        "skip_conflicts",
+        "Revert the rows without a conflict and list the others in --conflicts.",
+        is_flag=True,
+    ),
+    Option(
+        ("--conflicts",),
+        "conflicts_path",
+        "Where --skip-conflicts lists the conflicting keys. Default: undo-RUN.conflicts.csv.",
+        t.FilePath(),
+    ),
+    Option(
         ("--feed",),
         "feed",
         "Take the options of [feeds.NAME] in the config.",

@@ -23,6 +23,7 @@ from csvload.cli.render import display_for, mb
 from csvload.cli.sources import source_options
 from csvload.errors import CsvloadError, ExitStatus
 from csvload.history.runs import HEARTBEAT_INTERVAL, RunInfo, latest_run, list_runs
+from csvload.history.undone import KEEP, prune, undo_state
 from csvload.load.loader import ImportOptions
 from csvload.load.result import OPTIONAL_COUNTS
 from csvload.read.inputs import open_input
@@ -155,34 +156,84 @@ def one_line(r: RunInfo) -> str:
 # -- runs ------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @dsn_option
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array on stdout.")
 @connect_timeout_option
-def runs(dsn, limit, as_json, connect_timeout):
-    """The import history, newest first: one row per run on stdout."""
+@click.pass_context
+def runs(ctx, dsn, limit, as_json, connect_timeout):
+    """The import history, newest first: one row per run on stdout, with whether `csvload
+    undo` can take it back and the size of its record."""
+    if ctx.invoked_subcommand is not None:
+        return
     try:
         with _connect(dsn, connect_timeout) as conn:
             found = list_runs(conn, limit)
+            undo = undo_state(conn, [r.run_id for r in found])
     except CsvloadError as e:
         fail(e)
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in found]))
+        click.echo(json.dumps([r.as_dict() | _undo_fields(r, undo) for r in found]))
         return
     if not found:
         click.echo("csvload: no import recorded yet", err=True)
         return
     click.echo(
-        f"{'RUN ID':<36}  {'STARTED':<19}  {'STATUS':<11}  {'ROWS':>11}  SECONDS  TABLE  FILE",
+        f"{'RUN ID':<36}  {'STARTED':<19}  {'STATUS':<11}  {'ROWS':>11}  SECONDS  UNDO"
+        "               TABLE  FILE",
         err=True,
     )
     for r in found:
         rows = r.rows_read if r.rows_read is not None else r.rows_done
         click.echo(
             f"{r.run_id}  {_when(r.started_at)}  {r.status:<11}  {rows:>11,}  "
-            f"{r.elapsed_seconds:>7,.1f}  {r.table or '-'}  {r.file}"
+            f"{r.elapsed_seconds:>7,.1f}  {_undo_cell(r, undo):<17}  {r.table or '-'}  {r.file}"
         )
+
+
+def _undo_fields(r: RunInfo, undo: dict) -> dict:
+    """--json: undoable (bool) and undo_bytes (the record's size, or null)."""
+    state = undo.get(r.run_id)
+    return {
+        "undoable": bool(state and state.undoable and r.status == "succeeded"),
+        "undo_bytes": state.size if state else None,
+        "undone_by": state.undone_by if state else None,
+    }
+
+
+def _undo_cell(r: RunInfo, undo: dict) -> str:
+    """yes (size) / undone / an undo / -."""
+    if r.kind == "undo":
+        return f"undoes {r.undo_of[:8]}" if r.undo_of else "an undo"
+    state = undo.get(r.run_id)
+    if state is None or r.status != "succeeded":
+        return "-"
+    if not state.undoable:
+        return f"undone by {state.undone_by[:8]}"
+    size = state.size
+    return f"yes ({size / 1e6:,.1f} MB)" if size >= 1e5 else f"yes ({size / 1e3:,.1f} kB)"
+
+
+@runs.command("prune")
+@dsn_option
+@click.option(
+    "--keep", type=click.IntRange(min=0), default=KEEP, show_default=True,
+    help="Keep the undo records of the newest N imports into each table.",
+)  # fmt: skip
+@click.option(
+    "--older-than", "days", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+    help="Also drop the records of imports older than this.",
+)  # fmt: skip
+@connect_timeout_option
+def prune_runs(dsn, keep, days, connect_timeout):
+    """Drop old undo records: those runs stay in the history but can no longer be undone."""
+    try:
+        with _connect(dsn, connect_timeout) as conn:
+            dropped = prune(conn, keep, days)
+    except CsvloadError as e:
+        fail(e)
+    click.echo(f"csvload: dropped the undo records of {dropped} run(s)", err=True)
 
 
 # -- stats -----------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class RunRecorder:
         table: str | None = None,
         key: tuple[str, ...] | None = None,
         remote: Mapping[str, Any] | None = None,
+        undo_of: str | None = None,
     ) -> RunRecorder:
         """Insert a 'running' row and start the heartbeat.  `file` is the name to show;
         `path` (or each of `paths`, the inputs of a many-file import), when it is a
@@ -128,7 +129,8 @@ class RunRecorder:
         stays NULL for stdin).  `files` lists every input with its size and sha256; the
         row's size is their sum, its sha256 the one input's.  `remote` holds a URL
         source's columns (source, size, etag, ...; read/remote/), its sha256 set later.
-        Raises CsvloadError when the row cannot be written: the caller should not import
+        `undo_of`: the run is `csvload undo` of that run (kind 'undo').  Raises
+        CsvloadError when the row cannot be written: the caller should not import
         unrecorded."""
         run_id = str(uuid.uuid4())
         files = [_file(p) for p in (paths or ([path] if path is not None else []))]
@@ -145,13 +147,14 @@ class RunRecorder:
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (run_id, file, size, bytes_total, status, host, pid,"
-                    " version, options, lock_key, target, key, files)"
-                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " version, options, lock_key, target, key, files, kind, undo_of)"
+                    " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(RUNS)),
                 (
                     run_id, file, size, size, socket.gethostname(), os.getpid(), __version__,
                     psycopg.types.json.Jsonb(scrub(options or {})), lock, table,
                     list(key) if key else None, _files_json(files),
+                    "import" if undo_of is None else "undo", undo_of,
                 ),
             )  # fmt: skip
             if remote:

@@ -88,7 +88,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     etag         text,
     last_modified text,
     remote_mtime bigint,
-    files        jsonb
+    files        jsonb,
+    kind         text        NOT NULL DEFAULT 'import',
+    undo_of      uuid
 )
 """
 # Tables made by older versions of csvload lack these columns.
@@ -103,16 +105,19 @@ RUNS_UPGRADE = (
     " ADD COLUMN IF NOT EXISTS last_modified text, ADD COLUMN IF NOT EXISTS remote_mtime bigint,"
     # Every input of a run (many files in one import).
     " ADD COLUMN IF NOT EXISTS files jsonb,"
+    # csvload undo: a run is an import or the undo of one.
+    " ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'import',"
+    " ADD COLUMN IF NOT EXISTS undo_of uuid,"
     # Older tables' CHECK lacks 'unchanged_feed': replaced in the same statement (the
     # columns above being there is how readers know this ran).
     " DROP CONSTRAINT IF EXISTS csvload_runs_status_check,"
     " ADD CONSTRAINT csvload_runs_status_check CHECK (status IN ({statuses}))"
 )
 _UPGRADED = (
-    "SELECT count(*) = 14 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT count(*) = 16 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname IN ('target', 'key', 'skipped', 'deactivated', 'reactivated', 'deleted',"
     " 'suppressed', 'existing', 'not_found', 'source', 'etag', 'last_modified',"
-    " 'remote_mtime', 'files')"
+    " 'remote_mtime', 'files', 'kind', 'undo_of')"
     " AND NOT attisdropped"
 )
 # unchanged_feed: --if-changed found the source as the last import did; nothing imported.
@@ -252,6 +257,8 @@ class RunInfo:
     # Every input of the run, in order: file, size and sha256 of each (None: recorded
     # before csvload listed them).
     files: list[dict] | None = None
+    kind: str = "import"  # or "undo" (csvload undo), whose undo_of names the run
+    undo_of: str | None = None
     elapsed_seconds: float = 0.0
     heartbeat_age_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -293,6 +300,8 @@ def _info(row: dict) -> RunInfo:
         **{k: row.get(k) for k in OPTIONAL_COUNTS},
         source=row.get("source"),
         files=row.get("files"),
+        kind=row.get("kind") or "import",
+        undo_of=None if row.get("undo_of") is None else str(row["undo_of"]),
         elapsed_seconds=round(elapsed, 3),
         heartbeat_age_seconds=round(max((now - row["heartbeat_at"]).total_seconds(), 0.0), 3),
     )

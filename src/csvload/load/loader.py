@@ -17,7 +17,16 @@ from psycopg import errors
 
 from csvload import files
 from csvload.errors import TargetError, TooManyRejectsError
-from csvload.load import distributed_stage, fit, guards, layout, missing, statements, writers
+from csvload.load import (
+    distributed_stage,
+    fit,
+    guards,
+    layout,
+    missing,
+    statements,
+    undo_log,
+    writers,
+)  # fmt: skip
 from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
 from csvload.load.guards import Guards
@@ -54,6 +63,7 @@ class ImportOptions:
     statement_timeout: float | None = None
     work_mem: str = "256MB"  # for the dedupe sort; per import, not per server
     guards: Guards = field(default_factory=Guards)  # --min-rows, --max-updated, --max-change
+    no_undo: bool = False  # --no-undo: keep no record for `csvload undo` (undo_log.py)
 
 
 def prepare(
@@ -190,6 +200,7 @@ class Import:
         self.distributed: distributed_stage.DistributedStage | None = None
         self.held = 0  # the rows the writer held back for --max-change (writers.py)
         self.caps: Capabilities | None = None
+        self.undo: undo_log.UndoLog | None = None  # what the import records for undo
 
     def prepare(self) -> Plan:
         """Bind the source to the target (prepare()); run() does it when not done yet."""
@@ -211,6 +222,8 @@ class Import:
             self.changes = ChangesWriter(options.changes_path)
         self.feed = missing.feed_for(plan, options)
         self.guards = guards.guards_for(plan, options.guards)
+        keep = not (options.no_undo or options.dry_run)
+        self.undo = undo_log.for_import(self.conn, plan, result.run_id, keep)
         try:
             with self.conn.transaction():
                 self._transaction()
@@ -249,12 +262,16 @@ class Import:
         _lock(db, plan, self.report, result)
         self.feed.before(db)
         self.guards.before(db)
+        if self.undo is not None:
+            self.undo.before(db)
         self.report(Progress("merging", 0, None, result.rows_read))
         self._write()
         self.guards.after(result, self.source.name)
         self.feed.after(result, self.source.name)
         if options.dry_run:
             raise psycopg.Rollback()
+        if self.undo is not None:
+            self.undo.finish(db)
         # The files on disk before the COMMIT: a full disk then rolls the import back
         # instead of failing it after its rows are in.
         for output in (self.rejects, self.changes):

@@ -55,7 +55,10 @@ def choose(db, job):
         has_merge = server.merge_returning_old
     else:
         has_merge = server.merge_by_source if full else server.merge
-    if caps.statistics_count(counted) and has_merge and merges:
+    # An undo record needs MERGE's RETURNING old and new (undo_log.UndoLog.merges()),
+    # else the WITH statement records it.
+    records = job.undo is None or (changes is None and job.undo.merges(server))
+    if caps.statistics_count(counted) and has_merge and merges and records:
         return MergeInto(before, full and gone, full)
     return WithStatement(full and gone, full)
 
@@ -88,6 +91,8 @@ class FillEmpty:
             result.not_found = db.execute(statements.count_latest(job.plan)).fetchone()[0]
             return result.not_found
         result.inserted = db.execute(statements.insert_latest(job.plan)).rowcount
+        if job.undo is not None:
+            job.undo.record_fill(db, result.inserted)
         return result.inserted
 
 
@@ -146,6 +151,8 @@ class MergeInto:
         )
         if changes is not None:
             changes.stream(db, plan, statement, counted=False)
+        elif job.undo is not None:
+            db.execute(job.undo.around_merge(statement))
         else:
             db.execute(statement)
         counts = db.execute(statements.merge_counts(plan, counters)).fetchone()
@@ -179,10 +186,10 @@ class WithStatement:
         moving = job.guards.moving
         if self.feed:
             statement = statements.with_statement(
-                plan, job.options.missing, changes is not None, self.gone, moving
+                plan, job.options.missing, changes is not None, self.gone, moving, job.undo
             )
         else:
-            statement = statements.with_statement(plan, moving=moving)
+            statement = statements.with_statement(plan, moving=moving, undo=job.undo)
         if changes is not None:
             row = changes.stream(db, plan, statement)
         else:

@@ -239,7 +239,8 @@ def _returning_changes(plan: Plan, mode: str) -> sql.Composed:
 
 
 def with_statement(
-    plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False, moving=()
+    plan: Plan, mode: str = "keep", changes: bool = False, gone: bool = False, moving=(),
+    undo=None,
 ) -> sql.Composed:
     """Merge the deduplicated stage into a filled table in ONE statement, and return
     (distinct keys, updated, inserted, reactivated, deactivated or deleted, keys it
@@ -262,11 +263,16 @@ def with_statement(
     `moving` (--max-change): a listed pair whose value would move too far is held
     (csvload_held): not updated, not counted among the distinct keys nor listed as a
     change, and counted last.  Its key is listed, so it is never missing.
+
+    `undo` (load.undo_log.UndoLog): the parts return what they wrote, and a last part
+    records it in csvload_undo.
     """
     parts = [
-        _pairs(plan, gone, changes, moving), _updated(plan, moving), _inserted(plan),
-        _gone(plan, mode, gone),
+        _pairs(plan, gone, changes, moving), _updated(plan, moving, undo),
+        _inserted(plan, undo), _gone(plan, mode, gone, undo),
     ]  # fmt: skip
+    if undo is not None:
+        parts.append(undo.with_part(mode, gone))
     counts = _with_counts(plan, moving)
     if not changes:
         parts.append(sql.SQL(" SELECT {}").format(counts))
@@ -337,32 +343,47 @@ def _pairs(plan: Plan, gone: bool, changes: bool, moving=()) -> sql.Composed:
     )  # fmt: skip
 
 
-def _updated(plan: Plan, moving=()) -> sql.Composed:
+def _updated(plan: Plan, moving=(), undo=None) -> sql.Composed:
     if not updates_rows(plan):
-        return sql.Composed([sql.SQL(", updated AS (SELECT 1 WHERE false)")])
+        return sql.SQL(", updated AS ({} WHERE false)").format(
+            _returned(undo and undo.updated_none()))
     return sql.SQL(
         ", updated AS (UPDATE {table} p SET {assignments} FROM pairs m"
         " WHERE p.ctid = m.csvload_row AND m.csvload_listed AND NOT m.csvload_same{held}"
-        " RETURNING 1)"
+        " RETURNING {returning})"
     ).format(
         table=plan.target.identifier, assignments=update_assignments(plan, "m"),
-        held=_not_held(moving, "m"),
+        held=_not_held(moving, "m"), returning=_returning(undo and undo.updated_returning()),
     )  # fmt: skip
 
 
-def _inserted(plan: Plan) -> sql.Composed:
+def _returning(columns) -> sql.Composable:
+    """RETURNING 1, or what the undo record needs (undo_log.UndoLog)."""
+    return sql.SQL("1") if columns is None else columns
+
+
+def _returned(columns) -> sql.Composable:
+    """An empty part's SELECT, shaped like what it would return."""
+    return sql.SQL("SELECT 1") if columns is None else columns
+
+
+def _inserted(plan: Plan, undo=None) -> sql.Composed:
     if plan.control.mode == "update":
-        return sql.Composed([sql.SQL(", inserted AS (SELECT 1 WHERE false)")])
+        return sql.SQL(", inserted AS ({} WHERE false)").format(
+            _returned(undo and undo.inserted_none()))
     names, values = insert_lists(plan, "d")
     keys = sql.SQL(", ").join(key_alias(i) for i in range(len(plan.target.key)))
     # New keys in key order, so the key's index fills left to right.
     return sql.SQL(
         ", inserted AS (INSERT INTO {table} ({names}) SELECT {values} FROM pairs d"
-        " WHERE d.csvload_row IS NULL ORDER BY {keys} RETURNING 1)"
-    ).format(table=plan.target.identifier, names=names, values=values, keys=keys)
+        " WHERE d.csvload_row IS NULL ORDER BY {keys} RETURNING {returning})"
+    ).format(
+        table=plan.target.identifier, names=names, values=values, keys=keys,
+        returning=_returning(undo and undo.inserted_returning()),
+    )  # fmt: skip
 
 
-def _gone(plan: Plan, mode: str, gone: bool) -> sql.Composed:
+def _gone(plan: Plan, mode: str, gone: bool, undo=None) -> sql.Composed:
     """The rows in scope the file does not list, deactivated or deleted (`gone`), and not
     those a rejected row names (csvload_kept); else none."""
     missing_row = sql.SQL(
@@ -370,6 +391,8 @@ def _gone(plan: Plan, mode: str, gone: bool) -> sql.Composed:
         " AND NOT EXISTS (SELECT 1 FROM {kept} k WHERE {in_kept})"
     ).format(scope=in_scope(plan), kept=KEPT, in_kept=stage_match(plan, "k"))
     returning = table_key(plan)
+    if gone and undo is not None:
+        returning = sql.Composed([returning, undo.gone_returning(mode)])
     if gone and mode == "deactivate":
         assert plan.active is not None
         return sql.SQL(
