@@ -23,6 +23,7 @@ from csvload.load.changes import ChangesWriter
 from csvload.load.guards import Guards
 from csvload.load.result import ImportResult, Progress, ProgressCallback
 from csvload.load.staging import DEFAULT_BATCH_SIZE, LineMap, Staging, Statements, stage
+from csvload.load.timing import Timings
 from csvload.load.violations import unique_violation
 from csvload.read.presets import PRESETS
 from csvload.read.rejects import RejectsWriter
@@ -175,10 +176,13 @@ class Import:
         self.distributed: distributed_stage.DistributedStage | None = None
         self.held = 0  # the rows the writer held back for --max-change (writers.py)
         self.caps: Capabilities | None = None
+        self.timings = Timings()
+        self._committing: float | None = None  # when COMMIT began
 
     def prepare(self) -> Plan:
         """Bind the source to the target (prepare()); run() does it when not done yet."""
-        self.plan = prepare(self.conn, self.source, self.options)
+        with self.timings.phase("prepare"):
+            self.plan = prepare(self.conn, self.source, self.options)
         return self.plan
 
     def run(self) -> ImportResult:
@@ -198,6 +202,8 @@ class Import:
         try:
             with self.conn.transaction():
                 self._transaction()
+            if self._committing is not None:
+                self.timings.add("commit", time.perf_counter() - self._committing)
         except psycopg.Error as e:
             self._discard_changes()
             raise translate(e, source.name) from e
@@ -207,6 +213,7 @@ class Import:
         finally:
             result.statements = self.db.count
             result.seconds = round(time.monotonic() - started, 3)
+            result.timings = self.timings.as_dict()
             if self.rejects is not None:
                 # Committed or not: the rejects say why an import failed.  One that could
                 # not be written whole is removed, its error raised (here, or where it
@@ -239,6 +246,7 @@ class Import:
         self.feed.after(result, self.source.name)
         if options.dry_run:
             raise psycopg.Rollback()
+        self._committing = time.perf_counter()
         # The files on disk before the COMMIT: a full disk then rolls the import back
         # instead of failing it after its rows are in.
         for output in (self.rejects, self.changes):
@@ -254,7 +262,7 @@ class Import:
         constants = tuple(value for _, value in self.plan.scope)
         staging = Staging(
             self.source, self.result, self.options.batch_size, self.options.max_errors,
-            self.report, self.rejects, self.lines, self.feed, constants,
+            self.report, self.rejects, self.lines, self.feed, constants, self.timings,
         )  # fmt: skip
         self.distributed = distributed_stage.create(
             self.db, self.plan, staging.ncols, constants, self.result.run_id
@@ -268,22 +276,24 @@ class Import:
         blame, they become rejects, and the statement runs again without them.  A
         distributed stage is dropped here once written, or moved to the coordinator for
         fit.find()."""
-        db, plan, result = self.db, self.plan, self.result
-        self.caps = caps = Capabilities.read(db, plan)
+        db, plan, result, timings = self.db, self.plan, self.result, self.timings
+        with timings.phase("analyze"):
+            self.caps = caps = Capabilities.read(db, plan)
         # An update-only feed inserts nothing: no index to rebuild.
-        rebuild = (
-            caps.empty and plan.target.own and plan.control.mode != "update"
-            and _drop_own_indexes(db, plan)
-        )
+        rebuild = None
+        if caps.empty and plan.target.own and plan.control.mode != "update":
+            with timings.phase("indexes"):
+                rebuild = _drop_own_indexes(db, plan)
         if not caps.empty and self.distributed is None:
             # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at
             # 500k rows) lets it hash-join the stage with the table instead of probing the
             # index once per row.  Filling an empty table joins nothing, so it skips this.
-            db.execute(statements.ANALYZE_STAGE)
+            with timings.phase("analyze"):
+                db.execute(statements.ANALYZE_STAGE)
         self.held = 0
         for attempt in (1, 2):
             try:
-                with self.conn.transaction():
+                with self.conn.transaction(), timings.phase("write"):
                     distinct = writers.choose(db, self).write(db, self)
                 break
             except fit.FIXABLE as e:
@@ -302,7 +312,8 @@ class Import:
         if self.held:
             self._hold_back()
         if rebuild:
-            _rebuild_own_indexes(db, plan, rebuild.primary_key)
+            with timings.phase("indexes"):
+                _rebuild_own_indexes(db, plan, rebuild.primary_key)
         if self.distributed is not None:
             distributed_stage.drop(db, self.distributed)
         result.unchanged = (

@@ -55,6 +55,8 @@ class ImportResult:
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None
     run_id: str | None = None
+    # Seconds per phase of the import (load.timing): where its time went.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
