@@ -1135,7 +1135,7 @@ def summarize(result: dict) -> dict:
 
 
 _METHOD_ORDER = {"floor": 0, "copy": 1, "csvload": 2, "seed": 3}
-TIMED = ("read", "copy", "analyze", "indexes", "write", "commit")
+TIMED = ("prepare", "read", "copy", "analyze", "indexes", "write", "commit")
 WRITE_STEPS = ("dedupe", "join", "write", "triggers")
 
 
@@ -1188,16 +1188,17 @@ def split_lines(split: list[dict], method: str = "csvload") -> list[str]:
     out = [
         f"## Where {method}'s time goes (medians, seconds)",
         "",
-        "read: the client reading and parsing; copy: waiting for the server's COPY; "
+        "prepare: reading the table's definition; read: the client reading and parsing; "
+        "copy: waiting for the server's COPY; "
         "other: start-up, connecting, the run history and exit.  The write statement "
         "is split by the proportions of one EXPLAIN ANALYZEd run (auto_explain): dedupe "
         "(scan, sort, DISTINCT ON, casts), join (with the table), write (compare, "
         "conditions, rows and index entries), triggers.  physical floor: `\\copy` into an "
         "UNLOGGED table without indexes.",
         "",
-        "| records | phase | wall | other | read | copy | analyze | indexes "
+        "| records | phase | wall | other | prepare | read | copy | analyze | indexes "
         "| write (dedupe / join / write / triggers) | commit | physical floor | floor |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in split:
         parts = r.get("write_split")
@@ -1206,7 +1207,8 @@ def split_lines(split: list[dict], method: str = "csvload") -> list[str]:
             write += " (" + " / ".join(f"{parts.get(k, 0.0):.2f}" for k in WRITE_STEPS) + ")"
         out.append(
             f"| {r['rows']:,} | {r['phase']} | {r['wall']:.2f} | {r['other']:.2f} "
-            f"| {r['read']:.2f} | {r['copy']:.2f} | {r['analyze']:.2f} | {r['indexes']:.2f} "
+            f"| {r['prepare']:.2f} | {r['read']:.2f} | {r['copy']:.2f} | {r['analyze']:.2f} "
+            f"| {r['indexes']:.2f} "
             f"| {write} | {r['commit']:.2f} | {_fmt(r['copy_s'])} | {_fmt(r['floor_s'])} |"
         )
     out.append("")
