@@ -309,11 +309,16 @@ class Csvload:
     name = "csvload"
     description = "`csvload import FILE --dsn DSN --json --quiet` as a subprocess."
 
-    def __init__(self, options: Sequence[str] = ()) -> None:
+    def __init__(self, options: Sequence[str] = (), source: str | None = None) -> None:
         self.options = tuple(options)  # more import options: --table, --default ...
+        # Another csvload's src folder (BENCH_BEFORE): run as `python -m csvload` from it.
+        self.source = source
 
     def run(self, path: Path, dsn: str, *, quiet: bool = True, tty: bool = False) -> Outcome:
-        argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json", *self.options]
+        cli = [str(CSVLOAD)]
+        if self.source is not None:
+            cli = ["env", f"PYTHONPATH={self.source}", str(PYTHON), "-m", "csvload"]
+        argv = [*cli, "import", str(path), "--dsn", dsn, "--json", *self.options]
         if quiet:
             argv.append("--quiet")
         finished = run_measured(argv, "csvload import", tty=tty)
@@ -321,6 +326,17 @@ class Csvload:
         # count check below judge the rest.
         counts = _json_line(finished.stdout, "csvload import")
         return Outcome(finished, counts.get("statements"), counts)
+
+
+def before_method(options: Sequence[str] = ()) -> dict[str, Csvload]:
+    """BENCH_BEFORE=/path/to/an/older/src: that csvload too, as method "before", to compare
+    two versions in one run (`git archive COMMIT src | tar -x -C /tmp/before`)."""
+    source = os.environ.get("BENCH_BEFORE")
+    if not source:
+        return {}
+    before = Csvload(options, source=source)
+    before.name = "before"
+    return {"before": before}
 
 
 def csvload_available() -> tuple[bool, str]:
@@ -647,6 +663,8 @@ def config_from_env(dsn: str, unix_dsn: str | None = None) -> Config:
     methods = tuple(
         m for m in os.environ.get("BENCH_METHODS", "floor,seed,csvload,copy").split(",") if m
     )
+    if os.environ.get("BENCH_BEFORE") and "before" not in methods:
+        methods += ("before",)
     runs = int(os.environ.get("BENCH_RUNS", "5"))
     if runs < 1:
         raise BenchError("BENCH_RUNS must be at least 1")
@@ -676,6 +694,7 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
         "floor": Floor(workdir), "seed": SeedStyle(), "csvload": Csvload(),
         "copy": RawCopy(workdir),
     }  # fmt: skip
+    wanted.update(before_method())
     unknown = set(cfg.methods) - set(wanted)
     if unknown:
         raise BenchError(
@@ -749,7 +768,7 @@ def rotated_runs(
                 m = Measurement.of(method.name, rows, phase, run + 1, outcome)
                 out.append(m)
                 note = None
-                if method.name == "csvload":
+                if method.name in ("csvload", "before"):
                     note = _check_counts(m, expect[phase])
                 if note:
                     notes.append(note)
@@ -1134,7 +1153,7 @@ def summarize(result: dict) -> dict:
     return summary
 
 
-_METHOD_ORDER = {"floor": 0, "copy": 1, "csvload": 2, "seed": 3}
+_METHOD_ORDER = {"floor": 0, "copy": 1, "before": 2, "csvload": 3, "seed": 4}
 TIMED = ("prepare", "read", "copy", "analyze", "indexes", "write", "commit")
 WRITE_STEPS = ("dedupe", "join", "write", "triggers")
 

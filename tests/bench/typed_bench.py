@@ -237,7 +237,7 @@ def config(dsn: str, quick: bool) -> Config:
     if not os.environ.get("BENCH_SIZES"):
         sizes = QUICK_SIZES if quick else DEFAULT_SIZES
     runs = QUICK_RUNS if quick and not os.environ.get("BENCH_RUNS") else cfg.runs
-    methods = tuple(m for m in cfg.methods if m in ("floor", "csvload", "copy"))
+    methods = tuple(m for m in cfg.methods if m in ("floor", "csvload", "copy", "before"))
     return dataclasses.replace(cfg, sizes=sizes, runs=runs, methods=methods)
 
 
@@ -249,6 +249,7 @@ def run_typed(cfg: Config, workdir: Path) -> dict:
         "floor": bench.Floor(workdir, FLOOR_SCRIPT),
         "csvload": bench.Csvload(CSVLOAD_OPTIONS),
         "copy": bench.RawCopy(workdir),
+        **bench.before_method(CSVLOAD_OPTIONS),
     }
     methods = [wanted[m] for m in cfg.methods]
     if "csvload" in cfg.methods and os.environ.get("BENCH_CONTROL", "1") != "0":

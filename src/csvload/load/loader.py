@@ -333,11 +333,12 @@ class Import:
     def _fills_empty(self) -> bool:
         """Whether the writer will be FillEmpty's plain INSERT into a user's table (the
         conditions of writers.choose()), which may drop and rebuild its secondary indexes
-        and foreign keys (rebuild.py)."""
+        and foreign keys (rebuild.py).  Not for a dry run: it would take their locks for
+        nothing."""
         caps, plan = self.caps, self.plan
         return (
             not caps.triggers and not caps.citus and self.distributed is None
-            and plan.control.mode != "update"
+            and plan.control.mode != "update" and not self.options.dry_run
         )
 
     def _set_aside(self) -> bool:

@@ -18,7 +18,7 @@ extension owns or something else depends on, one not valid or not ready, one wit
 security label.  A foreign key is kept when it is inherited (a partition's), references a
 partitioned table, or the user may not re-create it (REFERENCES).  Nothing is dropped when
 the table is not a plain table the current user owns, or when an event trigger is enabled
-(it would see the DDL).
+(it would see the DDL); nor in a dry run (the loader's choice: its locks would buy nothing).
 
 Locks: dropping an index takes ACCESS EXCLUSIVE on the table (readers of the empty table
 wait for the import); dropping a foreign key takes ACCESS EXCLUSIVE on the table it
