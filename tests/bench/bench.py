@@ -366,50 +366,40 @@ def csvload_available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------- data
 
 
-def one_percent_file(rows: int) -> Path:
-    """The fresh file of `rows` with 1% of its names changed (the "onepct" phase)."""
-    from csvload.generate import generate_file
-
-    path = DATA / f"products-{rows}-s{SEED}-d{DUPLICATES}-onepct.csv"
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        generate_file(
-            partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=ONE_PERCENT
-        )
-        partial.rename(path)
-    return path
-
-
 def phase_files(rows: int) -> dict[str, Path]:
-    """bench.py's phases (BENCH_PHASES narrows them) and the file each imports."""
-    fresh, reimport = data_files(rows)
-    every = {"fresh": fresh, "unchanged": fresh, "reimport": reimport}
+    """bench.py's phases (BENCH_PHASES narrows them) and the file each imports, generated
+    when missing (only those the phases need)."""
     wanted = [p for p in os.environ.get("BENCH_PHASES", ",".join(PHASES)).split(",") if p]
     unknown = set(wanted) - set(PHASES)
     if unknown or not wanted or wanted[0] != "fresh":
         raise BenchError(f"BENCH_PHASES must start with fresh and name only {PHASES}")
-    if "onepct" in wanted:
-        every["onepct"] = one_percent_file(rows)
-    return {p: every[p] for p in PHASES if p in wanted}
+    files = {
+        "fresh": ("", 0.0), "unchanged": ("", 0.0), "onepct": ("-onepct", ONE_PERCENT),
+        "reimport": ("-reimport", RENAME_FRACTION),
+    }  # fmt: skip
+    return {p: generated(rows, *files[p]) for p in PHASES if p in wanted}
 
 
 def data_files(rows: int) -> tuple[Path, Path]:
     """The (fresh, reimport) pair for `rows`, generated into the cache if missing."""
+    return generated(rows, "", 0.0), generated(rows, "-reimport", RENAME_FRACTION)
+
+
+def generated(rows: int, suffix: str, rename: float) -> Path:
+    """The products file of `rows` with `rename` of its names changed, generated into the
+    cache if missing."""
     # Imported here so `import bench` works before the package is installed.
     from csvload.generate import generate_file
 
     DATA.mkdir(parents=True, exist_ok=True)
-    stem = f"products-{rows}-s{SEED}-d{DUPLICATES}"
-    pair = (DATA / f"{stem}.csv", DATA / f"{stem}-reimport.csv")
-    for path, rename in zip(pair, (0.0, RENAME_FRACTION), strict=True):
-        if not path.exists():
-            started = time.perf_counter()
-            partial = path.with_suffix(".partial")
-            generate_file(partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename)
-            partial.rename(path)
-            log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
-    return pair
+    path = DATA / f"products-{rows}-s{SEED}-d{DUPLICATES}{suffix}.csv"
+    if not path.exists():
+        started = time.perf_counter()
+        partial = path.with_suffix(".partial")
+        generate_file(partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename)
+        partial.rename(path)
+        log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
+    return path
 
 
 @dataclass(frozen=True)
