@@ -8,15 +8,23 @@ Environment:
     BENCH_RUNS     runs per method, size and phase; medians are reported (default 5).
     BENCH_LARGE=1  add the 2,000,000-row files (slow: several minutes per method).
     BENCH_SIZES    comma-separated row counts replacing the default 10000,100000,500000.
-    BENCH_METHODS  comma-separated subset of csvload,floor,seed (default: all there are).
+    BENCH_METHODS  comma-separated subset of csvload,floor,seed,copy (default: all).
+    BENCH_PHASES   comma-separated subset of fresh,unchanged,onepct,reimport (default: all;
+                   each phase imports into the table the phases before it left).
+    BENCH_EXTRAS=0 skip the progress-display and unix-socket runs.
+    BENCH_EXPLAIN=0 skip the one extra csvload run per size whose write statement is
+                   EXPLAIN ANALYZEd (auto_explain) to split it into dedupe, join, write.
     BENCH_UNIX_URL with DATABASE_URL: the same server reached over its unix socket, for the
                    unix-socket runs (the throwaway cluster provides its own).
 
 Each run of a method imports a file into a freshly created, empty products table
-("fresh"), then imports the re-import variant of that file into the filled table
-("reimport": same SKUs, about half the names changed). Methods run in a rotating order
-within each run so that drifting noise (page cache, autovacuum, a neighbour's job) is
-shared among them. After every import the table is checked against the expected
+("fresh"), then the same file again ("unchanged": the nightly feed in which nothing
+changed), a variant with 1% of the names changed ("onepct"), and the re-import variant
+("reimport": same SKUs, about half the names changed), each into the table the phase
+before left.  The method "copy" is the physical floor: psql's copy of the same file into
+an UNLOGGED table without indexes (no dedupe, no merge), for every phase.  Methods run in
+a rotating order within each run so that drifting noise (page cache, autovacuum, a
+neighbour's job) is shared among them. After every import the table is checked against the expected
 last-occurrence-wins content computed independently in Python; a mismatch aborts.
 
 Time is the wall clock of the whole client process, start to exit. Peak RSS is the
@@ -64,9 +72,11 @@ SEED_STYLE = HERE / "seed_style.py"
 SEED = 1
 DUPLICATES = 0.02
 RENAME_FRACTION = 0.5
+ONE_PERCENT = 0.01
 DEFAULT_SIZES = (10_000, 100_000, 500_000)
 LARGE_SIZE = 2_000_000
-PHASES = ("fresh", "reimport")
+SCALE_SIZE = 10_000_000  # BENCH_SIZES=2000000,10000000: the scale run (issue 25's 5.5x)
+PHASES = ("fresh", "unchanged", "onepct", "reimport")
 
 # What `csvload init` creates; used until (and unless) the CLI can create it.
 PRODUCTS_DDL = (
@@ -104,6 +114,14 @@ COMMIT;
 """
 # BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT.
 FLOOR_STATEMENTS = 5
+
+# The physical floor: reading the file and storing it, nothing else.  {columns}: one text
+# column per column of the file's header.
+RAW_COPY_SCRIPT = """\
+DROP TABLE IF EXISTS bench_raw_copy;
+CREATE UNLOGGED TABLE bench_raw_copy ({columns});
+\\copy bench_raw_copy FROM '{path}' WITH (FORMAT csv, HEADER true)
+"""
 
 
 class BenchError(Exception):
@@ -248,6 +266,30 @@ class Floor:
         return Outcome(run_measured(argv, "floor (psql)"), FLOOR_STATEMENTS, {})
 
 
+class RawCopy:
+    """psql's \\copy of the file into an UNLOGGED table without indexes: what reading and
+    storing the file costs, the floor under every loader.  It leaves products alone."""
+
+    name = "copy"
+    checks = False
+    description = (
+        "the physical floor: psql `\\copy` of the file into an UNLOGGED table of text "
+        "columns without indexes (dropped and created again first); no dedupe, no merge."
+    )
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def run(self, path: Path, dsn: str, *, quiet: bool = True) -> Outcome:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f))
+        columns = ", ".join(f"c{i + 1} text" for i in range(len(header)))
+        script = self.workdir / "raw_copy.sql"
+        script.write_text(RAW_COPY_SCRIPT.format(path=path, columns=columns), encoding="utf-8")
+        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)]
+        return Outcome(run_measured(argv, "copy (psql)"), 3, {})
+
+
 class SeedStyle:
     name = "seed"
     description = (
@@ -267,11 +309,16 @@ class Csvload:
     name = "csvload"
     description = "`csvload import FILE --dsn DSN --json --quiet` as a subprocess."
 
-    def __init__(self, options: Sequence[str] = ()) -> None:
+    def __init__(self, options: Sequence[str] = (), source: str | None = None) -> None:
         self.options = tuple(options)  # more import options: --table, --default ...
+        # Another csvload's src folder (BENCH_BEFORE): run as `python -m csvload` from it.
+        self.source = source
 
     def run(self, path: Path, dsn: str, *, quiet: bool = True, tty: bool = False) -> Outcome:
-        argv = [str(CSVLOAD), "import", str(path), "--dsn", dsn, "--json", *self.options]
+        cli = [str(CSVLOAD)]
+        if self.source is not None:
+            cli = ["env", f"PYTHONPATH={self.source}", str(PYTHON), "-m", "csvload"]
+        argv = [*cli, "import", str(path), "--dsn", dsn, "--json", *self.options]
         if quiet:
             argv.append("--quiet")
         finished = run_measured(argv, "csvload import", tty=tty)
@@ -279,6 +326,17 @@ class Csvload:
         # count check below judge the rest.
         counts = _json_line(finished.stdout, "csvload import")
         return Outcome(finished, counts.get("statements"), counts)
+
+
+def before_method(options: Sequence[str] = ()) -> dict[str, Csvload]:
+    """BENCH_BEFORE=/path/to/an/older/src: that csvload too, as method "before", to compare
+    two versions in one run (`git archive COMMIT src | tar -x -C /tmp/before`)."""
+    source = os.environ.get("BENCH_BEFORE")
+    if not source:
+        return {}
+    before = Csvload(options, source=source)
+    before.name = "before"
+    return {"before": before}
 
 
 def csvload_available() -> tuple[bool, str]:
@@ -308,22 +366,40 @@ def csvload_available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------- data
 
 
+def phase_files(rows: int) -> dict[str, Path]:
+    """bench.py's phases (BENCH_PHASES narrows them) and the file each imports, generated
+    when missing (only those the phases need)."""
+    wanted = [p for p in os.environ.get("BENCH_PHASES", ",".join(PHASES)).split(",") if p]
+    unknown = set(wanted) - set(PHASES)
+    if unknown or not wanted or wanted[0] != "fresh":
+        raise BenchError(f"BENCH_PHASES must start with fresh and name only {PHASES}")
+    files = {
+        "fresh": ("", 0.0), "unchanged": ("", 0.0), "onepct": ("-onepct", ONE_PERCENT),
+        "reimport": ("-reimport", RENAME_FRACTION),
+    }  # fmt: skip
+    return {p: generated(rows, *files[p]) for p in PHASES if p in wanted}
+
+
 def data_files(rows: int) -> tuple[Path, Path]:
     """The (fresh, reimport) pair for `rows`, generated into the cache if missing."""
+    return generated(rows, "", 0.0), generated(rows, "-reimport", RENAME_FRACTION)
+
+
+def generated(rows: int, suffix: str, rename: float) -> Path:
+    """The products file of `rows` with `rename` of its names changed, generated into the
+    cache if missing."""
     # Imported here so `import bench` works before the package is installed.
     from csvload.generate import generate_file
 
     DATA.mkdir(parents=True, exist_ok=True)
-    stem = f"products-{rows}-s{SEED}-d{DUPLICATES}"
-    pair = (DATA / f"{stem}.csv", DATA / f"{stem}-reimport.csv")
-    for path, rename in zip(pair, (0.0, RENAME_FRACTION), strict=True):
-        if not path.exists():
-            started = time.perf_counter()
-            partial = path.with_suffix(".partial")
-            generate_file(partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename)
-            partial.rename(path)
-            log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
-    return pair
+    path = DATA / f"products-{rows}-s{SEED}-d{DUPLICATES}{suffix}.csv"
+    if not path.exists():
+        started = time.perf_counter()
+        partial = path.with_suffix(".partial")
+        generate_file(partial, rows, seed=SEED, duplicates=DUPLICATES, rename_fraction=rename)
+        partial.rename(path)
+        log(f"generated {path.name} in {time.perf_counter() - started:.1f}s")
+    return path
 
 
 @dataclass(frozen=True)
@@ -444,6 +520,10 @@ def verify(
     raise BenchError("\n".join(lines))
 
 
+# The throwaway server's log, where auto_explain writes (None with DATABASE_URL).
+SERVER_LOG: Path | None = None
+
+
 @contextlib.contextmanager
 def local_server() -> Iterator[tuple[str, str]]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields its DSN over TCP and over its
@@ -502,12 +582,15 @@ def local_server() -> Iterator[tuple[str, str]]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BenchError(f"cannot start a local server: {e.stderr.decode()[-500:]}") from e
     log(f"started a throwaway PostgreSQL on 127.0.0.1:{port} in {tmp}")
+    global SERVER_LOG
+    SERVER_LOG = tmp / "server.log"
     try:
         yield (
             f"postgresql://postgres@127.0.0.1:{port}/postgres",
             f"postgresql://postgres@/postgres?host={tmp}&port={port}",
         )
     finally:
+        SERVER_LOG = None
         subprocess.run(
             [*as_user, "pg_ctl", "-D", str(datadir), "-m", "fast", "-w", "stop"],
             capture_output=True,
@@ -568,8 +651,10 @@ def config_from_env(dsn: str, unix_dsn: str | None = None) -> Config:
     if large and LARGE_SIZE not in sizes:
         sizes += (LARGE_SIZE,)
     methods = tuple(
-        m for m in os.environ.get("BENCH_METHODS", "floor,seed,csvload").split(",") if m
+        m for m in os.environ.get("BENCH_METHODS", "floor,seed,csvload,copy").split(",") if m
     )
+    if os.environ.get("BENCH_BEFORE") and "before" not in methods:
+        methods += ("before",)
     runs = int(os.environ.get("BENCH_RUNS", "5"))
     if runs < 1:
         raise BenchError("BENCH_RUNS must be at least 1")
@@ -595,10 +680,16 @@ def _check_counts(m: Measurement, expected: Expectation) -> str | None:
 
 def run_bench(cfg: Config, workdir: Path) -> dict:
     ok, why = csvload_available()
-    wanted = {"floor": Floor(workdir), "seed": SeedStyle(), "csvload": Csvload()}
+    wanted = {
+        "floor": Floor(workdir), "seed": SeedStyle(), "csvload": Csvload(),
+        "copy": RawCopy(workdir),
+    }  # fmt: skip
+    wanted.update(before_method())
     unknown = set(cfg.methods) - set(wanted)
     if unknown:
-        raise BenchError(f"unknown BENCH_METHODS {sorted(unknown)} (use csvload,floor,seed)")
+        raise BenchError(
+            f"unknown BENCH_METHODS {sorted(unknown)} (use csvload,floor,seed,copy)"
+        )
     methods = [wanted[m] for m in cfg.methods if m != "csvload" or ok]
     notes: list[str] = []
     if "csvload" in cfg.methods and not ok:
@@ -609,16 +700,22 @@ def run_bench(cfg: Config, workdir: Path) -> dict:
     with psycopg.connect(cfg.dsn, autocommit=True) as conn:
         machine = machine_info(conn)
         for rows in cfg.sizes:
-            files, expect = expectations(rows)
+            files, expect = expectations(rows, phases=phase_files(rows))
             measurements += rotated_runs(
                 conn, cfg, methods, rows, files, expect,
                 reset=lambda: reset_table(conn, cfg.dsn, ok), notes=notes,
             )
+            if ok and "csvload" in cfg.methods and explaining():
+                measurements += explained_runs(
+                    conn, cfg, rows, files, expect, Csvload(),
+                    lambda: reset_table(conn, cfg.dsn, ok),
+                )  # fmt: skip
             del expect
 
-        if ok and "csvload" in cfg.methods:
+        extras = os.environ.get("BENCH_EXTRAS", "1") != "0"
+        if extras and ok and "csvload" in cfg.methods:
             measurements += progress_runs(cfg, conn)
-        if ok and {"csvload", "floor"} <= set(cfg.methods):
+        if extras and ok and {"csvload", "floor"} <= set(cfg.methods):
             if cfg.unix_dsn:
                 measurements += unix_socket_runs(cfg, conn, wanted)
             else:
@@ -653,14 +750,15 @@ def rotated_runs(
         order = list(methods[run % len(methods) :]) + list(methods[: run % len(methods)])
         for method in order:
             reset()
-            for phase in PHASES:
+            for phase in files:
                 outcome = method.run(files[phase], cfg.dsn)
                 label = f"{method.name} {rows} {phase} run {run + 1}"
-                check(conn, expect[phase], label)
+                if getattr(method, "checks", True):
+                    check(conn, expect[phase], label)
                 m = Measurement.of(method.name, rows, phase, run + 1, outcome)
                 out.append(m)
                 note = None
-                if method.name == "csvload":
+                if method.name in ("csvload", "before"):
                     note = _check_counts(m, expect[phase])
                 if note:
                     notes.append(note)
@@ -671,19 +769,28 @@ def rotated_runs(
 
 
 def expectations(
-    rows: int, pair: tuple[Path, Path] | None = None, shape: TableShape = PRODUCTS
+    rows: int,
+    pair: tuple[Path, Path] | None = None,
+    shape: TableShape = PRODUCTS,
+    phases: dict[str, Path] | None = None,
 ) -> tuple[dict[str, Path], dict[str, Expectation]]:
-    """The fresh and re-import files for `rows` (data_files(rows) unless given), and what
-    the table must hold after each."""
-    fresh_file, reimport_file = pair or data_files(rows)
-    fresh = expected_content(fresh_file, shape=shape)
-    after = expected_content(reimport_file, into=dict(fresh), shape=shape)
-    changed = sum(1 for k, v in after.items() if fresh[k] != v)
-    expect = {
-        "fresh": Expectation(fresh, (fresh_file,), len(fresh), 0),
-        "reimport": Expectation(after, (fresh_file, reimport_file), 0, changed),
-    }
-    return {"fresh": fresh_file, "reimport": reimport_file}, expect
+    """The file of each phase, in order (`phases`; else fresh and re-import: `pair`, or
+    data_files(rows)), and what the table must hold after each: every phase imports into
+    the table the phase before left."""
+    if phases is None:
+        fresh_file, reimport_file = pair or data_files(rows)
+        phases = {"fresh": fresh_file, "reimport": reimport_file}
+    expect: dict[str, Expectation] = {}
+    content: dict[str, bytes] = {}
+    sources: tuple[Path, ...] = ()
+    for phase, path in phases.items():
+        before = content
+        content = expected_content(path, into=dict(before), shape=shape)
+        sources += (path,)
+        inserted = sum(1 for k in content if k not in before)
+        changed = sum(1 for k, v in before.items() if content[k] != v)
+        expect[phase] = Expectation(content, sources, inserted, changed)
+    return dict(phases), expect
 
 
 def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> list[Measurement]:
@@ -697,7 +804,7 @@ def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> lis
     for run in range(max(cfg.runs, 3)):
         for method in methods[run % 2 :] + methods[: run % 2]:
             reset_table(conn, cfg.dsn, True)
-            for phase in PHASES:
+            for phase in files:
                 outcome = method.run(files[phase], cfg.unix_dsn)
                 label = f"{method.name} {rows} {phase} over the unix socket, run {run + 1}"
                 verify(conn, expect[phase], label)
@@ -707,6 +814,117 @@ def unix_socket_runs(cfg: Config, conn: psycopg.Connection, wanted: dict) -> lis
                 log(f"[{label}] {outcome.finished.seconds:.2f}s")
                 settle(conn)
     return out
+
+
+# auto_explain for csvload's sessions only (PGOPTIONS; needs a superuser, as the
+# throwaway server's is): every statement of 200 ms or more logs its plan with actual times.
+EXPLAIN_OPTIONS = (
+    "-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=200"
+    " -c auto_explain.log_analyze=on -c auto_explain.log_format=json"
+    " -c auto_explain.log_triggers=on"
+)
+
+
+def explaining() -> bool:
+    return SERVER_LOG is not None and os.environ.get("BENCH_EXPLAIN", "1") != "0"
+
+
+def explained_runs(
+    conn: psycopg.Connection,
+    cfg: Config,
+    rows: int,
+    files: dict[str, Path],
+    expect: dict[str, Expectation],
+    method: Csvload,
+    reset: Callable[[], None],
+    check: Callable[[psycopg.Connection, Expectation, str], None] | None = None,
+) -> list[Measurement]:
+    """One more csvload run of every phase, its write statement EXPLAIN ANALYZEd by
+    auto_explain, to split the write into dedupe, join and write.  Not a timing: the
+    instrumentation slows the statement; only the proportions are used (split_write)."""
+    assert SERVER_LOG is not None
+    out = []
+    reset()
+    for phase, path in files.items():
+        offset = SERVER_LOG.stat().st_size
+        previous = os.environ.get("PGOPTIONS")
+        os.environ["PGOPTIONS"] = EXPLAIN_OPTIONS
+        try:
+            outcome = method.run(path, cfg.dsn)
+        finally:
+            if previous is None:
+                del os.environ["PGOPTIONS"]
+            else:
+                os.environ["PGOPTIONS"] = previous
+        label = f"{method.name} {rows} {phase}, explained"
+        (check or verify)(conn, expect[phase], label)
+        with open(SERVER_LOG, encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            plan = write_plan(f.read())
+        m = Measurement.of(method.name, rows, "explained", 1, outcome)
+        m.counts = {"phase": phase, "split": plan_split(plan) if plan else None}
+        out.append(m)
+        log(f"[{label}] {m.seconds:.2f}s, write split {m.counts['split']}")
+        settle(conn)
+    return out
+
+
+def write_plan(log_text: str) -> dict | None:
+    """The longest-running ModifyTable plan auto_explain logged in `log_text`: the import's
+    write statement (INSERT, MERGE or the WITH statement)."""
+    plans = []
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.endswith("plan:"):
+            continue
+        body = []
+        for more in lines[i + 1 :]:
+            if not more.startswith("\t"):
+                break
+            body.append(more[1:])
+        try:
+            plan = json.loads("\n".join(body))
+        except json.JSONDecodeError:
+            continue
+        if _modifies(plan["Plan"]):
+            plans.append(plan)
+    return max(plans, key=lambda p: p["Plan"]["Actual Total Time"], default=None)
+
+
+def _modifies(node: dict) -> bool:
+    return node["Node Type"] == "ModifyTable" or any(
+        _modifies(child) for child in node.get("Plans", ())
+    )
+
+
+def _first(node: dict, types: tuple[str, ...]) -> dict | None:
+    if node["Node Type"] in types:
+        return node
+    for child in node.get("Plans", ()):
+        found = _first(child, types)
+        if found is not None:
+            return found
+    return None
+
+
+def plan_split(plan: dict) -> dict[str, float]:
+    """The write statement's milliseconds by step: dedupe (the stage's scan, the sort and
+    DISTINCT ON's Unique, the casts), join (with the table: hashing or probing it), write
+    (what the ModifyTable adds: comparing, the MERGE's conditions, writing rows and index
+    entries) and triggers (a foreign key's checks)."""
+    root = plan["Plan"]
+    dedupe_node = _first(root, ("Unique",))
+    join_node = _first(root, ("Hash Join", "Merge Join", "Nested Loop"))
+    dedupe = dedupe_node["Actual Total Time"] if dedupe_node else 0.0
+    join = join_node["Actual Total Time"] - dedupe if join_node else 0.0
+    below = join_node["Actual Total Time"] if join_node else dedupe
+    triggers = sum(t.get("Time", 0.0) for t in plan.get("Triggers", ()))
+    return {
+        "dedupe": round(dedupe, 1),
+        "join": round(max(join, 0.0), 1),
+        "write": round(max(root["Actual Total Time"] - below, 0.0), 1),
+        "triggers": round(triggers, 1),
+    }
 
 
 PROGRESS_MODES = ("quiet", "lines", "bar")
@@ -821,6 +1039,9 @@ def summarize(result: dict) -> dict:
             }
         )
     summary = {"table": rows}
+    split = time_split(result["measurements"])
+    if split:
+        summary["split"] = split
 
     # How many times faster csvload is than seed-style: per-run pairs, like the floor ratios.
     seconds = {(m["rows"], m["phase"], m["method"], m["run"]): m["seconds"] for m in ms}
@@ -908,10 +1129,99 @@ def summarize(result: dict) -> dict:
             )
     if scaling:
         summary["scaling_2m_over_500k"] = scaling
+    scale = [
+        {
+            "phase": phase, "method": method,
+            "time_ratio": r["median_s"] / base["median_s"],
+            "peak_rss_mib": r["peak_rss_mib"], "base_rss_mib": base["peak_rss_mib"],
+        }
+        for (n, phase, method), r in by.items()
+        if n == SCALE_SIZE and (base := by.get((LARGE_SIZE, phase, method)))
+    ]  # fmt: skip
+    if scale:
+        summary["scaling_10m_over_2m"] = scale
     return summary
 
 
-_METHOD_ORDER = {"floor": 0, "csvload": 1, "seed": 2}
+_METHOD_ORDER = {"floor": 0, "copy": 1, "before": 2, "csvload": 3, "seed": 4}
+TIMED = ("prepare", "read", "copy", "analyze", "indexes", "write", "commit")
+WRITE_STEPS = ("dedupe", "join", "write", "triggers")
+
+
+def time_split(measurements: list[dict], method: str = "csvload") -> list[dict]:
+    """Per size and phase, where `method`'s time went: the medians of the phases it timed
+    itself (its JSON summary's timings), the rest of the wall time (start-up, connecting,
+    the run history, exit) as "other", and its write statement split into WRITE_STEPS by
+    the proportions of the explained run (explained_runs), scaled to the median write.
+    Beside it the physical floor ("copy") and the floor of the same run."""
+    timed = [
+        m for m in measurements
+        if m["method"] == method and m["phase"] in PHASES and not m.get("transport")
+        and m["counts"].get("timings") is not None
+    ]  # fmt: skip
+    explained = {
+        (m["rows"], m["counts"]["phase"]): m["counts"]["split"]
+        for m in measurements
+        if m["method"] == method and m["phase"] == "explained" and m["counts"].get("split")
+    }
+    plain = [m for m in measurements if m["phase"] in PHASES and not m.get("transport")]
+    out = []
+    for n, phase in sorted({(m["rows"], m["phase"]) for m in timed}, key=_phase_order):
+        group = [m for m in timed if (m["rows"], m["phase"]) == (n, phase)]
+        row: dict = {"rows": n, "phase": phase}
+        row["wall"] = statistics.median(m["seconds"] for m in group)
+        for step in TIMED:
+            row[step] = statistics.median(m["counts"]["timings"].get(step, 0.0) for m in group)
+        row["other"] = statistics.median(
+            m["seconds"] - sum(m["counts"]["timings"].get(s, 0.0) for s in TIMED)
+            for m in group
+        )
+        parts = explained.get((n, phase))
+        if parts and sum(parts.values()) > 0:
+            total = sum(parts.values())
+            row["write_split"] = {k: row["write"] * v / total for k, v in parts.items()}
+        for other in ("copy", "floor"):
+            times = [m["seconds"] for m in plain
+                     if (m["rows"], m["phase"], m["method"]) == (n, phase, other)]
+            row[f"{other}_s"] = statistics.median(times) if times else None
+        out.append(row)
+    return out
+
+
+def _phase_order(key: tuple[int, str]) -> tuple[int, int]:
+    return (key[0], PHASES.index(key[1]))
+
+
+def split_lines(split: list[dict], method: str = "csvload") -> list[str]:
+    """time_split()'s table as markdown."""
+    out = [
+        f"## Where {method}'s time goes (medians, seconds)",
+        "",
+        "prepare: reading the table's definition; read: the client reading and parsing; "
+        "copy: waiting for the server's COPY; "
+        "other: start-up, connecting, the run history and exit.  The write statement "
+        "is split by the proportions of one EXPLAIN ANALYZEd run (auto_explain): dedupe "
+        "(scan, sort, DISTINCT ON, casts), join (with the table), write (compare, "
+        "conditions, rows and index entries), triggers.  physical floor: `\\copy` into an "
+        "UNLOGGED table without indexes.",
+        "",
+        "| records | phase | wall | other | prepare | read | copy | analyze | indexes "
+        "| write (dedupe / join / write / triggers) | commit | physical floor | floor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in split:
+        parts = r.get("write_split")
+        write = f"{r['write']:.2f}"
+        if parts:
+            write += " (" + " / ".join(f"{parts.get(k, 0.0):.2f}" for k in WRITE_STEPS) + ")"
+        out.append(
+            f"| {r['rows']:,} | {r['phase']} | {r['wall']:.2f} | {r['other']:.2f} "
+            f"| {r['prepare']:.2f} | {r['read']:.2f} | {r['copy']:.2f} | {r['analyze']:.2f} "
+            f"| {r['indexes']:.2f} "
+            f"| {write} | {r['commit']:.2f} | {_fmt(r['copy_s'])} | {_fmt(r['floor_s'])} |"
+        )
+    out.append("")
+    return out
 
 
 def _order(item: tuple[tuple[int, str, str], list]) -> tuple:
@@ -956,9 +1266,13 @@ def render_markdown(result: dict, summary: dict) -> str:
     ]
     titles = {
         "fresh": "Fresh import into an empty table",
+        "unchanged": "The same file again (nothing changed)",
+        "onepct": "1% of the names changed",
         "reimport": "Re-import into the filled table (same SKUs, about half the names changed)",
     }
     for phase in PHASES:
+        if not any(r["phase"] == phase for r in summary["table"]):
+            continue
         out += [
             f"## {titles[phase]}",
             "",
@@ -978,16 +1292,20 @@ def render_markdown(result: dict, summary: dict) -> str:
             )
         out.append("")
 
+    if summary.get("split"):
+        out += split_lines(summary["split"])
+    present = [p for p in PHASES if any(r["phase"] == p for r in summary["table"])]
+
     if summary.get("csvload_vs_seed"):
         out += [
             "## csvload against seed-style (times faster; median of per-run ratios)",
             "",
-            "| records | fresh | re-import |",
-            "|---:|---:|---:|",
+            "| records | " + " | ".join(present) + " |",
+            "|---:|" + "---:|" * len(present),
         ]
         faster = {(r["rows"], r["phase"]): r["times_faster"] for r in summary["csvload_vs_seed"]}
         for n in sorted({n for n, _ in faster}):
-            cells = " | ".join(_fmt(faster.get((n, phase)), 1, "×") for phase in PHASES)
+            cells = " | ".join(_fmt(faster.get((n, phase)), 1, "×") for phase in present)
             out.append(f"| {n:,} | {cells} |")
         out.append("")
 
@@ -1000,7 +1318,7 @@ def render_markdown(result: dict, summary: dict) -> str:
     ]
     cells = {(r["method"], r["phase"], r["rows"]): r["peak_rss_mib"] for r in summary["table"]}
     for method in methods:
-        for phase in PHASES:
+        for phase in present:
             out.append(
                 f"| {method} | {phase} | "
                 + " | ".join(_fmt(cells.get((method, phase, n)), 0) for n in sizes)
@@ -1069,11 +1387,26 @@ def render_markdown(result: dict, summary: dict) -> str:
             )
         out.append("")
 
+    if "scaling_10m_over_2m" in summary:
+        out += [
+            "## Scaling, 10,000,000 / 2,000,000 rows (5.00 is linear; the goal is 5.5)",
+            "",
+            "| method | phase | time ratio | peak RSS at 2M | at 10M |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for s in summary["scaling_10m_over_2m"]:
+            out.append(
+                f"| {s['method']} | {s['phase']} | {s['time_ratio']:.2f} "
+                f"| {s['base_rss_mib']:.0f} MiB | {s['peak_rss_mib']:.0f} MiB |"
+            )
+        out.append("")
+
     out += [
         "## Methods",
         "",
         f"- **floor**: {Floor.description} Statements: {FLOOR_STATEMENTS} "
         "(BEGIN, CREATE TEMP TABLE, COPY, INSERT, COMMIT).",
+        f"- **copy**: {RawCopy.description}",
         f"- **seed**: {SeedStyle.description} Statements counted by the script, "
         "BEGIN and COMMIT included.",
         f"- **csvload**: {Csvload.description} Statements as csvload reports them.",

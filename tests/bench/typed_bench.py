@@ -56,8 +56,8 @@ QUICK_RUNS = 3
 COLUMNS = ("sku", "name", "description", "price", "stock", "category_id", "active")
 CATEGORIES = 100
 
-GOAL_FRESH = 0.8  # x floor
-GOAL_REIMPORT = 0.9
+GOAL_FRESH = 0.6  # x floor (issue 25; issue 13 asked 0.8)
+GOAL_REIMPORT = 0.7  # (issue 25; issue 13 asked 0.9)
 GOAL_RSS_MB = 60  # 10**6 bytes, the stricter reading of the issue's "60 MB"
 
 # As Django's migrations create the models (AutoField for the category, BigAutoField for
@@ -237,7 +237,7 @@ def config(dsn: str, quick: bool) -> Config:
     if not os.environ.get("BENCH_SIZES"):
         sizes = QUICK_SIZES if quick else DEFAULT_SIZES
     runs = QUICK_RUNS if quick and not os.environ.get("BENCH_RUNS") else cfg.runs
-    methods = tuple(m for m in cfg.methods if m in ("floor", "csvload"))
+    methods = tuple(m for m in cfg.methods if m in ("floor", "csvload", "copy", "before"))
     return dataclasses.replace(cfg, sizes=sizes, runs=runs, methods=methods)
 
 
@@ -248,6 +248,8 @@ def run_typed(cfg: Config, workdir: Path) -> dict:
     wanted = {
         "floor": bench.Floor(workdir, FLOOR_SCRIPT),
         "csvload": bench.Csvload(CSVLOAD_OPTIONS),
+        "copy": bench.RawCopy(workdir),
+        **bench.before_method(CSVLOAD_OPTIONS),
     }
     methods = [wanted[m] for m in cfg.methods]
     if "csvload" in cfg.methods and os.environ.get("BENCH_CONTROL", "1") != "0":
@@ -273,6 +275,11 @@ def run_typed(cfg: Config, workdir: Path) -> dict:
                 conn, cfg, methods, rows, files, expect,
                 reset=lambda: reset(conn), notes=notes, check=check,
             )
+            if "csvload" in cfg.methods and bench.explaining():
+                measurements += bench.explained_runs(
+                    conn, cfg, rows, files, expect, wanted["csvload"], lambda: reset(conn),
+                    check,
+                )  # fmt: skip
     return {
         "machine": machine,
         "config": dataclasses.asdict(cfg) | {"dsn": "(not recorded)", "unix_dsn": None},
@@ -355,7 +362,9 @@ def render_markdown(result: dict, summary: dict) -> str:
             f"| {bench._fmt(r['ratio_to_floor'], suffix='×')} "
             f"| {r['peak_rss_mib']:.0f} MiB | {bench._or_dash(r['statements'])} |"
         )
-    out += ["", "## Goals (issues 13 and 21)", "", "| records | goal | measured | met |",
+    if summary.get("split"):
+        out += [""] + bench.split_lines(summary["split"])
+    out += ["", "## Goals (issues 13, 21 and 25)", "", "| records | goal | measured | met |",
             "|---:|---|---:|---|"]
     verdict = {True: "yes", False: "**no**", None: "–"}
     for g in summary["goals"]:

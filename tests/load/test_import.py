@@ -346,3 +346,16 @@ def test_copy_send_buffer_is_widened_on_unix_sockets_only(products):
             sock.detach()
         # The connection still works after the socket object let go of it.
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_json_summary_says_where_the_time_went(products, tmp_path):
+    path = write_file(tmp_path, "sku,name\nA,a\nB,b\n")
+    fresh = json.loads(cli(products, "import", path, "--json", "--quiet").stdout)["timings"]
+    # An empty products: its indexes are dropped and rebuilt; nothing to analyze.
+    assert list(fresh) == ["prepare", "read", "copy", "analyze", "indexes", "write", "commit"]
+    assert all(seconds >= 0 for seconds in fresh.values())
+    again = json.loads(cli(products, "import", path, "--json", "--quiet").stdout)
+    assert "indexes" not in again["timings"]  # a filled table keeps its indexes
+    assert "write" in again["timings"] and "commit" in again["timings"]
+    dry = json.loads(cli(products, "import", path, "--json", "--quiet", "--dry-run").stdout)
+    assert "commit" not in dry["timings"]  # rolled back

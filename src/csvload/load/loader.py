@@ -18,20 +18,14 @@ from psycopg import errors
 from csvload import files
 from csvload.errors import TargetError, TooManyRejectsError
 from csvload.load import (
-    distributed_stage,
-    fit,
-    guards,
-    layout,
-    missing,
-    statements,
-    undo_log,
-    writers,
+    distributed_stage, fit, guards, layout, missing, rebuild, statements, undo_log, writers,
 )  # fmt: skip
 from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
 from csvload.load.guards import Guards
 from csvload.load.result import ImportResult, Progress, ProgressCallback
 from csvload.load.staging import DEFAULT_BATCH_SIZE, LineMap, Staging, Statements, stage
+from csvload.load.timing import Timings
 from csvload.load.violations import unique_violation
 from csvload.read.presets import PRESETS
 from csvload.read.rejects import RejectsWriter
@@ -201,10 +195,13 @@ class Import:
         self.held = 0  # the rows the writer held back for --max-change (writers.py)
         self.caps: Capabilities | None = None
         self.undo: undo_log.UndoLog | None = None  # what the import records for undo
+        self.timings = Timings()
+        self._committing: float | None = None  # when COMMIT began
 
     def prepare(self) -> Plan:
         """Bind the source to the target (prepare()); run() does it when not done yet."""
-        self.plan = prepare(self.conn, self.source, self.options)
+        with self.timings.phase("prepare"):
+            self.plan = prepare(self.conn, self.source, self.options)
         return self.plan
 
     def run(self) -> ImportResult:
@@ -227,6 +224,8 @@ class Import:
         try:
             with self.conn.transaction():
                 self._transaction()
+            if self._committing is not None:
+                self.timings.add("commit", time.perf_counter() - self._committing)
         except psycopg.Error as e:
             self._discard_changes()
             raise translate(e, source.name) from e
@@ -236,6 +235,7 @@ class Import:
         finally:
             result.statements = self.db.count
             result.seconds = round(time.monotonic() - started, 3)
+            result.timings = self.timings.as_dict()
             if self.rejects is not None:
                 # Committed or not: the rejects say why an import failed.  One that could
                 # not be written whole is removed, its error raised (here, or where it
@@ -272,6 +272,7 @@ class Import:
             raise psycopg.Rollback()
         if self.undo is not None:
             self.undo.finish(db)
+        self._committing = time.perf_counter()
         # The files on disk before the COMMIT: a full disk then rolls the import back
         # instead of failing it after its rows are in.
         for output in (self.rejects, self.changes):
@@ -287,7 +288,7 @@ class Import:
         constants = tuple(value for _, value in self.plan.scope)
         staging = Staging(
             self.source, self.result, self.options.batch_size, self.options.max_errors,
-            self.report, self.rejects, self.lines, self.feed, constants,
+            self.report, self.rejects, self.lines, self.feed, constants, self.timings,
         )  # fmt: skip
         self.distributed = distributed_stage.create(
             self.db, self.plan, staging.ncols, constants, self.result.run_id
@@ -302,23 +303,33 @@ class Import:
         blame, they become rejects, and the statement runs again without them.  A
         distributed stage is dropped here once written, or moved to the coordinator for
         fit.find()."""
-        db, plan, result = self.db, self.plan, self.result
-        self.caps = caps = Capabilities.read(db, plan)
+        db, plan, result, timings = self.db, self.plan, self.result, self.timings
+        with timings.phase("analyze"):
+            self.caps = caps = Capabilities.read(db, plan)
         # An update-only feed inserts nothing: no index to rebuild.
-        rebuild = (
-            caps.empty and plan.target.own and plan.control.mode != "update"
-            and _drop_own_indexes(db, plan)
-        )
+        own = dropped = None
+        if caps.empty and plan.target.own and plan.control.mode != "update":
+            with timings.phase("indexes"):
+                own = _drop_own_indexes(db, plan)
+        elif caps.empty and self._fills_empty():
+            with timings.phase("indexes"):
+                dropped = rebuild.drop(db, plan)
         if not caps.empty and self.distributed is None:
             # The planner knows nothing about a fresh temp table; a sample (about 0.1 s at
             # 500k rows) lets it hash-join the stage with the table instead of probing the
             # index once per row.  Filling an empty table joins nothing, so it skips this.
-            db.execute(statements.ANALYZE_STAGE)
+            with timings.phase("analyze"):
+                db.execute(statements.ANALYZE_STAGE)
         self.held = 0
         for attempt in (1, 2):
             try:
                 with self.conn.transaction():
-                    distinct = writers.choose(db, self).write(db, self)
+                    with timings.phase("write"):
+                        distinct = writers.choose(db, self).write(db, self)
+                    if dropped is not None:
+                        # In the attempt: a row failing a foreign key is a reject.
+                        with timings.phase("indexes"):
+                            dropped.restore(db)
                 break
             except fit.FIXABLE as e:
                 referenced = self.feed.still_referenced(db, e, self.source.name)
@@ -335,8 +346,9 @@ class Import:
                 raise unique_violation(db, plan, e, self.source.name, self.lines) from e
         if self.held:
             self._hold_back()
-        if rebuild:
-            _rebuild_own_indexes(db, plan, rebuild.primary_key)
+        if own:
+            with timings.phase("indexes"):
+                _rebuild_own_indexes(db, plan, own.primary_key)
         if self.distributed is not None:
             distributed_stage.drop(db, self.distributed)
         result.unchanged = (
@@ -344,6 +356,17 @@ class Import:
             - result.not_found
         )
         result.duplicates = result.rows_read - result.rejected - result.skipped - distinct
+
+    def _fills_empty(self) -> bool:
+        """Whether the writer will be FillEmpty's plain INSERT into a user's table (the
+        conditions of writers.choose()), which may drop and rebuild its secondary indexes
+        and foreign keys (rebuild.py).  Not for a dry run: it would take their locks for
+        nothing."""
+        caps, plan = self.caps, self.plan
+        return (
+            not caps.triggers and not caps.citus and self.distributed is None
+            and plan.control.mode != "update" and not self.options.dry_run
+        )
 
     def _set_aside(self) -> bool:
         """Find the staged rows that do not fit, turn them into rejects and take them out

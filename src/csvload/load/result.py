@@ -58,6 +58,8 @@ class ImportResult:
     error: str | None = None
     run_id: str | None = None
     source: str | None = None  # a URL source, redacted (read/remote/)
+    # Seconds per phase of the import (load.timing): where its time went.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)

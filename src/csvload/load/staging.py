@@ -5,6 +5,7 @@ verify; Statements (the counting cursor) and LineMap (stage row to file line) li
 from __future__ import annotations
 
 import bisect
+import time
 from array import array
 from dataclasses import dataclass, field, replace
 
@@ -13,6 +14,7 @@ import psycopg
 from csvload.load import statements
 from csvload.load.missing import NoFeed
 from csvload.load.result import Progress, ProgressCallback
+from csvload.load.timing import Timings
 from csvload.read.chunks import Origin
 from csvload.read.source import Source
 from csvload.server.database import widen_send_buffer
@@ -103,6 +105,7 @@ class Staging:
     lines: LineMap | None = None
     feed: NoFeed = field(default_factory=NoFeed)
     constants: tuple[str, ...] = ()  # --scope's values, staged as columns after the file's
+    timings: Timings | None = None  # where the read and copy phases' seconds go
 
     @property
     def ncols(self) -> int:
@@ -118,6 +121,8 @@ def stage(db, staging: Staging, created: bool = False) -> None:
     for one COPY per chunk and 1.45 s for per-chunk COPYs on a worker thread).
     """
     source, counts, report = staging.source, staging.counts, staging.report
+    started = time.perf_counter()
+    waited = 0.0  # for the server: in writes the socket buffer held up, and at the end
     widen_send_buffer(db.cur.connection)
     if not created:
         db.execute(statements.create_stage(staging.ncols, staging.constants))
@@ -136,8 +141,16 @@ def stage(db, staging: Staging, created: bool = False) -> None:
                 staging.feed.keep(rejects)
             # Past --max-errors the import will fail: keep reading only to list every reject.
             if chunk.rows and counts.rejected <= staging.max_errors:
+                writing = time.perf_counter()
                 copy.write(chunk.data)
+                waited += time.perf_counter() - writing
                 if staging.lines is not None:
                     staging.lines.add(chunk.runs, chunk.origin)
             report(Progress("reading", chunk.bytes_done, source.size, counts.rows_read))
+        ending = time.perf_counter()
+    ended = time.perf_counter()
+    if staging.timings is not None:
+        waited += ended - ending
+        staging.timings.add("copy", waited)
+        staging.timings.add("read", ended - started - waited)
     staging.feed.stage_kept(db)
