@@ -18,7 +18,15 @@ from psycopg import errors
 from csvload import files
 from csvload.errors import TargetError, TooManyRejectsError
 from csvload.load import (
-    distributed_stage, fit, guards, layout, missing, rebuild, statements, undo_log, writers,
+    distributed_stage,
+    fit,
+    guards,
+    layout,
+    missing,
+    rebuild,
+    statements,
+    undo_log,
+    writers,
 )  # fmt: skip
 from csvload.load.capabilities import Capabilities, Server
 from csvload.load.changes import ChangesWriter
