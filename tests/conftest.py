@@ -255,3 +255,14 @@ def sshd(tmp_path_factory):
     server = Sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.close()
+
+
+# -- a drop folder (csvload watch) -----------------------------------------------------------
+
+
+@pytest.fixture
+def drop(tmp_path):
+    """An empty drop folder for `csvload watch`."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return folder

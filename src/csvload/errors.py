@@ -125,3 +125,8 @@ class PresetError(CsvloadError):
 
 class CitusError(CsvloadError):
     """The database is not Citus, or a table is not distributed the way the command needs."""
+
+
+class DropFolderError(CsvloadError):
+    """The drop folder cannot be watched (another watcher holds it, or it is not writable),
+    or a file in it cannot be moved to done/ or failed/."""

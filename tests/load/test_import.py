@@ -241,7 +241,7 @@ def test_python_dash_m_runs_the_cli():
     commands = out.stdout.split("\nCommands:\n", 1)[1]
     listed = re.findall(r"^  (\w+) +(\S.*)$", commands, re.M)
     assert [name for name, _ in listed] == [
-        "db", "generate", "import", "init", "runs", "stats", "status", "verify", "webhook",
+        "db", "generate", "import", "init", "runs", "stats", "status", "verify", "watch", "webhook",
     ]
     assert all(help_text for _, help_text in listed)
 

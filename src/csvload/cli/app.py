@@ -32,10 +32,11 @@ from csvload.cli.options import (
     resolve_dsn,
 )
 from csvload.cli.paramtypes import FiniteFloat, WebhookUrl, seconds
-from csvload.cli.render import display_for, summary_line
+from csvload.cli.render import committed, display_for, summary_line
 from csvload.cli.runcommands import runs as runs_command
 from csvload.cli.runcommands import stats, status, verify
 from csvload.cli.sources import source_options
+from csvload.cli.watchcommand import watch_command
 from csvload.errors import CsvloadError, ExitStatus, NoTableError, OutputPathError
 from csvload.history import runs
 from csvload.load.guards import Guards
@@ -122,17 +123,12 @@ IMPORT_OPTIONS = (
 def import_(ctx, **params):
     """Import a product CSV (PATH, - for stdin, or an https:// or sftp:// URL) into a
     table (default: products)."""
-    if params["feed"]:
-        params = _with_feed(ctx, params)
-    elif params["config_path"]:
-        raise click.UsageError("--config names the file that --feed reads; give --feed too")
+    params = _import_params(ctx, params)
     params["path"] = params["path"] or params.get("source")
     if not params["path"]:
         raise click.UsageError(
             "give PATH (a file, - for stdin, or a URL), or a --feed whose config sets source"
         )
-    if params["touch"] and params["no_touch"]:
-        raise click.UsageError("--touch and --no-touch contradict each other")
     job = ImportJob.from_params(params)
     # Before anything is read: the flags and the config file's paths alike.
     path = job.source.path
@@ -141,6 +137,18 @@ def import_(ctx, **params):
     except OutputPathError as e:
         raise click.BadParameter(e.reason, param_hint=e.option) from e
     sys.exit(run_import(job))
+
+
+def _import_params(ctx: click.Context, params: dict) -> dict:
+    """The parameters of an import, the feed's settings merged in; raises UsageError for
+    options that contradict each other (import, and watch for each file)."""
+    if params["feed"]:
+        params = _with_feed(ctx, params)
+    elif params["config_path"]:
+        raise click.UsageError("--config names the file that --feed reads; give --feed too")
+    if params["touch"] and params["no_touch"]:
+        raise click.UsageError("--touch and --no-touch contradict each other")
+    return params
 
 
 def _stdin_descriptor() -> int | None:
@@ -226,14 +234,7 @@ def run_import(job: ImportJob) -> ExitStatus:
             job.webhooks, job.record(),
             stdin=sys.stdin.buffer,
         )  # fmt: skip
-        hooks = import_job.Hooks(
-            warn=lambda text: None if job.quiet else click.echo(f"Warning: {text}", err=True),
-            progress=lambda name: display_for(job.quiet, name),
-            hold=signals.hold,
-            stopped=lambda: signals.received,
-            interruptible=signals.interrupting,
-        )
-        return _report(job, import_job.run(request, hooks))
+        return _report(job, import_job.run(request, signals.hooks(job.quiet)))
 
 
 def _report(job: ImportJob, outcome: import_job.Outcome) -> ExitStatus:
@@ -249,16 +250,7 @@ def _report(job: ImportJob, outcome: import_job.Outcome) -> ExitStatus:
         return error.exit_status
     if not job.quiet:
         click.echo(summary_line(result), err=True)
-    failed = [d for d in deliveries if not d.ok]
-    for d in failed:
-        click.echo(
-            f"Error: webhook {d.url} failed after {d.attempts} attempt(s): {d.error}; "
-            "the import itself was committed",
-            err=True,
-        )
-    if failed:
-        return ExitStatus.WEBHOOK_FAILED
-    return ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK
+    return committed(result, deliveries)
 
 
 _SIGNALS = {
@@ -298,9 +290,23 @@ class _Signals:
         if self._raising:
             raise import_job.Stopped(name, status)
 
+    def hooks(self, quiet: bool) -> import_job.Hooks:
+        """The hooks of an import steered by these signals, shown on stderr (or not)."""
+        return import_job.Hooks(
+            warn=lambda text: None if quiet else click.echo(f"Warning: {text}", err=True),
+            progress=lambda name: display_for(quiet, name),
+            hold=self.hold,
+            stopped=lambda: self.received,
+            interruptible=self.interrupting,
+        )
+
     def hold(self) -> None:
         """From now on a signal is only noted: the import is committing or committed."""
         self._raising = False
+
+    def arm(self) -> None:
+        """A signal raises job.Stopped again: a watcher between two files (watch)."""
+        self._raising = True
 
     @contextlib.contextmanager
     def interrupting(self):
@@ -383,6 +389,7 @@ def webhook_test(url, secret, timeout, as_json):
 
 for _command in (status, runs_command, stats, verify):
     main.add_command(_command)
+main.add_command(watch_command(IMPORT_OPTIONS, _import_params, ImportJob, _Signals))
 
 # What is imported by now lives as long as the process.  Moving it out of the cyclic
 # collector's sight spares the collections at exit that would walk it: about 25 ms of

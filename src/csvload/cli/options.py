@@ -279,6 +279,26 @@ _OPTIONS = (
         field="options.statement_timeout",
     ),
     Option(
+        ("--once",),
+        "once",
+        "Import the complete files there now, then exit (for cron).",
+        is_flag=True,
+    ),
+    Option(
+        ("--interval",),
+        "interval",
+        "Seconds between looks at the folder (without --once).",
+        t.seconds(0.1),
+        10,
+    ),
+    Option(
+        ("--settle",),
+        "settle",
+        "Seconds a file's size and time must stay the same before it counts as complete.",
+        t.seconds(0),
+        5,
+    ),
+    Option(
         ("--webhook",),
         "webhooks",
         "POST a completion event here. Repeatable.",

@@ -8,6 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
+import click
+
+from csvload.errors import ExitStatus
 from csvload.load.result import OPTIONAL_COUNTS, ImportResult
 from csvload.load.result import Progress as LoadProgress
 
@@ -194,6 +197,21 @@ def summary_line(r: ImportResult) -> str:
     if r.run_id:
         line += f"; run {r.run_id}"
     return line
+
+
+def committed(result: ImportResult, deliveries) -> ExitStatus:
+    """The exit status of an import that committed, after the error line of each webhook
+    that could not be delivered (on stderr)."""
+    failed = [d for d in deliveries if not d.ok]
+    for d in failed:
+        click.echo(
+            f"Error: webhook {d.url} failed after {d.attempts} attempt(s): {d.error}; "
+            "the import itself was committed",
+            err=True,
+        )
+    if failed:
+        return ExitStatus.WEBHOOK_FAILED
+    return ExitStatus.REJECTED_ROWS if result.rejected else ExitStatus.OK
 
 
 def mb(n: int | None) -> str:
