@@ -49,7 +49,7 @@ class UndoRequest:
     connect_timeout: float = 10
     lock_timeout: float | None = None
     statement_timeout: float | None = None
-    webhooks: webhook.WebhookOptions = field(default_factory=lambda: webhook.WebhookOptions(()))
+    webhooks: webhook.WebhookOptions = field(default_factory=webhook.WebhookOptions)
 
 
 @dataclass

@@ -61,7 +61,7 @@ _MIN_ATTEMPT_SECONDS = 0.05
 class WebhookOptions:
     """Where and how to deliver; built by the CLI from --webhook* options."""
 
-    urls: tuple[str, ...]
+    urls: tuple[str, ...] = ()  # none: nothing is delivered
     secret: str | None = None
     timeout: float = 10.0  # per attempt
     attempts: int = 3  # in all, including the first
